@@ -1,0 +1,128 @@
+"""The `seqtag` command: a thin typer layer over the library's functions."""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from itertools import islice
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from seqtag.errors import SeqtagError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Sequence labelling with masked BiLSTMs: train, evaluate and predict.")
+
+
+def user_errors(command):
+    """Print a SeqtagError as one paragraph and exit 2; other exceptions keep their traceback (they are bugs)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except SeqtagError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+def _figures(metrics: dict) -> str:
+    if "f1" in metrics:
+        return (f"F1 {metrics['f1']:.2f}  P {metrics['precision']:.2f}  R {metrics['recall']:.2f}  "
+                f"({metrics['sentences']} sentences, {metrics['tokens']} tokens)")
+    return f"accuracy {metrics['accuracy']:.2f}  ({metrics['sentences']} sentences, {metrics['tokens']} tokens)"
+
+
+@app.command()
+@user_errors
+def train(
+    recipe: Annotated[str, typer.Argument(help="A recipe name from recipes/ (e.g. demo, ud-pos) or a YAML path.")],
+    train: Annotated[Optional[Path], typer.Option("--train", help="Training file.")] = None,
+    dev: Annotated[Optional[Path], typer.Option("--dev", help="Development file (early stopping).")] = None,
+    test: Annotated[Optional[Path], typer.Option("--test", help="Test file, scored at the end.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default runs/RECIPE).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe key: section.key=value.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    smoke: Annotated[bool, typer.Option("--smoke", help="One training step and one dev batch, to check the setup.")] = False,
+):
+    """Train a tagger from a recipe; prints the saved model's path and its dev/test figures."""
+    from seqtag.config import load_recipe
+    from seqtag.train import train as run_training
+
+    _log_to_stderr()
+    loaded = load_recipe(recipe, set_ or [], train=train, dev=dev, test=test)
+    result = run_training(loaded, out or Path("runs") / loaded.name, resume=resume, smoke=smoke)
+    if result.interrupted:
+        typer.echo("Training was interrupted; the best weights so far were saved. Continue with --resume.")
+    typer.echo(f"model: {result.model_dir}")
+    for split in ("dev", "test"):
+        if split in result.metrics:
+            typer.echo(f"{split}: {_figures(result.metrics[split])}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A saved model directory.")],
+    file: Annotated[Path, typer.Argument(help="A labelled file in the model's training format.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+):
+    """Score a model on a labelled file, read with the model's own reader settings."""
+    import seqtag
+
+    metrics = seqtag.load(model).evaluate(file)
+    if as_json:
+        typer.echo(json.dumps(metrics))
+        return
+    typer.echo(_figures(metrics))
+    for label, scores in metrics.get("per_label", {}).items():
+        typer.echo(f"  {label:<20} P {scores['precision']:6.2f}  R {scores['recall']:6.2f}  "
+                   f"F1 {scores['f1']:6.2f}  support {scores['support']}")
+
+
+@app.command()
+@user_errors
+def predict(
+    model: Annotated[Path, typer.Argument(help="A saved model directory.")],
+    file: Annotated[str, typer.Argument(help="Input file, one sentence per line; '-' reads standard input.")] = "-",
+    pretokenized: Annotated[bool, typer.Option("--pretokenized", help="Lines hold tokens separated by spaces.")] = False,
+    output: Annotated[str, typer.Option("--output", help="jsonl or conll.")] = "jsonl",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sentences per forward pass.")] = 256,
+):
+    """Tag raw text (or pre-tokenized lines); writes JSON lines or CoNLL to standard output."""
+    import seqtag
+
+    if output not in ("jsonl", "conll"):
+        raise SeqtagError(f"--output is {output!r}; expected jsonl or conll.")
+    tagger = seqtag.load(model)
+    if file == "-":
+        stream = sys.stdin
+    else:
+        if not Path(file).is_file():
+            raise SeqtagError(f"{file}: file not found.")
+        stream = open(file, encoding="utf-8", errors="strict")
+    with stream:
+        lines = (line.rstrip("\n") for line in stream)
+        number = 0
+        # Read and tag in chunks so arbitrarily long inputs stream through in bounded memory.
+        while chunk := list(islice(lines, 4096)):
+            number += len(chunk)
+            items = [line.split() for line in chunk] if pretokenized else chunk
+            for sentence in tagger.predict(items, batch_size=batch_size):
+                if output == "jsonl":
+                    typer.echo(json.dumps(sentence.to_dict(), ensure_ascii=False))
+                else:
+                    typer.echo("".join(f"{t.text}\t{t.label}\n" for t in sentence.tokens))
+
+
+if __name__ == "__main__":
+    app()

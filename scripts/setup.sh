@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Creates .venv at the project root and installs seqtag with its test tools. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+# torch first and pinned: this exact CPU build is what these machines carry; a bare "torch" would download a CUDA build.
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -m pip install --quiet -e ".[test]"

@@ -1,0 +1,17 @@
+"""seqtag: sequence labelling with masked bidirectional LSTMs.
+
+    import seqtag
+    tagger = seqtag.load("runs/demo/model")
+    tagger.predict("Ada Lovelace was born in London.")
+"""
+__version__ = "0.1.0"
+
+
+def load(path):
+    """Load a saved model directory (see `seqtag.predict.load`)."""
+    from .predict import load as _load  # imported here so `import seqtag` stays quick
+
+    return _load(path)
+
+
+__all__ = ["load", "__version__"]

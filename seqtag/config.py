@@ -1,0 +1,266 @@
+"""Recipes: one dataclass per concern, loaded from YAML, overridden with `--set`.
+
+A recipe file has the sections `data`, `model` and `train`; every key in it must be a
+field below, so a typo is an error instead of a silently ignored setting.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import SeqtagError
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+def _one_of(section: str, name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise SeqtagError(f"{section}.{name} is {value!r}; expected one of {', '.join(map(repr, allowed))}.")
+
+
+def _positive(section: str, name: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "greater than zero"
+        raise SeqtagError(f"{section}.{name} is {value!r}; it must be {bound}.")
+
+
+@dataclass
+class DataConfig:
+    format: str = "conll"
+    """Reader: "conll" (columns), "conllu" (Universal Dependencies) or "hub" (a dataset on the HF hub)."""
+    train: str | None = None
+    """Training file (for "hub": the split name, default "train")."""
+    dev: str | None = None
+    """Development file used for early stopping and model selection."""
+    test: str | None = None
+    """Test file, evaluated once at the end of training."""
+    token_column: int = 0
+    """CoNLL: 0-based column of the tokens."""
+    label_column: int | str = -1
+    """CoNLL: 0-based column of the labels (-1 is the last). CoNLL-U: a field name such as "upos" or "xpos"."""
+    hub_name: str | None = None
+    """For format "hub": the dataset name (or a local folder with data files)."""
+    hub_config: str | None = None
+    """For format "hub": the dataset configuration name, if it has several."""
+    tokens_field: str = "tokens"
+    """For format "hub": the field holding the token lists."""
+    labels_field: str = "ner_tags"
+    """For format "hub": the field holding the label lists."""
+    scheme: str = "auto"
+    """Tag scheme of the files: "auto" (detected), "iob1", "iob2", "bioes", or "none" for plain tags such as POS."""
+    train_scheme: str = "bioes"
+    """Scheme the network is trained in for span tasks; predictions go back to the files' own scheme."""
+    lowercase: bool = True
+    """Lowercase words for the word vocabulary (the character encoder still sees the original case)."""
+    min_freq: int = 1
+    """Words seen fewer times in training map to the unknown token."""
+    max_word_length: int = 30
+    """Characters per word given to the character encoder; longer words are cut (the word id is unaffected)."""
+    batch_size: int = 32
+    """Sentences per training batch; batches are bucketed by length."""
+    eval_batch_size: int = 256
+    """Sentences per batch for evaluation and prediction."""
+
+    def __post_init__(self) -> None:
+        _one_of("data", "format", self.format, ("conll", "conllu", "hub"))
+        _one_of("data", "scheme", self.scheme, ("auto", "iob1", "iob2", "bioes", "none"))
+        _one_of("data", "train_scheme", self.train_scheme, ("iob2", "bioes"))
+        for name in ("min_freq", "max_word_length", "batch_size", "eval_batch_size"):
+            _positive("data", name, getattr(self, name))
+
+
+@dataclass
+class ModelConfig:
+    word_dim: int = 100
+    """Size of the word embeddings."""
+    pretrained_vectors: str | None = None
+    """Optional text file of pretrained vectors (word2vec/GloVe text format) to initialise word embeddings."""
+    pretrained_max_words: int = 100_000
+    """How many words of the pretrained file (in file order) join the vocabulary."""
+    freeze_embeddings: bool = False
+    """Keep the word embeddings fixed during training."""
+    char_encoder: str = "cnn"
+    """Character encoder: "cnn", "lstm" or "none"."""
+    char_dim: int = 30
+    """Size of the character embeddings."""
+    char_hidden: int = 50
+    """CNN filters, or hidden size per direction of the character BiLSTM."""
+    char_kernel: int = 3
+    """Width of the character CNN's window."""
+    hidden_size: int = 200
+    """Hidden size per direction of the word-level BiLSTM."""
+    num_layers: int = 2
+    """Stacked BiLSTM layers."""
+    dropout: float = 0.33
+    """Dropout on the embeddings, between LSTM layers and before the output layer."""
+    word_dropout: float = 0.05
+    """Chance during training that a word is replaced by the unknown token, so that token learns a useful vector."""
+
+    def __post_init__(self) -> None:
+        _one_of("model", "char_encoder", self.char_encoder, ("cnn", "lstm", "none"))
+        for name in ("word_dim", "char_dim", "char_hidden", "char_kernel", "hidden_size", "num_layers",
+                     "pretrained_max_words"):
+            _positive("model", name, getattr(self, name))
+        for name in ("dropout", "word_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise SeqtagError(f"model.{name} is {getattr(self, name)!r}; it must be in [0, 1).")
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "adam"
+    """"adam" or "sgd" (with momentum)."""
+    lr: float = 0.002
+    """Initial learning rate."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    weight_decay: float = 0.0
+    """L2 penalty."""
+    lr_schedule: str = "plateau"
+    """"none", "plateau" (multiply by lr_factor when the dev score stalls) or "linear" (decay to 0 over max_epochs)."""
+    lr_factor: float = 0.5
+    """Factor for the "plateau" schedule."""
+    lr_patience: int = 2
+    """Epochs without improvement before the "plateau" schedule lowers the rate."""
+    gradient_clip: float = 5.0
+    """Clip the gradient norm to this value (0 turns clipping off)."""
+    max_epochs: int = 30
+    """Upper bound on training epochs."""
+    patience: int = 6
+    """Early stopping: epochs without a better dev score before training stops."""
+    seed: int = 1
+    """Seed for weights, shuffling and dropout. On a GPU, cuDNN's LSTM is not bit-for-bit reproducible."""
+    accelerator: str = "auto"
+    """Passed to Lightning: "cpu", "gpu", "auto", ..."""
+    devices: int | str = "auto"
+    """Passed to Lightning: a count, a list such as "0,1", or "auto"."""
+    strategy: str = "auto"
+    """Passed to Lightning: "auto", "ddp", ..."""
+    precision: str = "32-true"
+    """Passed to Lightning: "32-true", "16-mixed", "bf16-mixed"."""
+    max_time_minutes: float | None = None
+    """Stop training after this many minutes (the best checkpoint so far is kept)."""
+    progress_bar: bool = True
+    """Show Lightning's progress bar."""
+
+    def __post_init__(self) -> None:
+        _one_of("train", "optimizer", self.optimizer, ("adam", "sgd"))
+        _one_of("train", "lr_schedule", self.lr_schedule, ("none", "plateau", "linear"))
+        _positive("train", "lr", self.lr)
+        _positive("train", "max_epochs", self.max_epochs)
+        _positive("train", "gradient_clip", self.gradient_clip, allow_zero=True)
+        _positive("train", "patience", self.patience, allow_zero=True)
+
+
+@dataclass
+class Recipe:
+    name: str = "custom"
+    """Recipe name, used for the default output folder."""
+    task: str = "tagging"
+    """Task family."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _one_of("recipe", "task", self.task, ("tagging",))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _unknown_key(key: str, known: list[str], where: str) -> SeqtagError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return SeqtagError(f"Unknown recipe key {key!r} in {where}.{hint} Known keys: {', '.join(sorted(known))}.")
+
+
+def _check_keys(raw: dict, where: str) -> None:
+    known = ["name", "task", *SECTIONS]
+    for key, value in raw.items():
+        if key not in known:
+            raise _unknown_key(key, known, where)
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise SeqtagError(f"{where}: section {key!r} must be a mapping of settings, got {value!r}.")
+            fields = [f.name for f in dataclasses.fields(SECTIONS[key])]
+            for sub in value:
+                if sub not in fields:
+                    raise _unknown_key(f"{key}.{sub}", [f"{key}.{f}" for f in fields], where)
+
+
+def recipe_from_dict(raw: dict, where: str = "recipe") -> Recipe:
+    """Build a Recipe, rejecting unknown keys with the list of known ones."""
+    _check_keys(raw, where)
+    sections = {name: cls(**raw.get(name, {})) for name, cls in SECTIONS.items()}
+    return Recipe(name=raw.get("name", "custom"), task=raw.get("task", "tagging"), **sections)
+
+
+def find_recipe(name_or_path: str) -> Path:
+    """A recipe is a path to a YAML file or the name of one in recipes/."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise SeqtagError(f"Recipe file {path} not found.")
+        return path
+    candidate = RECIPES_DIR / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    raise SeqtagError(f"No recipe named {name_or_path!r}. Recipes: {', '.join(names)}; or give a path to a .yaml file.")
+
+
+def parse_override(assignment: str) -> tuple[str, Any]:
+    """Split "section.key=value"; the value is read as YAML, so 3, 0.5, true and null get their types."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise SeqtagError(f"--set expects KEY=VALUE such as model.hidden_size=256, got {assignment!r}.")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return key.strip(), value
+
+
+def load_recipe(name_or_path: str, overrides: list[str] = (), **paths: str | None) -> Recipe:
+    """Load a recipe, apply `--set` overrides, then the --train/--dev/--test paths given."""
+    path = find_recipe(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise SeqtagError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise SeqtagError(f"{path}: a recipe is a mapping with sections data, model and train.")
+    raw.setdefault("name", path.stem)
+    # Paths written in a recipe are relative to the recipe file; paths on the command line to the cwd.
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for split in ("train", "dev", "test"):
+            if isinstance(data.get(split), str) and data.get("format") != "hub":
+                data[split] = str((path.parent / data[split]).resolve())
+    for assignment in overrides:
+        key, value = parse_override(assignment)
+        section, _, sub = key.partition(".")
+        if section in SECTIONS and sub:
+            raw.setdefault(section, {})[sub] = value
+        elif key in ("name", "task"):
+            raw[key] = value
+        else:
+            known = [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+            raise _unknown_key(key, known, "--set")
+    data = raw.setdefault("data", {})
+    for split, value in paths.items():
+        if value is not None:
+            data[split] = str(value) if data.get("format") == "hub" else str(Path(value).resolve())
+    try:
+        return recipe_from_dict(raw, where=str(path) if not overrides else f"{path} with --set")
+    except TypeError as err:
+        raise SeqtagError(f"{path}: {err}") from None

@@ -1,0 +1,101 @@
+"""Length-bucketed batches and the collate function shared by training and prediction."""
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .vocab import PAD_ID
+
+IGNORE_INDEX = -100  # positions the loss and the metrics skip (padding)
+
+
+@dataclass
+class Batch:
+    word_ids: torch.Tensor         # (B, T) int64, PAD_ID past each length
+    char_ids: torch.Tensor         # (B, T, C) int64, PAD_ID past each word's length
+    lengths: torch.Tensor          # (B,) int64, on the CPU (pack_padded_sequence wants it there)
+    mask: torch.Tensor             # (B, T) bool, True on real tokens
+    labels: torch.Tensor | None    # (B, T) int64, IGNORE_INDEX on padding; None when predicting
+
+    def to(self, device: torch.device | str) -> "Batch":
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.word_ids), move(self.char_ids), self.lengths, move(self.mask), move(self.labels))
+
+
+def collate(rows: Sequence[dict]) -> Batch:
+    """Pad a list of encoded rows ({"word_ids", "char_ids"[, "label_ids"]}) into a Batch."""
+    lengths = torch.as_tensor([len(row["word_ids"]) for row in rows], dtype=torch.long)
+    size, longest = len(rows), int(lengths.max())
+    widest = max((len(chars) for row in rows for chars in row["char_ids"]), default=1)
+    mask = torch.arange(longest)[None, :] < lengths[:, None]
+    # Fill through the mask: it visits (sentence, position) in the order the rows are flattened,
+    # which is one tensor copy per field instead of a Python loop over words.
+    word_ids = torch.full((size, longest), PAD_ID, dtype=torch.long)
+    word_ids[mask] = torch.as_tensor([i for row in rows for i in row["word_ids"]], dtype=torch.long)
+    char_ids = torch.full((size, longest, widest), PAD_ID, dtype=torch.long)
+    char_ids[mask] = torch.as_tensor(
+        [chars + [PAD_ID] * (widest - len(chars)) for row in rows for chars in row["char_ids"]], dtype=torch.long)
+    labels = None
+    if "label_ids" in rows[0]:
+        labels = torch.full((size, longest), IGNORE_INDEX, dtype=torch.long)
+        labels[mask] = torch.as_tensor([i for row in rows for i in row["label_ids"]], dtype=torch.long)
+    return Batch(word_ids, char_ids, lengths, mask, labels)
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (sorted, then cut), so little is padding."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+class BucketBatchSampler:
+    """Yields batches of indices of similar length, in a seeded random order each epoch.
+
+    Sentences are shuffled first and then sorted by length within large pools, so
+    batch contents change between epochs while padding stays low. Under DDP each rank
+    takes every `world_size`-th batch (padded to an equal count) of the same order.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, pool_batches: int = 50):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.pool_size = batch_size * pool_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all_batches(self) -> list[list[int]]:
+        if not self.shuffle:
+            return length_batches(self.lengths, self.batch_size)
+        rng = random.Random(self.seed * 100_003 + self.epoch)
+        indices = list(range(len(self.lengths)))
+        rng.shuffle(indices)
+        batches = []
+        for start in range(0, len(indices), self.pool_size):
+            pool = sorted(indices[start:start + self.pool_size], key=lambda i: self.lengths[i])
+            batches.extend(pool[i:i + self.batch_size] for i in range(0, len(pool), self.batch_size))
+        rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._all_batches()
+        if self.world_size > 1:
+            per_rank = math.ceil(len(batches) / self.world_size)
+            batches = (batches * 2)[: per_rank * self.world_size][self.rank::self.world_size]
+        return iter(batches)
+
+    def __len__(self) -> int:
+        count = math.ceil(len(self.lengths) / self.batch_size) if not self.shuffle else sum(
+            math.ceil(min(self.pool_size, len(self.lengths) - s) / self.batch_size)
+            for s in range(0, len(self.lengths), self.pool_size))
+        return math.ceil(count / self.world_size)

@@ -1,0 +1,441 @@
+"""Readers that turn labelled corpora into `datasets.Dataset`s.
+
+Every reader returns a Dataset with exactly three columns, one row per sentence in
+file order:
+
+* ``tokens``: list[str]
+* ``labels``: list[str], one per token
+* ``lines``:  list[int], the 1-based line of each token in the file (for a dataset
+  from the hub, the 1-based row number, repeated for every token)
+
+File readers parse with `Dataset.from_generator`, so the result is Arrow-cached on
+disk; the cache key includes the file's resolved path, size and mtime, so an edited
+file is read again.  Problems in the input raise `InputError` naming file and line.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.compute as pc
+from datasets import ClassLabel, Dataset, Features, Sequence, Value, load_dataset
+
+from seqtag.errors import InputError, SeqtagError
+
+FEATURES = Features(
+    {
+        "tokens": Sequence(Value("string")),
+        "labels": Sequence(Value("string")),
+        "lines": Sequence(Value("int32")),
+    }
+)
+
+CONLLU_FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+
+_COLUMN_SEPARATOR = re.compile(r"[ \t]+")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+# ---------------------------------------------------------------------------
+# Public readers
+
+
+def read_conll(
+    path: str | Path,
+    token_column: int = 0,
+    label_column: int = -1,
+    cache_dir: str | None = None,
+) -> Dataset:
+    """Read a CoNLL column file (CoNLL-2003, CoNLL-2000, WNUT-17 ...).
+
+    Columns are separated by tabs or runs of spaces; blank or whitespace-only lines
+    end a sentence; ``-DOCSTART-`` lines are skipped.
+    """
+    gen_kwargs = _file_key(path)
+    gen_kwargs.update(token_column=int(token_column), label_column=int(label_column))
+    return _build(_conll_sentences, gen_kwargs, cache_dir)
+
+
+def read_conllu(
+    path: str | Path,
+    label_column: str | int = "upos",
+    cache_dir: str | None = None,
+) -> Dataset:
+    """Read a CoNLL-U file, tagging FORM with the field `label_column` (name or index).
+
+    Multiword-token range lines (``3-4``) and empty nodes (``5.1``) are skipped, as
+    the basic word sequence is made of the syntactic words only.
+    """
+    gen_kwargs = _file_key(path)
+    gen_kwargs.update(label_index=_conllu_field_index(label_column))
+    return _build(_conllu_sentences, gen_kwargs, cache_dir)
+
+
+def read_hub(
+    name: str,
+    split: str,
+    tokens_field: str = "tokens",
+    labels_field: str = "ner_tags",
+    config_name: str | None = None,
+    cache_dir: str | None = None,
+) -> Dataset:
+    """Load a split with `datasets.load_dataset` and bring it to tokens/labels/lines.
+
+    `name` may be a hub id or a local folder of JSON lines / parquet / CSV files.
+    Labels stored as a sequence of ClassLabel ids are mapped to their names.
+    """
+    source = f"{name} ({split} split)"
+    try:
+        ds = load_dataset(name, config_name, split=split, cache_dir=cache_dir)
+    except (FileNotFoundError, ValueError) as error:
+        # Unknown dataset, config or split: the user's to fix, with datasets' own words.
+        raise SeqtagError(f"could not load {source}: {error}") from error
+
+    available = ", ".join(ds.column_names)
+    for role, field in (("tokens_field", tokens_field), ("labels_field", labels_field)):
+        if field not in ds.column_names:
+            raise SeqtagError(
+                f"{source} has no field {field!r} (given as {role}); available fields: {available}"
+            )
+
+    label_names = _class_label_names(ds.features[labels_field])
+    convert = functools.partial(
+        _hub_batch,
+        source=source,
+        tokens_field=tokens_field,
+        labels_field=labels_field,
+        label_names=label_names,
+    )
+    return _unwrap_errors(
+        ds.map,
+        convert,
+        batched=True,
+        with_indices=True,
+        remove_columns=ds.column_names,
+        features=FEATURES,
+        desc="Converting",
+    )
+
+
+def count_tokens(ds: Dataset) -> int:
+    """Number of tokens in `ds`, from Arrow list lengths (no Python loop over rows)."""
+    lengths = pc.list_value_length(ds.data.column("tokens"))
+    indices = getattr(ds, "_indices", None)
+    if indices is not None:
+        # After select/filter/shuffle, ds.data is the whole table; keep only our rows.
+        lengths = pc.take(lengths, indices.column(0))
+    total = pc.sum(lengths).as_py()
+    return int(total or 0)
+
+
+def describe(ds: Dataset) -> str:
+    """One line for the user, e.g. "read 12,544 sentences, 204,577 tokens"."""
+    sentences = len(ds)
+    tokens = count_tokens(ds)
+    return (
+        f"read {sentences:,} sentence{'' if sentences == 1 else 's'}, "
+        f"{tokens:,} token{'' if tokens == 1 else 's'}"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Building and caching
+
+
+def _file_key(path: str | Path) -> dict:
+    """gen_kwargs that name the file and change whenever its content may have changed."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        stat = resolved.stat()
+    except FileNotFoundError:
+        raise InputError(path, None, f"file not found (looked for {resolved})") from None
+    if resolved.is_dir():
+        raise InputError(path, None, "is a directory; expected a file")
+    return {
+        "path": str(resolved),
+        "shown_path": str(path),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+    }
+
+
+def _build(generator, gen_kwargs: dict, cache_dir: str | None) -> Dataset:
+    """Run `generator` through datasets' Arrow cache, re-raising our own errors."""
+    return _unwrap_errors(
+        Dataset.from_generator,
+        generator,
+        features=FEATURES,
+        gen_kwargs=gen_kwargs,
+        cache_dir=cache_dir,
+    )
+
+
+def _unwrap_errors(call, *args, **kwargs):
+    """Call `call`; if datasets wrapped one of our SeqtagErrors, raise that instead."""
+    try:
+        return call(*args, **kwargs)
+    except SeqtagError:
+        raise
+    except Exception as error:
+        ours = _find_seqtag_error(error)
+        if ours is None:
+            raise
+        raise ours from None
+
+
+def _find_seqtag_error(error: BaseException) -> SeqtagError | None:
+    """Walk the __cause__/__context__ chain looking for a SeqtagError."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SeqtagError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Line reading shared by the file readers
+
+
+def _read_lines(path: str, shown_path: str) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, text without line ending), decoding each line as UTF-8."""
+    with open(path, "rb") as file:
+        for number, raw in enumerate(file, start=1):
+            if number == 1 and raw.startswith(_UTF8_BOM):
+                raw = raw[len(_UTF8_BOM):]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                column = len(raw[: error.start].decode("utf-8", errors="replace")) + 1
+                raise InputError(
+                    shown_path,
+                    number,
+                    f"is not valid UTF-8 (byte 0x{raw[error.start]:02x} at column {column}); "
+                    "save the file as UTF-8",
+                ) from None
+            yield number, text.rstrip("\r\n")
+
+
+def _shorten(line: str, limit: int = 60) -> str:
+    """The line for an error message: tabs made visible, cut to `limit` characters."""
+    shown = line.replace("\t", "\\t")
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _sentence(tokens: list[str], labels: list[str], lines: list[int]) -> dict:
+    return {"tokens": tokens, "labels": labels, "lines": lines}
+
+
+# ---------------------------------------------------------------------------
+# CoNLL columns
+
+
+def _conll_sentences(
+    path: str,
+    shown_path: str,
+    size: int,
+    mtime_ns: int,
+    token_column: int,
+    label_column: int,
+) -> Iterator[dict]:
+    """Generator for `read_conll`; size and mtime_ns only serve as cache key."""
+    tokens: list[str] = []
+    labels: list[str] = []
+    lines: list[int] = []
+    width = None  # number of columns, set by the first token line
+    width_line = 0
+    sentences = 0
+    for number, line in _read_lines(path, shown_path):
+        if line.startswith("-DOCSTART-") or not line.strip():
+            if tokens:
+                yield _sentence(tokens, labels, lines)
+                sentences += 1
+                tokens, labels, lines = [], [], []
+            continue
+        columns = _COLUMN_SEPARATOR.split(line.strip(" \t"))
+        if width is None:
+            width, width_line = len(columns), number
+            for role, index in (("token_column", token_column), ("label_column", label_column)):
+                if not -width <= index < width:
+                    raise InputError(
+                        shown_path,
+                        number,
+                        f"{role}={index} is out of range: the file has {width} column"
+                        f"{'' if width == 1 else 's'}, so expected an index from 0 to "
+                        f"{width - 1} (or -{width} to -1)",
+                    )
+        elif len(columns) != width:
+            raise InputError(
+                shown_path,
+                number,
+                f"expected {width} columns (as on line {width_line}), found {len(columns)}: "
+                f"'{_shorten(line)}'",
+            )
+        tokens.append(columns[token_column])
+        labels.append(columns[label_column])
+        lines.append(number)
+    if tokens:
+        yield _sentence(tokens, labels, lines)
+        sentences += 1
+    if not sentences:
+        raise InputError(
+            shown_path,
+            None,
+            "contains no sentences; expected lines of whitespace-separated columns "
+            "(token ... label), with a blank line after each sentence",
+        )
+
+
+# ---------------------------------------------------------------------------
+# CoNLL-U
+
+
+def _conllu_field_index(label_column: str | int) -> int:
+    """The 0-based index of a CoNLL-U field given by name (any case) or index."""
+    valid = ", ".join(name.upper() for name in CONLLU_FIELDS)
+    if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
+        try:
+            return CONLLU_FIELDS.index(label_column.lower())
+        except ValueError:
+            raise SeqtagError(
+                f"unknown CoNLL-U field {label_column!r} for the labels; "
+                f"expected one of {valid} or an index from 0 to 9"
+            ) from None
+    index = int(label_column)
+    if not -len(CONLLU_FIELDS) <= index < len(CONLLU_FIELDS):
+        raise SeqtagError(
+            f"CoNLL-U label column {index} is out of range: a CoNLL-U line has 10 fields "
+            f"({valid}), so expected an index from 0 to 9"
+        )
+    return index % len(CONLLU_FIELDS)
+
+
+def _conllu_sentences(
+    path: str,
+    shown_path: str,
+    size: int,
+    mtime_ns: int,
+    label_index: int,
+) -> Iterator[dict]:
+    """Generator for `read_conllu`; size and mtime_ns only serve as cache key."""
+    tokens: list[str] = []
+    labels: list[str] = []
+    lines: list[int] = []
+    sentences = 0
+    for number, line in _read_lines(path, shown_path):
+        if not line.strip():
+            if tokens:
+                yield _sentence(tokens, labels, lines)
+                sentences += 1
+                tokens, labels, lines = [], [], []
+            continue
+        if line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 10:
+            raise InputError(
+                shown_path,
+                number,
+                f"expected 10 tab-separated fields (ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL "
+                f"DEPS MISC), found {len(fields)}: '{_shorten(line)}'",
+            )
+        word_id = fields[0]
+        if "-" in word_id or "." in word_id:
+            # Multiword-token range or empty node: not part of the basic word sequence.
+            continue
+        if not word_id.isdigit():
+            raise InputError(
+                shown_path,
+                number,
+                f"expected a word ID (an integer, a range like 3-4 or an empty node like 5.1) "
+                f"in the first field, found '{_shorten(word_id)}'",
+            )
+        tokens.append(fields[1])
+        labels.append(fields[label_index])
+        lines.append(number)
+    if tokens:
+        yield _sentence(tokens, labels, lines)
+        sentences += 1
+    if not sentences:
+        raise InputError(
+            shown_path,
+            None,
+            "contains no sentences; expected CoNLL-U word lines (10 tab-separated fields) "
+            "with a blank line after each sentence",
+        )
+
+
+# ---------------------------------------------------------------------------
+# Hub datasets
+
+
+def _class_label_names(feature) -> tuple[str, ...] | None:
+    """Label names if `feature` is a sequence of ClassLabel, else None."""
+    inner = feature[0] if isinstance(feature, list) else getattr(feature, "feature", None)
+    if isinstance(inner, ClassLabel):
+        return tuple(inner.names)
+    return None
+
+
+def _hub_batch(
+    batch: dict,
+    indices: list[int],
+    source: str,
+    tokens_field: str,
+    labels_field: str,
+    label_names: tuple[str, ...] | None,
+) -> dict:
+    """Batched map function: one hub batch to tokens/labels/lines, checking every row."""
+    out_tokens, out_labels, out_lines = [], [], []
+    for index, tokens, labels in zip(indices, batch[tokens_field], batch[labels_field]):
+        row = index + 1
+        if not isinstance(tokens, list) or not isinstance(labels, list):
+            raise InputError(
+                source,
+                row,
+                f"expected lists in {tokens_field!r} and {labels_field!r}, found "
+                f"{type(tokens).__name__} and {type(labels).__name__}",
+                unit="row",
+            )
+        if len(tokens) != len(labels):
+            raise InputError(
+                source,
+                row,
+                f"has {len(tokens)} tokens but {len(labels)} labels; expected one label per token",
+                unit="row",
+            )
+        if any(token is None for token in tokens) or any(label is None for label in labels):
+            raise InputError(source, row, "has a missing (null) token or label", unit="row")
+        if label_names is None:
+            labels = [str(label) for label in labels]
+        else:
+            labels = [_label_name(label, label_names, source, row) for label in labels]
+        out_tokens.append([str(token) for token in tokens])
+        out_labels.append(labels)
+        out_lines.append([row] * len(tokens))
+    return {"tokens": out_tokens, "labels": out_labels, "lines": out_lines}
+
+
+def _label_name(label_id: int, names: tuple[str, ...], source: str, row: int) -> str:
+    if not 0 <= label_id < len(names):
+        raise InputError(
+            source,
+            row,
+            f"label id {label_id} is not a class; expected 0 to {len(names) - 1}",
+            unit="row",
+        )
+    return names[label_id]
+
+
+__all__ = [
+    "FEATURES",
+    "count_tokens",
+    "describe",
+    "read_conll",
+    "read_conllu",
+    "read_hub",
+]

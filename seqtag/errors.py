@@ -1,0 +1,29 @@
+"""Errors that are the user's to fix.
+
+The CLI prints a `SeqtagError` as one paragraph and exits non-zero, without a stack
+trace; anything else is a bug in seqtag and keeps its traceback.
+"""
+from __future__ import annotations
+
+from os import PathLike
+
+
+class SeqtagError(Exception):
+    """A mistake in the user's input, files or settings, explained in the message."""
+
+
+class InputError(SeqtagError):
+    """A problem at a known place in an input file.
+
+    The message reads "<path>, line <n>: <what was found and what was expected>",
+    so the user can open the file at that line.  `line` is None when the problem is
+    with the file as a whole (missing, empty); `unit` names the kind of position when
+    it is not a text line (for example "row" for a dataset loaded from the hub).
+    """
+
+    def __init__(self, path: str | PathLike, line: int | None, message: str, unit: str = "line"):
+        self.path = str(path)
+        self.line = line
+        self.detail = message
+        where = self.path if line is None else f"{self.path}, {unit} {line}"
+        super().__init__(f"{where}: {message}")

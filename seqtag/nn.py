@@ -1,0 +1,147 @@
+"""The networks: embeddings, character encoders, the masked BiLSTM and the tagging head.
+
+Plain `nn.Module`s that know nothing of Lightning, files or label strings; they are
+rebuilt from `NetConfig` (saved as JSON in the model directory) and a safetensors file.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .config import ModelConfig
+from .data.vocab import PAD_ID, UNK_ID
+
+
+@dataclass
+class NetConfig:
+    """Everything needed to rebuild a network: the model settings plus the vocabulary sizes."""
+
+    num_words: int
+    num_chars: int
+    num_labels: int
+    word_dim: int = 100
+    char_encoder: str = "cnn"
+    char_dim: int = 30
+    char_hidden: int = 50
+    char_kernel: int = 3
+    hidden_size: int = 200
+    num_layers: int = 2
+    dropout: float = 0.33
+    word_dropout: float = 0.05
+    freeze_embeddings: bool = False
+
+    @classmethod
+    def from_model_config(cls, model: ModelConfig, num_words: int, num_chars: int, num_labels: int) -> "NetConfig":
+        shared = {k: v for k, v in asdict(model).items() if k in cls.__dataclass_fields__}
+        return cls(num_words=num_words, num_chars=num_chars, num_labels=num_labels, **shared)
+
+
+class CharCNN(nn.Module):
+    """One vector per word: a convolution over its characters, max-pooled over real characters."""
+
+    def __init__(self, num_chars: int, char_dim: int, filters: int, kernel: int):
+        super().__init__()
+        self.embed = nn.Embedding(num_chars, char_dim, padding_idx=PAD_ID)
+        self.conv = nn.Conv1d(char_dim, filters, kernel, padding=kernel // 2)
+        self.output_size = filters
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        # chars: (N, C) for N real words
+        x = self.embed(chars).transpose(1, 2)                      # (N, D, C)
+        h = self.conv(x)[:, :, : chars.size(1)]                    # (N, F, C); even kernels pad one extra
+        h = h.masked_fill((chars == PAD_ID)[:, None, :], float("-inf"))
+        return h.max(dim=2).values                                 # (N, F)
+
+
+class CharLSTM(nn.Module):
+    """One vector per word: the final states of a BiLSTM reading its characters both ways."""
+
+    def __init__(self, num_chars: int, char_dim: int, hidden: int):
+        super().__init__()
+        self.embed = nn.Embedding(num_chars, char_dim, padding_idx=PAD_ID)
+        self.lstm = nn.LSTM(char_dim, hidden, batch_first=True, bidirectional=True)
+        self.output_size = 2 * hidden
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        lengths = (chars != PAD_ID).sum(1).clamp(min=1).cpu()     # (N,)
+        packed = pack_padded_sequence(self.embed(chars), lengths, batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)                              # h: (2, N, H)
+        return torch.cat([h[0], h[1]], dim=-1)                     # (N, 2H)
+
+
+class MaskedLSTM(nn.Module):
+    """A (bi)LSTM over packed sequences, so padding never enters the states in either direction."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float, bidirectional: bool):
+        super().__init__()
+        self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True,
+                            bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+        self.output_size = hidden_size * (2 if bidirectional else 1)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, D); lengths: (B,) on the CPU
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        return out                                                 # (B, T, 2H), zeros on padding
+
+
+class SentenceEncoder(nn.Module):
+    """Word embedding + character encoder → dropout → masked BiLSTM: one vector per token."""
+
+    def __init__(self, config: NetConfig):
+        super().__init__()
+        self.config = config
+        self.words = nn.Embedding(config.num_words, config.word_dim, padding_idx=PAD_ID)
+        self.words.weight.requires_grad_(not config.freeze_embeddings)
+        if config.char_encoder == "cnn":
+            self.chars = CharCNN(config.num_chars, config.char_dim, config.char_hidden, config.char_kernel)
+        elif config.char_encoder == "lstm":
+            self.chars = CharLSTM(config.num_chars, config.char_dim, config.char_hidden)
+        else:
+            self.chars = None
+        input_size = config.word_dim + (self.chars.output_size if self.chars else 0)
+        self.dropout = nn.Dropout(config.dropout)
+        self.lstm = MaskedLSTM(input_size, config.hidden_size, config.num_layers, config.dropout, bidirectional=True)
+        self.output_size = self.lstm.output_size
+
+    def forward(self, word_ids: torch.Tensor, char_ids: torch.Tensor, lengths: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        if self.training and self.config.word_dropout > 0:
+            # Replacing a few known words by <unk> teaches the unknown vector something useful.
+            drop = torch.rand(word_ids.shape, device=word_ids.device) < self.config.word_dropout
+            word_ids = word_ids.masked_fill(drop & mask, UNK_ID)
+        x = self.words(word_ids)                                   # (B, T, Dw)
+        if self.chars is not None:
+            # Only real tokens go through the character encoder; padding stays zero.
+            char_vectors = self.chars(char_ids[mask])              # (N, Dc)
+            full = x.new_zeros(*word_ids.shape, char_vectors.size(-1))
+            full[mask] = char_vectors.to(full.dtype)
+            x = torch.cat([x, full], dim=-1)                       # (B, T, Dw + Dc)
+        return self.lstm(self.dropout(x), lengths)                 # (B, T, 2H)
+
+    def load_pretrained(self, vectors: dict[int, torch.Tensor]) -> int:
+        """Copy pretrained vectors into the rows of their word ids; returns how many were set."""
+        with torch.no_grad():
+            for index, vector in vectors.items():
+                self.words.weight[index] = vector
+        return len(vectors)
+
+
+class TaggerNet(nn.Module):
+    """Sentence encoder + dropout + linear layer: label scores per token (softmax in the loss)."""
+
+    def __init__(self, config: NetConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = SentenceEncoder(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(self.encoder.output_size, config.num_labels)
+
+    def forward(self, word_ids: torch.Tensor, char_ids: torch.Tensor, lengths: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        states = self.encoder(word_ids, char_ids, lengths, mask)  # (B, T, 2H)
+        return self.head(self.dropout(states))                     # (B, T, L)

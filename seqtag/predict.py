@@ -1,0 +1,195 @@
+"""The user-facing model: `seqtag.load(path)` → `predict`, `evaluate`.
+
+Prediction runs the same encoder and collate function as training; raw strings are
+first split into tokens that remember their character offsets.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .artifact import read_model_files
+from .config import DataConfig
+from .data import schemes
+from .data.batching import collate
+from .data.corpus import Preprocessor, check_scheme, read_corpus, span_label_list
+from .data.vocab import Encoder
+from .errors import SeqtagError
+from .metrics import span_scores, token_accuracy
+from .nn import NetConfig, TaggerNet
+from .text import split_words
+
+MAX_BATCH_TOKENS = 16_384  # caps memory on very long inputs, whatever the batch size
+
+
+@dataclass
+class Token:
+    text: str
+    label: str
+    probability: float
+    start: int | None = None   # character offsets in the raw string (None for pre-tokenized input)
+    end: int | None = None
+
+
+@dataclass
+class Span:
+    label: str
+    text: str
+    token_start: int           # first token, inclusive
+    token_end: int             # last token, exclusive
+    probability: float         # mean probability of its tokens' labels
+    start: int | None = None   # character offsets in the raw string (None for pre-tokenized input)
+    end: int | None = None
+
+
+@dataclass
+class TaggedSentence:
+    tokens: list[Token]
+    spans: list[Span]
+
+    @property
+    def labels(self) -> list[str]:
+        return [token.label for token in self.tokens]
+
+    def to_dict(self) -> dict:
+        return {"tokens": [t.text for t in self.tokens], "labels": self.labels,
+                "probabilities": [round(t.probability, 6) for t in self.tokens],
+                "offsets": [[t.start, t.end] for t in self.tokens] if self.tokens and self.tokens[0].start is not None
+                else None,
+                "spans": [asdict(span) for span in self.spans]}
+
+
+def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices sorted by length, cut into batches of at most batch_size sentences and MAX_BATCH_TOKENS tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches, current, longest = [], [], 0
+    for index in order:
+        longest = max(longest, lengths[index])
+        if current and (len(current) >= batch_size or longest * (len(current) + 1) > MAX_BATCH_TOKENS):
+            batches.append(current)
+            current, longest = [], lengths[index]
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class SequenceTagger:
+    """A trained tagger: labels with probabilities per token, and entity spans for span schemes."""
+
+    def __init__(self, net: TaggerNet, preprocessor: Preprocessor, data_config: DataConfig,
+                 metrics: dict | None = None, path: Path | None = None):
+        self.net = net.eval()
+        self.preprocessor = preprocessor
+        self.data_config = data_config
+        self.metrics = metrics or {}
+        self.path = path
+
+    @property
+    def labels(self) -> list[str]:
+        """The labels the model can output, in the files' scheme."""
+        if self.preprocessor.file_scheme == "none":
+            return list(self.preprocessor.labels)
+        types = {label.split("-", 1)[1] for label in self.preprocessor.labels if "-" in label}
+        return span_label_list(types, self.preprocessor.file_scheme)
+
+    def tag(self, sentences: Sequence[Sequence[str]], batch_size: int | None = None
+            ) -> tuple[list[list[str]], list[list[float]]]:
+        """Labels (in the files' scheme) and their probabilities for pre-tokenized sentences."""
+        batch_size = batch_size or self.data_config.eval_batch_size
+        labels: list[list[str]] = [[] for _ in sentences]
+        probabilities: list[list[float]] = [[] for _ in sentences]
+        names = self.preprocessor.labels
+        lengths = [len(s) for s in sentences]
+        with torch.inference_mode():
+            for indices in _batches(lengths, batch_size):
+                indices = [i for i in indices if lengths[i]]  # an empty sentence has nothing to tag
+                if not indices:
+                    continue
+                chunk = [sentences[i] for i in indices]
+                encoded = self.preprocessor.encoder.encode(chunk)
+                rows = [{"word_ids": w, "char_ids": c} for w, c in zip(encoded["word_ids"], encoded["char_ids"])]
+                batch = collate(rows)
+                logits = self.net(batch.word_ids, batch.char_ids, batch.lengths, batch.mask)  # (B, T, L)
+                best, best_ids = logits.softmax(-1).max(-1)                                  # (B, T)
+                for row, i in enumerate(indices):
+                    n = lengths[i]
+                    labels[i] = self.preprocessor.to_file_scheme([names[j] for j in best_ids[row, :n].tolist()])
+                    probabilities[i] = best[row, :n].tolist()
+        return labels, probabilities
+
+    def predict(self, inputs: str | Sequence[str] | Sequence[Sequence[str]], batch_size: int | None = None
+                ) -> TaggedSentence | list[TaggedSentence]:
+        """Tag raw strings (split into tokens here, with character offsets) or pre-tokenized lists.
+
+        A single string gives one TaggedSentence; a list gives a list, in input order.
+        """
+        single = isinstance(inputs, str)
+        items = [inputs] if single else list(inputs)
+        words, offsets = [], []
+        for item in items:
+            if isinstance(item, str):
+                pieces = split_words(item)
+                words.append([p[0] for p in pieces])
+                offsets.append([(p[1], p[2]) for p in pieces])
+            elif isinstance(item, Sequence) and all(isinstance(w, str) for w in item):
+                words.append(list(item))
+                offsets.append(None)
+            else:
+                raise SeqtagError(f"predict() takes strings or lists of token strings, got {type(item).__name__}.")
+        labels, probabilities = self.tag(words, batch_size)
+        results = [self._sentence(item, w, o, l, p)
+                   for item, w, o, l, p in zip(items, words, offsets, labels, probabilities)]
+        return results[0] if single else results
+
+    def _sentence(self, raw, words, offsets, labels, probabilities) -> TaggedSentence:
+        if offsets is None:
+            tokens = [Token(w, l, p) for w, l, p in zip(words, labels, probabilities)]
+        else:
+            tokens = [Token(w, l, p, s, e) for w, l, p, (s, e) in zip(words, labels, probabilities, offsets)]
+        spans = []
+        if self.preprocessor.file_scheme != "none":
+            for kind, first, last in schemes.spans(labels):
+                start = end = None
+                if offsets is not None:
+                    start, end = offsets[first][0], offsets[last - 1][1]
+                    text = raw[start:end]
+                else:
+                    text = " ".join(words[first:last])
+                spans.append(Span(kind, text, first, last, sum(probabilities[first:last]) / (last - first), start, end))
+        return TaggedSentence(tokens, spans)
+
+    def evaluate(self, source, batch_size: int | None = None) -> dict:
+        """Metrics on a file (read with the model's own reader settings) or a dataset with tokens/labels."""
+        if isinstance(source, (str, Path)):
+            dataset = read_corpus(self.data_config, str(source))
+            check_scheme(dataset, self.preprocessor.file_scheme, str(source))
+        else:
+            dataset = source
+        gold = list(dataset["labels"])
+        predicted, _ = self.tag(list(dataset["tokens"]), batch_size)
+        if self.preprocessor.file_scheme == "none":
+            result = token_accuracy(gold, predicted)
+        else:
+            result = span_scores(gold, predicted)
+        result["sentences"] = len(gold)
+        result["tokens"] = sum(len(labels) for labels in gold)
+        return result
+
+
+def load(path: str | Path) -> SequenceTagger:
+    """Load a saved model directory; needs no network and not the training corpus."""
+    parts = read_model_files(path)
+    config = parts["config"]
+    net = TaggerNet(NetConfig(**config["net"]))
+    try:
+        net.load_state_dict(parts["state_dict"])
+    except RuntimeError as err:
+        raise SeqtagError(f"{path}: model.safetensors does not match config.json ({str(err).splitlines()[0]}).") from None
+    data_config = DataConfig(**config["data"])
+    preprocessor = Preprocessor(Encoder(parts["words"], parts["chars"], data_config.max_word_length),
+                                parts["labels"], config["file_scheme"], config["train_scheme"])
+    return SequenceTagger(net, preprocessor, data_config, parts["metrics"], Path(path))

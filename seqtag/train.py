@@ -1,0 +1,107 @@
+"""Training a recipe end to end: data → Lightning fit → best weights → figures → saved model."""
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+
+from . import __version__
+from .artifact import save_model
+from .config import Recipe
+from .data.module import TaggingData
+from .errors import SeqtagError
+from .nn import NetConfig, TaggerNet
+from .predict import SequenceTagger
+from .tasks import DEV_SCORE, TaggingTask
+
+log = logging.getLogger("seqtag")
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    metrics: dict          # {"dev": {...}, "test": {...}} as `evaluate` computes them
+    interrupted: bool
+
+
+def build_task(recipe: Recipe, data: TaggingData) -> TaggingTask:
+    prep = data.preprocessor
+    net_config = NetConfig.from_model_config(recipe.model, prep.encoder.words.get_vocab_size(),
+                                             prep.encoder.chars.get_vocab_size(), len(prep.labels))
+    net = TaggerNet(net_config)
+    if data.pretrained:
+        count = net.encoder.load_pretrained(data.pretrained)
+        log.info("pretrained vectors set for %d of %d words", count, net_config.num_words)
+    return TaggingTask(net, recipe.train, prep.labels, prep.train_scheme)
+
+
+def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False) -> tuple[pl.Trainer, ModelCheckpoint]:
+    cfg = recipe.train
+    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=DEV_SCORE, mode="max",
+                                 save_top_k=1, save_last=True, enable_version_counter=False)
+    callbacks = [checkpoint]
+    if cfg.patience > 0:
+        callbacks.append(EarlyStopping(monitor=DEV_SCORE, mode="max", patience=cfg.patience))
+    limits = dict(max_steps=1, max_epochs=1, limit_val_batches=1) if smoke else dict(max_epochs=cfg.max_epochs)
+    trainer = pl.Trainer(
+        accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, precision=cfg.precision,
+        gradient_clip_val=cfg.gradient_clip or None, callbacks=callbacks,
+        logger=CSVLogger(str(out_dir), name="logs", version=""),
+        enable_progress_bar=cfg.progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # our bucketing sampler shards by rank itself
+        max_time={"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None,
+        **limits)
+    return trainer, checkpoint
+
+
+def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool = False,
+          cache_dir: str | None = None) -> TrainResult:
+    """Train, keep the best dev checkpoint, evaluate dev/test with it and save the model directory.
+
+    `smoke` runs one training step and one dev batch: the whole path, in seconds.
+    With `resume`, training continues from `out_dir/checkpoints/last.ckpt`.
+    """
+    out_dir = Path(out_dir)
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise SeqtagError(f"--resume: no checkpoint at {last}. Start without --resume, or give the --out of the "
+                          f"interrupted run.")
+    if not resume:
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out_dir / "logs", ignore_errors=True)
+
+    pl.seed_everything(recipe.train.seed, workers=True, verbose=False)
+    data = TaggingData(recipe.data, recipe.model, seed=recipe.train.seed, cache_dir=cache_dir)
+    data.setup("fit")
+    task = build_task(recipe, data)
+    trainer, checkpoint = make_trainer(recipe, out_dir, smoke)
+    trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
+
+    if checkpoint.best_model_path:
+        # Restore the best dev epoch; weights_only keeps torch.load from running pickled code.
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        task.load_state_dict(best["state_dict"])
+
+    prep = data.preprocessor
+    tagger = SequenceTagger(task.net.cpu(), prep, recipe.data)
+    metrics = {split: tagger.evaluate(data.corpora[split]) for split in ("dev", "test") if split in data.corpora}
+    metrics["epochs"] = trainer.current_epoch
+    metrics["interrupted"] = trainer.interrupted
+    config = {
+        "seqtag_version": __version__,
+        "task": recipe.task,
+        "net": asdict(task.net.config),
+        "data": asdict(recipe.data),
+        "file_scheme": prep.file_scheme,
+        "train_scheme": prep.train_scheme,
+        "recipe": recipe.to_dict(),
+    }
+    model_dir = save_model(out_dir / "model", config, task.net.state_dict(), prep.encoder.words, prep.encoder.chars,
+                           prep.labels, metrics)
+    return TrainResult(model_dir, metrics, trainer.interrupted)
