@@ -32,6 +32,10 @@ def user_errors(command):
 
 
 def _log_to_stderr() -> None:
+    import datasets
+
+    # The readers say what they read in one line each; datasets' own bars would only repeat it.
+    datasets.disable_progress_bars()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
@@ -79,6 +83,7 @@ def evaluate(
     """Score a model on a labelled file, read with the model's own reader settings."""
     import seqtag
 
+    _log_to_stderr()
     metrics = seqtag.load(model).evaluate(file)
     if as_json:
         typer.echo(json.dumps(metrics))

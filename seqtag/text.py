@@ -39,16 +39,32 @@ _LETTER = r"[^\W\d_]"
 _APOSTROPHE = "'\u2019"
 _TLDS = "com|org|net|edu|gov|io|uk|de|fr|eu|info|biz"
 _URL_TAIL = r"""[^\s<>"]*[^\s<>"'.,;:!?()\[\]{}]"""  # no trailing punctuation
+# A piece of a word: a number with internal . , : / (3.5 1,000 10:30 1/2) or a run of
+# word characters.
+_PIECE = rf"(?:\d+(?:[.,:/]\d+)+|{_W}+)"
 
 _TITLES = (
     "Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Mt|Gen|Gov|Sen|Rep|Rev|Lt|Col|Sgt|Capt|Inc|Ltd|Co|Corp"
     "|vs|etc|approx|dept|Jan|Feb|Mar|Apr|Aug|Sept|Sep|Oct|Nov|Dec"
 )
 
-# Alternatives in priority order; at each position the first that matches wins.
+# Zero-width spaces and BOMs count as space.  `\s` and str.isspace agree, and no
+# space character lies above U+3000.
+_SPACE = "[\\s\u200b\u2060\ufeff]"
+_SPACE_CHARS = "".join(chr(c) for c in range(0x3001) if chr(c).isspace()) + "\u200b\u2060\ufeff"
+
+# Group 1 is the token, alternatives in priority order (the first that matches wins).
+# Skipping leading space inside the match is much faster than letting finditer try
+# every alternative at every space.
 _TOKEN = re.compile(
-    "|".join(
+    f"{_SPACE}*+("
+    + "|".join(
         [
+            # Fast paths for the common cases, safe to try first: a plain run of word
+            # characters followed by space or punctuation that cannot continue a longer
+            # token (so not "." "-" "'" "@" ":"), and punctuation no longer token starts with.
+            rf"{_W}++(?=\s|$|,(?!\d)|[;!?\"()\[\]{{}}])",
+            r"[,;:!?\"()\[\]{}]",
             # URLs with a scheme or www., then bare domains with a common TLD.
             rf"(?i:[a-z][a-z0-9+.-]*://|www\.){_URL_TAIL}",
             rf"(?i:(?<![\w@.])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:{_TLDS})(?![\w-]))"
@@ -60,15 +76,15 @@ _TOKEN = re.compile(
             rf"(?<!\w)(?:{_TITLES})\.",
             rf"(?:{_LETTER}\.){{2,}}|{_LETTER}{{2}}\.(?:{_LETTER}\.)+",
             r"(?<!\w)[A-Z]{1,4}&[A-Z]{1,4}(?!\w)",
-            # Words: numbers with internal . , : / or runs of word characters, joined by
-            # hyphens and apostrophes; clitics are split off afterwards.
-            rf"(?P<word>(?:\d+(?:[.,:/]\d+)+|{_W}+)(?:[-\u2010{_APOSTROPHE}](?:\d+(?:[.,:/]\d+)+|{_W}+))*)",
+            # Words: pieces joined by hyphens and apostrophes; clitics are split off later.
+            rf"(?P<word>{_PIECE}(?:[-\u2010{_APOSTROPHE}]{_PIECE})*)",
             r"(?<![\w.])\.\d+",  # .5
             r"\.{2,}|-{2,}",  # ... and --
-            # Anything else that is not space (zero-width spaces and BOMs count as space).
-            "[^\\s\u200b\u2060\ufeff]",
+            # Anything else that is not space.
+            f"[^{_SPACE[1:]}",
         ]
     )
+    + ")"
 )
 
 # A clitic at the end of a word: n't 's 'm 'd 'll 're 've (straight or curly apostrophe).
@@ -79,10 +95,12 @@ def split_words(text: str) -> list[tuple[str, int, int]]:
     """Split `text` into (token, start, end) with ``text[start:end] == token``."""
     words: list[tuple[str, int, int]] = []
     append = words.append
-    for match in _TOKEN.finditer(text):
-        token = match.group()
-        start, end = match.span()
-        if match.lastgroup == "word" and ("'" in token or "\u2019" in token):
+    # Stop before trailing space: there the space-skipping prefix would be retried at
+    # every position and find nothing, which is quadratic in the length of the run.
+    for match in _TOKEN.finditer(text, 0, len(text.rstrip(_SPACE_CHARS))):
+        token = match.group(1)
+        start, end = match.span(1)
+        if ("'" in token or "\u2019" in token) and match.group("word"):
             words.extend(_split_clitics(token, start))
         else:
             append((token, start, end))

@@ -1,6 +1,7 @@
 """Training a recipe end to end: data → Lightning fit → best weights → figures → saved model."""
 from __future__ import annotations
 
+import csv
 import logging
 import shutil
 from dataclasses import asdict, dataclass
@@ -41,18 +42,32 @@ def build_task(recipe: Recipe, data: TaggingData) -> TaggingTask:
     return TaggingTask(net, recipe.train, prep.labels, prep.train_scheme)
 
 
-def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False) -> tuple[pl.Trainer, ModelCheckpoint]:
+def csv_logger(out_dir: Path, keep_rows: bool) -> CSVLogger:
+    """CSV log in out_dir/logs/metrics.csv; a resumed run keeps the rows of the run it continues."""
+    path = out_dir / "logs" / "metrics.csv"
+    old_rows = list(csv.DictReader(path.open(newline=""))) if keep_rows and path.is_file() else []
+    logger = CSVLogger(str(out_dir), name="logs", version="")
+    if old_rows:
+        # Lightning's writer starts a new file; hand it the old rows so they are written back first.
+        writer = logger.experiment
+        writer.metrics = old_rows + writer.metrics
+        writer.metrics_keys = sorted(old_rows[0].keys())
+    return logger
+
+
+def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False,
+                 resume: bool = False) -> tuple[pl.Trainer, ModelCheckpoint]:
     cfg = recipe.train
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=DEV_SCORE, mode="max",
                                  save_top_k=1, save_last=True, enable_version_counter=False)
     callbacks = [checkpoint]
     if cfg.patience > 0:
         callbacks.append(EarlyStopping(monitor=DEV_SCORE, mode="max", patience=cfg.patience))
-    limits = dict(max_steps=1, max_epochs=1, limit_val_batches=1) if smoke else dict(max_epochs=cfg.max_epochs)
+    limits = dict(limit_train_batches=1, max_epochs=1, limit_val_batches=1) if smoke else dict(max_epochs=cfg.max_epochs)
     trainer = pl.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, precision=cfg.precision,
         gradient_clip_val=cfg.gradient_clip or None, callbacks=callbacks,
-        logger=CSVLogger(str(out_dir), name="logs", version=""),
+        logger=csv_logger(out_dir, keep_rows=resume), log_every_n_steps=10,
         enable_progress_bar=cfg.progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False,  # our bucketing sampler shards by rank itself
         max_time={"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None,
@@ -80,7 +95,7 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
     data = TaggingData(recipe.data, recipe.model, seed=recipe.train.seed, cache_dir=cache_dir)
     data.setup("fit")
     task = build_task(recipe, data)
-    trainer, checkpoint = make_trainer(recipe, out_dir, smoke)
+    trainer, checkpoint = make_trainer(recipe, out_dir, smoke, resume)
     trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
 
     if checkpoint.best_model_path:

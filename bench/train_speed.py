@@ -1,0 +1,107 @@
+"""Training throughput: seqtag's Lightning loop against a bare PyTorch loop, side by side.
+
+Both loops train the same network (same initial weights) on the same batches (the
+same DataLoader: bucketed sampler, same seed and epoch, same collate) with the same
+optimizer and gradient clipping. Runs alternate toolkit/bare to share the machine's
+noise; the ratio of medians is printed.
+
+    .venv/bin/python bench/train_speed.py [--batches 120] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import common  # noqa: F401  (puts the project on sys.path)
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from seqtag.config import load_recipe
+from seqtag.data.batching import IGNORE_INDEX
+from seqtag.data.module import TaggingData
+from seqtag.train import build_task, make_trainer
+
+
+class EpochTimer(pl.Callback):
+    """Wall time of the training epoch, without Trainer start-up and teardown."""
+
+    def on_train_epoch_start(self, trainer, module):
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module):
+        self.seconds = time.perf_counter() - self.start
+
+
+def toolkit_run(recipe, data, initial_state, batches: int, tmp: str) -> float:
+    task = build_task(recipe, data)
+    task.load_state_dict(initial_state)
+    trainer, _ = make_trainer(recipe, common.ROOT / tmp)
+    timer = EpochTimer()
+    trainer.callbacks.append(timer)
+    trainer.fit_loop.max_epochs = 1
+    trainer.limit_train_batches = batches
+    trainer.limit_val_batches = 0
+    trainer.fit(task, datamodule=data)
+    return timer.seconds
+
+
+def bare_run(recipe, data, initial_state, batches: int) -> float:
+    task = build_task(recipe, data)
+    task.load_state_dict(initial_state)
+    net = task.net.train()
+    cfg = recipe.train
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loader = data.train_dataloader()
+    loader.batch_sampler.set_epoch(0)  # the epoch Lightning's first epoch uses
+    start = time.perf_counter()
+    for step, batch in enumerate(loader):
+        if step == batches:
+            break
+        logits = net(batch.word_ids, batch.char_ids, batch.lengths, batch.mask)
+        loss = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE_INDEX)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.gradient_clip)
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batches", type=int, default=120)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    files = common.ewt_files()
+    recipe = load_recipe("ud-pos", ["train.progress_bar=false", "train.patience=0", "train.lr_schedule=none"],
+                         train=files["train"], dev=files["dev"])
+    data = TaggingData(recipe.data, recipe.model, seed=recipe.train.seed)
+    data.setup("fit")
+    pl.seed_everything(0, verbose=False)
+    initial_state = copy.deepcopy(build_task(recipe, data).state_dict())
+
+    # Tokens in the measured batches: the same for both loops.
+    loader = data.train_dataloader()
+    loader.batch_sampler.set_epoch(0)
+    tokens = 0
+    for step, batch in enumerate(loader):
+        if step == args.batches:
+            break
+        tokens += int(batch.lengths.sum())
+
+    toolkit, bare = [], []
+    for repeat in range(args.repeats):
+        toolkit.append(tokens / toolkit_run(recipe, data, initial_state, args.batches, "runs/bench-train-speed"))
+        bare.append(tokens / bare_run(recipe, data, initial_state, args.batches))
+        print(f"repeat {repeat + 1}: toolkit {toolkit[-1]:,.0f} tok/s, bare {bare[-1]:,.0f} tok/s", flush=True)
+    ratio = common.median(toolkit) / common.median(bare)
+    print(f"batches {args.batches}, tokens {tokens:,}, torch threads {torch.get_num_threads()}")
+    print(f"median toolkit {common.median(toolkit):,.0f} tok/s | median bare {common.median(bare):,.0f} tok/s | "
+          f"ratio {ratio:.3f}")
+    print(f"peak RSS {common.peak_rss_mb():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
