@@ -1,0 +1,53 @@
+"""Quality and training time on real corpora: runs `seqtag train` as a user would.
+
+    .venv/bin/python bench/quality.py ud-pos [--set KEY=VALUE ...]     # UD English-EWT, UPOS
+    .venv/bin/python bench/quality.py wnut-ner [--set KEY=VALUE ...]   # WNUT-17 entities
+
+Prints the wall time of the whole command, the saved dev/test figures and the peak RSS
+of the training process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import common
+
+CORPORA = {
+    "ud-pos": common.ewt_files,
+    "wnut-ner": lambda: {"train": str(common.WNUT / "wnut17train.conll"),
+                         "dev": str(common.WNUT / "emerging.dev.conll"),
+                         "test": str(common.WNUT / "emerging.test.annotated")},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("recipe", choices=sorted(CORPORA))
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+
+    files = CORPORA[args.recipe]()
+    out = args.out or str(common.ROOT / "runs" / f"bench-{args.recipe}")
+    command = [str(common.ROOT / ".venv" / "bin" / "seqtag"), "train", args.recipe, "--out", out,
+               "--train", files["train"], "--dev", files["dev"], "--test", files["test"],
+               "--set", "train.progress_bar=false"]
+    for override in args.overrides:
+        command += ["--set", override]
+    print(" ".join(command), flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=sys.stdout, stderr=subprocess.DEVNULL)
+    minutes = (time.perf_counter() - start) / 60
+    metrics = json.loads((common.Path(out) / "model" / "metrics.json").read_text())
+    key = "f1" if "f1" in metrics["test"] else "accuracy"
+    print(f"{args.recipe}: dev {key} {metrics['dev'][key]:.2f} | test {key} {metrics['test'][key]:.2f} | "
+          f"epochs {metrics['epochs']} | wall time {minutes:.1f} min | "
+          f"peak RSS (training process) {common.peak_rss_mb(children=True):.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
