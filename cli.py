@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from seqtag.data.readers import decode_lines
 from seqtag.errors import SeqtagError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -109,24 +110,18 @@ def predict(
     if output not in ("jsonl", "conll"):
         raise SeqtagError(f"--output is {output!r}; expected jsonl or conll.")
     tagger = seqtag.load(model)
-    if file == "-":
-        stream = sys.stdin
-    else:
-        if not Path(file).is_file():
-            raise SeqtagError(f"{file}: file not found.")
-        stream = open(file, encoding="utf-8", errors="strict")
-    with stream:
-        lines = (line.rstrip("\n") for line in stream)
-        number = 0
+    if file != "-" and not Path(file).is_file():
+        raise SeqtagError(f"{file}: file not found; give a text file with one sentence per line, or - for stdin.")
+    with (sys.stdin.buffer if file == "-" else open(file, "rb")) as stream:
+        lines = (text for _, text in decode_lines(stream, "<stdin>" if file == "-" else file))
         # Read and tag in chunks so arbitrarily long inputs stream through in bounded memory.
         while chunk := list(islice(lines, 4096)):
-            number += len(chunk)
             items = [line.split() for line in chunk] if pretokenized else chunk
             for sentence in tagger.predict(items, batch_size=batch_size):
                 if output == "jsonl":
                     typer.echo(json.dumps(sentence.to_dict(), ensure_ascii=False))
                 else:
-                    typer.echo("".join(f"{t.text}\t{t.label}\n" for t in sentence.tokens))
+                    typer.echo("".join(f"{w}\t{l}\n" for w, l in zip(sentence.words, sentence.labels)))
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def bare_run(recipe, data, initial_state, batches: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batches", type=int, default=120)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
     files = common.ewt_files()
@@ -91,6 +91,9 @@ def main() -> None:
             break
         tokens += int(batch.lengths.sum())
 
+    # Warm-up, not counted: the first runs pay for allocations and lazy initialisation.
+    toolkit_run(recipe, data, initial_state, 10, "runs/bench-train-speed")
+    bare_run(recipe, data, initial_state, 10)
     toolkit, bare = [], []
     for repeat in range(args.repeats):
         toolkit.append(tokens / toolkit_run(recipe, data, initial_state, args.batches, "runs/bench-train-speed"))

@@ -47,18 +47,23 @@ class Span:
 
 @dataclass
 class TaggedSentence:
-    tokens: list[Token]
+    """One tagged sentence. Results are kept as parallel lists; `tokens` gives them as Token objects."""
+
+    words: list[str]
+    labels: list[str]
+    probabilities: list[float]
+    offsets: list[tuple[int, int]] | None   # character offsets in the raw string; None for pre-tokenized input
     spans: list[Span]
 
     @property
-    def labels(self) -> list[str]:
-        return [token.label for token in self.tokens]
+    def tokens(self) -> list[Token]:
+        offsets = self.offsets or [(None, None)] * len(self.words)
+        return [Token(w, l, p, s, e) for w, l, p, (s, e) in zip(self.words, self.labels, self.probabilities, offsets)]
 
     def to_dict(self) -> dict:
-        return {"tokens": [t.text for t in self.tokens], "labels": self.labels,
-                "probabilities": [round(t.probability, 6) for t in self.tokens],
-                "offsets": [[t.start, t.end] for t in self.tokens] if self.tokens and self.tokens[0].start is not None
-                else None,
+        return {"tokens": self.words, "labels": self.labels,
+                "probabilities": [round(p, 6) for p in self.probabilities],
+                "offsets": None if self.offsets is None else [list(o) for o in self.offsets],
                 "spans": [asdict(span) for span in self.spans]}
 
 
@@ -104,21 +109,22 @@ class SequenceTagger:
         probabilities: list[list[float]] = [[] for _ in sentences]
         names = self.preprocessor.labels
         lengths = [len(s) for s in sentences]
+        # Encode everything once (distinct words are spelled out once), then batch by length.
+        encoded = self.preprocessor.encoder.encode(sentences)
         with torch.inference_mode():
             for indices in _batches(lengths, batch_size):
                 indices = [i for i in indices if lengths[i]]  # an empty sentence has nothing to tag
                 if not indices:
                     continue
-                chunk = [sentences[i] for i in indices]
-                encoded = self.preprocessor.encoder.encode(chunk)
-                rows = [{"word_ids": w, "char_ids": c} for w, c in zip(encoded["word_ids"], encoded["char_ids"])]
-                batch = collate(rows)
+                batch = collate([{"word_ids": encoded["word_ids"][i], "char_ids": encoded["char_ids"][i]}
+                                 for i in indices])
                 logits = self.net(batch.word_ids, batch.char_ids, batch.lengths, batch.mask)  # (B, T, L)
-                best, best_ids = logits.softmax(-1).max(-1)                                  # (B, T)
-                for row, i in enumerate(indices):
+                top, top_ids = logits.max(-1)                                                # (B, T)
+                top_probs = (top - logits.logsumexp(-1)).exp()  # softmax probability of the top label
+                for i, ids, probs in zip(indices, top_ids.tolist(), top_probs.tolist()):
                     n = lengths[i]
-                    labels[i] = self.preprocessor.to_file_scheme([names[j] for j in best_ids[row, :n].tolist()])
-                    probabilities[i] = best[row, :n].tolist()
+                    labels[i] = self.preprocessor.to_file_scheme([names[j] for j in ids[:n]])
+                    probabilities[i] = probs[:n]
         return labels, probabilities
 
     def predict(self, inputs: str | Sequence[str] | Sequence[Sequence[str]], batch_size: int | None = None
@@ -146,10 +152,6 @@ class SequenceTagger:
         return results[0] if single else results
 
     def _sentence(self, raw, words, offsets, labels, probabilities) -> TaggedSentence:
-        if offsets is None:
-            tokens = [Token(w, l, p) for w, l, p in zip(words, labels, probabilities)]
-        else:
-            tokens = [Token(w, l, p, s, e) for w, l, p, (s, e) in zip(words, labels, probabilities, offsets)]
         spans = []
         if self.preprocessor.file_scheme != "none":
             for kind, first, last in schemes.spans(labels):
@@ -160,7 +162,7 @@ class SequenceTagger:
                 else:
                     text = " ".join(words[first:last])
                 spans.append(Span(kind, text, first, last, sum(probabilities[first:last]) / (last - first), start, end))
-        return TaggedSentence(tokens, spans)
+        return TaggedSentence(words, labels, probabilities, offsets, spans)
 
     def evaluate(self, source, batch_size: int | None = None) -> dict:
         """Metrics on a file (read with the model's own reader settings) or a dataset with tokens/labels."""

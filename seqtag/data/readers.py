@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -202,22 +202,27 @@ def _find_seqtag_error(error: BaseException) -> SeqtagError | None:
 
 
 def _read_lines(path: str, shown_path: str) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, text without line ending), decoding each line as UTF-8."""
+    """Yield (1-based line number, text without line ending) of a file, decoding each line as UTF-8."""
     with open(path, "rb") as file:
-        for number, raw in enumerate(file, start=1):
-            if number == 1 and raw.startswith(_UTF8_BOM):
-                raw = raw[len(_UTF8_BOM):]
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                column = len(raw[: error.start].decode("utf-8", errors="replace")) + 1
-                raise InputError(
-                    shown_path,
-                    number,
-                    f"is not valid UTF-8 (byte 0x{raw[error.start]:02x} at column {column}); "
-                    "save the file as UTF-8",
-                ) from None
-            yield number, text.rstrip("\r\n")
+        yield from decode_lines(file, shown_path)
+
+
+def decode_lines(raw_lines: Iterable[bytes], shown_path: str) -> Iterator[tuple[int, str]]:
+    """Decode byte lines as UTF-8, one by one, so an invalid byte is reported with its exact line."""
+    for number, raw in enumerate(raw_lines, start=1):
+        if number == 1 and raw.startswith(_UTF8_BOM):
+            raw = raw[len(_UTF8_BOM):]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            column = len(raw[: error.start].decode("utf-8", errors="replace")) + 1
+            raise InputError(
+                shown_path,
+                number,
+                f"is not valid UTF-8 (byte 0x{raw[error.start]:02x} at column {column}); "
+                "save the file as UTF-8",
+            ) from None
+        yield number, text.rstrip("\r\n")
 
 
 def _shorten(line: str, limit: int = 60) -> str:

@@ -63,13 +63,28 @@ class Encoder:
         self.chars = chars
         self.max_word_length = max_word_length
 
+    def _lookup(self, tokenizer: Tokenizer, items: list[str]) -> list[int]:
+        """One id per item: a WordLevel model without pre-tokenizer looks each pre-tokenized item up whole."""
+        ids = tokenizer.encode([item or PAD for item in items], is_pretokenized=True).ids if items else []
+        assert len(ids) == len(items), "a word-level vocabulary must give exactly one id per item"
+        return ids
+
     def encode(self, sentences: Sequence[Sequence[str]]) -> dict[str, list]:
         """{"word_ids": [[...]], "char_ids": [[[...], ...]]} for a batch of sentences."""
-        word_ids = [enc.ids for enc in self.words.encode_batch(list(sentences), is_pretokenized=True)]
-        flat_words = [list(word[: self.max_word_length]) or [PAD] for sentence in sentences for word in sentence]
-        flat_chars = [enc.ids for enc in self.chars.encode_batch(flat_words, is_pretokenized=True)] if flat_words else []
-        char_ids, start = [], 0
+        # Words repeat a lot (Zipf), so each distinct word is looked up and spelled out once,
+        # in one tokenizer call for all words and one for all their characters.
+        distinct: dict[str, int] = {}
         for sentence in sentences:
-            char_ids.append(flat_chars[start:start + len(sentence)])
-            start += len(sentence)
+            for word in sentence:
+                distinct.setdefault(word, len(distinct))
+        words = list(distinct)
+        distinct_word_ids = self._lookup(self.words, words)
+        spellings = [word[: self.max_word_length] or PAD for word in words]
+        flat_char_ids = self._lookup(self.chars, [char for spelling in spellings for char in spelling])
+        distinct_char_ids, start = [], 0
+        for spelling in spellings:
+            distinct_char_ids.append(flat_char_ids[start:start + len(spelling)])
+            start += len(spelling)
+        word_ids = [[distinct_word_ids[distinct[word]] for word in sentence] for sentence in sentences]
+        char_ids = [[distinct_char_ids[distinct[word]] for word in sentence] for sentence in sentences]
         return {"word_ids": word_ids, "char_ids": char_ids}
