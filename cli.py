@@ -41,6 +41,8 @@ def _log_to_stderr() -> None:
 
 
 def _figures(metrics: dict) -> str:
+    if "macro_f1" in metrics:
+        return f"accuracy {metrics['accuracy']:.2f}  macro-F1 {metrics['macro_f1']:.2f}  ({metrics['texts']} texts)"
     if "f1" in metrics:
         return (f"F1 {metrics['f1']:.2f}  P {metrics['precision']:.2f}  R {metrics['recall']:.2f}  "
                 f"({metrics['sentences']} sentences, {metrics['tokens']} tokens)")
@@ -50,7 +52,7 @@ def _figures(metrics: dict) -> str:
 @app.command()
 @user_errors
 def train(
-    recipe: Annotated[str, typer.Argument(help="A recipe name from recipes/ (e.g. demo, ud-pos) or a YAML path.")],
+    recipe: Annotated[str, typer.Argument(help="A recipe name from recipes/ (e.g. demo, ud-pos, mr, sst2, imdb, sentiment) or a YAML path.")],
     train: Annotated[Optional[Path], typer.Option("--train", help="Training file.")] = None,
     dev: Annotated[Optional[Path], typer.Option("--dev", help="Development file (early stopping).")] = None,
     test: Annotated[Optional[Path], typer.Option("--test", help="Test file, scored at the end.")] = None,
@@ -59,7 +61,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     smoke: Annotated[bool, typer.Option("--smoke", help="One training step and one dev batch, to check the setup.")] = False,
 ):
-    """Train a tagger from a recipe; prints the saved model's path and its dev/test figures."""
+    """Train a tagger or classifier from a recipe; prints the saved model's path and its dev/test figures."""
     from seqtag.config import load_recipe
     from seqtag.train import train as run_training
 
@@ -78,7 +80,7 @@ def train(
 @user_errors
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A saved model directory.")],
-    file: Annotated[Path, typer.Argument(help="A labelled file in the model's training format.")],
+    file: Annotated[Path, typer.Argument(help="A labelled file in the model's training format (class_files: a.pos,a.neg).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ):
     """Score a model on a labelled file, read with the model's own reader settings."""
@@ -99,23 +101,33 @@ def evaluate(
 @user_errors
 def predict(
     model: Annotated[Path, typer.Argument(help="A saved model directory.")],
-    file: Annotated[str, typer.Argument(help="Input file, one sentence per line; '-' reads standard input.")] = "-",
+    file: Annotated[str, typer.Argument(help="Input file, one sentence (or text) per line; '-' reads standard input.")] = "-",
     pretokenized: Annotated[bool, typer.Option("--pretokenized", help="Lines hold tokens separated by spaces.")] = False,
-    output: Annotated[str, typer.Option("--output", help="jsonl or conll.")] = "jsonl",
+    output: Annotated[str, typer.Option("--output", help="jsonl or conll (taggers only).")] = "jsonl",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sentences per forward pass.")] = 256,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Classifiers: how many ranked labels to list (default all).")] = None,
 ):
-    """Tag raw text (or pre-tokenized lines); writes JSON lines or CoNLL to standard output."""
+    """Tag raw text (or pre-tokenized lines), or classify one text per line; writes JSON lines (or CoNLL) to standard output."""
     import seqtag
+    from seqtag.predict import TextClassifier
 
     if output not in ("jsonl", "conll"):
         raise SeqtagError(f"--output is {output!r}; expected jsonl or conll.")
     tagger = seqtag.load(model)
+    classify = isinstance(tagger, TextClassifier)
+    if classify and (pretokenized or output != "jsonl"):
+        raise SeqtagError(f"{model} is a text classifier: it reads one raw text per line and writes JSON lines; "
+                          "drop --pretokenized and --output conll.")
     if file != "-" and not Path(file).is_file():
         raise SeqtagError(f"{file}: file not found; give a text file with one sentence per line, or - for stdin.")
     with (sys.stdin.buffer if file == "-" else open(file, "rb")) as stream:
         lines = (text for _, text in decode_lines(stream, "<stdin>" if file == "-" else file))
         # Read and tag in chunks so arbitrarily long inputs stream through in bounded memory.
         while chunk := list(islice(lines, 4096)):
+            if classify:
+                for result in tagger.predict(chunk, top_k=top_k, batch_size=batch_size):
+                    typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+                continue
             items = [line.split() for line in chunk] if pretokenized else chunk
             for sentence in tagger.predict(items, batch_size=batch_size):
                 if output == "jsonl":

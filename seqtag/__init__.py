@@ -3,6 +3,9 @@
     import seqtag
     tagger = seqtag.load("runs/demo/model")
     tagger.predict("Ada Lovelace was born in London.")
+
+    classifier = seqtag.load("runs/mr/model")          # a model trained with task: classification
+    classifier.predict(["a gorgeous , witty film", "dull"], top_k=1)
 """
 __version__ = "0.1.0"
 

@@ -3,7 +3,7 @@
     config.json            format version, task, network config, reader and scheme settings
     model.safetensors      the weights
     word_tokenizer.json    word vocabulary (HF tokenizers)
-    char_tokenizer.json    character vocabulary (HF tokenizers)
+    char_tokenizer.json    character vocabulary (HF tokenizers); absent for a classifier without character encoder
     labels.json            the label list, in the network's output order
     metrics.json           the final dev/test figures
 
@@ -27,6 +27,14 @@ from .errors import SeqtagError
 
 FORMAT_VERSION = 1
 FILES = ("config.json", "model.safetensors", "word_tokenizer.json", "char_tokenizer.json", "labels.json")
+CHARS = "char_tokenizer.json"
+
+
+def required_files(config: dict | None) -> tuple[str, ...]:
+    """The files a model directory must hold; a classifier reading no characters has no character vocabulary."""
+    if config and config.get("task") == "classification" and config.get("net", {}).get("char_encoder") == "none":
+        return tuple(name for name in FILES if name != CHARS)
+    return FILES
 
 
 def _write_json(path: Path, value) -> None:
@@ -34,8 +42,8 @@ def _write_json(path: Path, value) -> None:
 
 
 def save_model(directory: str | Path, config: dict, state_dict: dict[str, torch.Tensor],
-               words: Tokenizer, chars: Tokenizer, labels: list[str], metrics: dict) -> Path:
-    """Write a model directory atomically and return its path."""
+               words: Tokenizer, chars: Tokenizer | None, labels: list[str], metrics: dict) -> Path:
+    """Write a model directory atomically and return its path; `chars` is None for a model reading no characters."""
     target = Path(directory).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -43,7 +51,8 @@ def save_model(directory: str | Path, config: dict, state_dict: dict[str, torch.
         _write_json(staging / "config.json", {"format_version": FORMAT_VERSION, **config})
         save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(staging / "model.safetensors"))
         words.save(str(staging / "word_tokenizer.json"))
-        chars.save(str(staging / "char_tokenizer.json"))
+        if chars is not None:
+            chars.save(str(staging / CHARS))
         _write_json(staging / "labels.json", labels)
         _write_json(staging / "metrics.json", metrics)
         if target.exists():
@@ -61,20 +70,25 @@ def save_model(directory: str | Path, config: dict, state_dict: dict[str, torch.
     return target
 
 
+def _check_files(path: Path, expected) -> None:
+    missing = [name for name in expected if not (path / name).is_file()]
+    if missing:
+        raise SeqtagError(f"{path}: this model directory is missing {', '.join(missing)}; expected "
+                          f"{', '.join(expected)}. Copy the whole folder, or train again.")
+
+
 def read_model_files(directory: str | Path) -> dict:
     """Read and check a model directory; returns its parts without building the network."""
     path = Path(directory)
     if not path.is_dir():
         raise SeqtagError(f"{path}: no model directory here. Give the folder that `seqtag train` printed.")
-    missing = [name for name in FILES if not (path / name).is_file()]
-    if missing:
-        raise SeqtagError(f"{path}: this model directory is missing {', '.join(missing)}; expected "
-                          f"{', '.join(FILES)}. Copy the whole folder, or train again.")
+    _check_files(path, [name for name in FILES if name != CHARS])
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SeqtagError(f"{path}: config.json or labels.json is not valid JSON ({err}).") from None
+    _check_files(path, required_files(config))
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         raise SeqtagError(f"{path / 'config.json'}: model format version {version!r}, but this seqtag reads "
@@ -87,5 +101,5 @@ def read_model_files(directory: str | Path) -> dict:
         "metrics": metrics,
         "state_dict": load_file(str(path / "model.safetensors")),
         "words": Tokenizer.from_file(str(path / "word_tokenizer.json")),
-        "chars": Tokenizer.from_file(str(path / "char_tokenizer.json")),
+        "chars": Tokenizer.from_file(str(path / CHARS)) if (path / CHARS).is_file() else None,
     }

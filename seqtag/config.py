@@ -29,12 +29,19 @@ def _positive(section: str, name: str, value: float, allow_zero: bool = False) -
         raise SeqtagError(f"{section}.{name} is {value!r}; it must be {bound}.")
 
 
+TAGGING_FORMATS = ("conll", "conllu", "hub")
+TEXT_FORMATS = ("csv", "tsv", "jsonl", "auto", "class_files", "class_folders", "hub")
+
+
 @dataclass
 class DataConfig:
     format: str = "conll"
-    """Reader: "conll" (columns), "conllu" (Universal Dependencies) or "hub" (a dataset on the HF hub)."""
+    """Reader. Tagging: "conll" (columns), "conllu" (Universal Dependencies) or "hub" (a dataset on the HF hub).
+    Classification: "csv", "tsv", "jsonl", "auto" (csv/tsv/jsonl by file extension), "class_files" (one file per
+    class, one text per line, the label is the file's extension: rt-polarity.pos -> "pos"), "class_folders" (a
+    folder holding one sub-folder per class, one text per file) or "hub"."""
     train: str | None = None
-    """Training file (for "hub": the split name, default "train")."""
+    """Training file (for "hub": the split name, default "train"; for "class_files": comma-separated files)."""
     dev: str | None = None
     """Development file used for early stopping and model selection."""
     test: str | None = None
@@ -42,7 +49,31 @@ class DataConfig:
     token_column: int = 0
     """CoNLL: 0-based column of the tokens."""
     label_column: int | str = -1
-    """CoNLL: 0-based column of the labels (-1 is the last). CoNLL-U: a field name such as "upos" or "xpos"."""
+    """CoNLL: 0-based column of the labels (-1 is the last). CoNLL-U: a field name such as "upos" or "xpos".
+    CSV/TSV: a header name or 0-based index. JSON lines and hub: a field name."""
+    text_column: int | str = 0
+    """Classification, CSV/TSV: a header name or 0-based index of the text. JSON lines and hub: a field name."""
+    header: bool = True
+    """CSV/TSV: the first row names the columns."""
+    quoting: bool = True
+    """CSV/TSV: fields may be quoted with double quotes (csv module rules); false reads quotes literally."""
+    skip_bad_rows: bool = False
+    """Classification: skip (and count and report) rows with an empty text or a wrong field count instead of
+    stopping with an error."""
+    dev_fraction: float = 0.1
+    """Classification without a dev file: the share of the training texts held out as dev, by a seeded split."""
+    test_fraction: float = 0.0
+    """Classification without a test file: the share of the training texts held out as test (0: no test split)."""
+    split_seed: int = 1
+    """Seed of these splits; it and the split sizes are recorded in the saved model."""
+    tokenizer: str = "word"
+    """Classification: "word" (whole words), "bpe" or "wordpiece" (sub-words trained on the training text)."""
+    vocab_size: int = 30_000
+    """Classification: the largest vocabulary the tokenizer may learn."""
+    normalization: str = "none"
+    """Classification: Unicode normalization of the text before tokenizing: "none", "nfc", "nfkc"."""
+    max_length: int = 0
+    """Classification: tokens kept per text (0 keeps all); how many texts were cut is logged and saved."""
     hub_name: str | None = None
     """For format "hub": the dataset name (or a local folder with data files)."""
     hub_config: str | None = None
@@ -67,7 +98,17 @@ class DataConfig:
     """Sentences per batch for evaluation and prediction."""
 
     def __post_init__(self) -> None:
-        _one_of("data", "format", self.format, ("conll", "conllu", "hub"))
+        _one_of("data", "format", self.format, TAGGING_FORMATS + TEXT_FORMATS)
+        _one_of("data", "tokenizer", self.tokenizer, ("word", "bpe", "wordpiece"))
+        _one_of("data", "normalization", self.normalization, ("none", "nfc", "nfkc"))
+        _positive("data", "max_length", self.max_length, allow_zero=True)
+        _positive("data", "vocab_size", self.vocab_size)
+        if not 0 < self.dev_fraction < 1:
+            raise SeqtagError(f"data.dev_fraction is {self.dev_fraction!r}; it must be between 0 and 1 "
+                              "(0.1 holds out a tenth of the training texts as dev).")
+        if not 0 <= self.test_fraction < 1 or self.dev_fraction + self.test_fraction >= 1:
+            raise SeqtagError(f"data.test_fraction is {self.test_fraction!r}; it must be in [0, 1) and leave "
+                              f"training texts beside data.dev_fraction={self.dev_fraction!r}.")
         _one_of("data", "scheme", self.scheme, ("auto", "iob1", "iob2", "bioes", "none"))
         _one_of("data", "train_scheme", self.train_scheme, ("iob2", "bioes"))
         for name in ("min_freq", "max_word_length", "batch_size", "eval_batch_size"):
@@ -100,9 +141,13 @@ class ModelConfig:
     """Dropout on the embeddings, between LSTM layers and before the output layer."""
     word_dropout: float = 0.05
     """Chance during training that a word is replaced by the unknown token, so that token learns a useful vector."""
+    pooling: str = "max"
+    """Classification: how token states become one text vector: "max", "mean", "last" (final states of both
+    directions) or "attention". Only real (unpadded) positions take part."""
 
     def __post_init__(self) -> None:
         _one_of("model", "char_encoder", self.char_encoder, ("cnn", "lstm", "none"))
+        _one_of("model", "pooling", self.pooling, ("max", "mean", "last", "attention"))
         for name in ("word_dim", "char_dim", "char_hidden", "char_kernel", "hidden_size", "num_layers",
                      "pretrained_max_words"):
             _positive("model", name, getattr(self, name))
@@ -147,9 +192,15 @@ class TrainConfig:
     """Stop training after this many minutes (the best checkpoint so far is kept)."""
     progress_bar: bool = True
     """Show Lightning's progress bar."""
+    class_weights: str = "none"
+    """Classification: "none", or "balanced" (each class weighted by n_texts / (n_classes * its count))."""
+    dev_metric: str = "accuracy"
+    """Classification: what early stopping and model selection watch, "accuracy" or "macro_f1"."""
 
     def __post_init__(self) -> None:
         _one_of("train", "optimizer", self.optimizer, ("adam", "sgd"))
+        _one_of("train", "class_weights", self.class_weights, ("none", "balanced"))
+        _one_of("train", "dev_metric", self.dev_metric, ("accuracy", "macro_f1"))
         _one_of("train", "lr_schedule", self.lr_schedule, ("none", "plateau", "linear"))
         _positive("train", "lr", self.lr)
         _positive("train", "max_epochs", self.max_epochs)
@@ -162,13 +213,17 @@ class Recipe:
     name: str = "custom"
     """Recipe name, used for the default output folder."""
     task: str = "tagging"
-    """Task family."""
+    """Task family: "tagging" (a label per token) or "classification" (a label per text)."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        _one_of("recipe", "task", self.task, ("tagging",))
+        _one_of("recipe", "task", self.task, ("tagging", "classification"))
+        formats = TEXT_FORMATS if self.task == "classification" else TAGGING_FORMATS
+        if self.data.format not in formats:
+            raise SeqtagError(f"data.format is {self.data.format!r}, which task {self.task!r} cannot read; expected "
+                              f"one of {', '.join(map(repr, formats))}.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -230,6 +285,12 @@ def parse_override(assignment: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _resolve(value: str, base: Path, format: str | None) -> str:
+    """An absolute path; for "class_files", each of the comma-separated files."""
+    parts = value.split(",") if format == "class_files" else [value]
+    return ",".join(str((base / part.strip()).resolve()) for part in parts)
+
+
 def load_recipe(name_or_path: str, overrides: list[str] = (), **paths: str | None) -> Recipe:
     """Load a recipe, apply `--set` overrides, then the --train/--dev/--test paths given."""
     path = find_recipe(name_or_path)
@@ -245,7 +306,7 @@ def load_recipe(name_or_path: str, overrides: list[str] = (), **paths: str | Non
     if isinstance(data, dict):
         for split in ("train", "dev", "test"):
             if isinstance(data.get(split), str) and data.get("format") != "hub":
-                data[split] = str((path.parent / data[split]).resolve())
+                data[split] = _resolve(data[split], path.parent, data.get("format"))
     for assignment in overrides:
         key, value = parse_override(assignment)
         section, _, sub = key.partition(".")
@@ -259,7 +320,8 @@ def load_recipe(name_or_path: str, overrides: list[str] = (), **paths: str | Non
     data = raw.setdefault("data", {})
     for split, value in paths.items():
         if value is not None:
-            data[split] = str(value) if data.get("format") == "hub" else str(Path(value).resolve())
+            data[split] = str(value) if data.get("format") == "hub" else _resolve(str(value), Path.cwd(),
+                                                                                   data.get("format"))
     try:
         return recipe_from_dict(raw, where=str(path) if not overrides else f"{path} with --set")
     except TypeError as err:

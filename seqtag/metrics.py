@@ -76,3 +76,39 @@ def span_scores(gold: Iterable[Sequence[str]], predicted: Iterable[Sequence[str]
             "accuracy": _percent(correct_tokens, tokens), "tokens": tokens,
             "gold_spans": total_gold, "predicted_spans": total_predicted,
             "correct_spans": total_correct, "per_label": per_label}
+
+
+def confusion_scores(confusion: Sequence[Sequence[int]], labels: Sequence[str]) -> dict:
+    """Classification figures from a confusion matrix (rows: gold label, columns: predicted label).
+
+    "accuracy" and "macro_f1" (the unweighted mean F1 over the labels seen in gold or
+    predictions); "per_label" maps each label to precision, recall, f1, support,
+    predicted and correct; "confusion" is {gold: {predicted: count}}; "texts" the count.
+    """
+    size = len(labels)
+    gold_counts = [sum(confusion[g]) for g in range(size)]
+    predicted_counts = [sum(confusion[g][p] for g in range(size)) for p in range(size)]
+    per_label = {}
+    for i, label in enumerate(labels):
+        correct = confusion[i][i]
+        precision, recall = _percent(correct, predicted_counts[i]), _percent(correct, gold_counts[i])
+        per_label[label] = {"precision": precision, "recall": recall, "f1": _f1(precision, recall),
+                            "support": gold_counts[i], "predicted": predicted_counts[i], "correct": correct}
+    seen = [scores["f1"] for scores in per_label.values() if scores["support"] or scores["predicted"]]
+    texts = sum(gold_counts)
+    return {"accuracy": _percent(sum(confusion[i][i] for i in range(size)), texts),
+            "macro_f1": sum(seen) / len(seen) if seen else 0.0,
+            "per_label": per_label,
+            "confusion": {g: {p: confusion[i][j] for j, p in enumerate(labels)} for i, g in enumerate(labels)},
+            "texts": texts}
+
+
+def classification_scores(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict:
+    """`confusion_scores` for gold and predicted label strings; every label must be in `labels`."""
+    if len(gold) != len(predicted):
+        raise ValueError(f"gold has {len(gold)} labels but predicted has {len(predicted)}")
+    index = {label: i for i, label in enumerate(labels)}
+    confusion = [[0] * len(labels) for _ in labels]
+    for g, p in zip(gold, predicted):
+        confusion[index[g]][index[p]] += 1
+    return confusion_scores(confusion, labels)

@@ -1,4 +1,4 @@
-"""The networks: embeddings, character encoders, the masked BiLSTM and the tagging head.
+"""The networks: embeddings, character encoders, the masked BiLSTM, and the tagging and classification heads.
 
 Plain `nn.Module`s that know nothing of Lightning, files or label strings; they are
 rebuilt from `NetConfig` (saved as JSON in the model directory) and a safetensors file.
@@ -32,6 +32,7 @@ class NetConfig:
     dropout: float = 0.33
     word_dropout: float = 0.05
     freeze_embeddings: bool = False
+    pooling: str = "max"
 
     @classmethod
     def from_model_config(cls, model: ModelConfig, num_words: int, num_chars: int, num_labels: int) -> "NetConfig":
@@ -145,3 +146,45 @@ class TaggerNet(nn.Module):
                 mask: torch.Tensor) -> torch.Tensor:
         states = self.encoder(word_ids, char_ids, lengths, mask)  # (B, T, 2H)
         return self.head(self.dropout(states))                     # (B, T, L)
+
+
+class Pooling(nn.Module):
+    """One vector per text from its token states, reading real (unpadded) positions only."""
+
+    def __init__(self, kind: str, size: int):
+        super().__init__()
+        self.kind = kind
+        self.attention = nn.Linear(size, 1) if kind == "attention" else None
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # states: (B, T, 2H); mask: (B, T)
+        if self.kind == "max":
+            return states.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values        # (B, 2H)
+        if self.kind == "mean":
+            total = (states * mask[..., None]).sum(dim=1)                                     # (B, 2H)
+            return total / mask.sum(dim=1, keepdim=True).clamp(min=1).to(states.dtype)        # (B, 2H)
+        if self.kind == "last":
+            # The forward direction ends at the last real token, the backward one at the first.
+            half = states.size(-1) // 2
+            last = (lengths.to(states.device) - 1).clamp(min=0)                               # (B,)
+            rows = torch.arange(states.size(0), device=states.device)
+            return torch.cat([states[rows, last, :half], states[:, 0, half:]], dim=-1)       # (B, 2H)
+        scores = self.attention(states).squeeze(-1)                                           # (B, T)
+        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=1)                     # (B, T)
+        return torch.einsum("bt,btd->bd", weights, states)                                    # (B, 2H)
+
+
+class ClassifierNet(TaggerNet):
+    """Sentence encoder + pooling over real tokens + dropout + linear layer: label scores per text.
+
+    The tagger's layers, with a pooling step between the encoder and the head."""
+
+    def __init__(self, config: NetConfig):
+        super().__init__(config)
+        self.pool = Pooling(config.pooling, self.encoder.output_size)
+
+    def forward(self, word_ids: torch.Tensor, char_ids: torch.Tensor | None, lengths: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        states = self.encoder(word_ids, char_ids, lengths, mask)  # (B, T, 2H)
+        pooled = self.pool(states, mask, lengths)                  # (B, 2H)
+        return self.head(self.dropout(pooled))                     # (B, L)

@@ -15,11 +15,12 @@ from .artifact import read_model_files
 from .config import DataConfig
 from .data import schemes
 from .data.batching import collate
+from .data.classification import TextPreprocessor, check_labels, read_texts
 from .data.corpus import Preprocessor, check_scheme, read_corpus, span_label_list
-from .data.vocab import Encoder
+from .data.vocab import Encoder, TextEncoder
 from .errors import SeqtagError
-from .metrics import span_scores, token_accuracy
-from .nn import NetConfig, TaggerNet
+from .metrics import classification_scores, span_scores, token_accuracy
+from .nn import ClassifierNet, NetConfig, TaggerNet
 from .text import split_words
 
 MAX_BATCH_TOKENS = 16_384  # caps memory on very long inputs, whatever the batch size
@@ -82,16 +83,20 @@ def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return batches
 
 
-class SequenceTagger:
-    """A trained tagger: labels with probabilities per token, and entity spans for span schemes."""
+class _TrainedModel:
+    """What a loaded model holds: the network (in eval mode), its preprocessing, reader settings and figures."""
 
-    def __init__(self, net: TaggerNet, preprocessor: Preprocessor, data_config: DataConfig,
-                 metrics: dict | None = None, path: Path | None = None):
+    def __init__(self, net: TaggerNet | ClassifierNet, preprocessor: Preprocessor | TextPreprocessor,
+                 data_config: DataConfig, metrics: dict | None = None, path: Path | None = None):
         self.net = net.eval()
         self.preprocessor = preprocessor
         self.data_config = data_config
         self.metrics = metrics or {}
         self.path = path
+
+
+class SequenceTagger(_TrainedModel):
+    """A trained tagger: labels with probabilities per token, and entity spans for span schemes."""
 
     @property
     def labels(self) -> list[str]:
@@ -182,16 +187,90 @@ class SequenceTagger:
         return result
 
 
-def load(path: str | Path) -> SequenceTagger:
-    """Load a saved model directory; needs no network and not the training corpus."""
+@dataclass
+class Classification:
+    """The label of one text, the probability of every class, and the `top_k` most probable classes."""
+
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+    top_k: list[tuple[str, float]]
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "probability": round(self.probability, 6),
+                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+                "top_k": [[label, round(p, 6)] for label, p in self.top_k]}
+
+
+class TextClassifier(_TrainedModel):
+    """A trained text classifier: a label per raw text, with the probability of every class."""
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.preprocessor.labels)
+
+    def probabilities(self, texts: Sequence[str], batch_size: int | None = None) -> torch.Tensor:
+        """(N, L) class probabilities, in input order; texts are encoded once and batched by length."""
+        batch_size = batch_size or self.data_config.eval_batch_size
+        encoded = self.preprocessor.encoder.encode(texts)
+        keys = [key for key in ("word_ids", "char_ids") if key in encoded]
+        lengths = [len(ids) for ids in encoded["word_ids"]]
+        out = torch.zeros(len(texts), len(self.labels))
+        with torch.inference_mode():
+            for indices in _batches(lengths, batch_size):
+                batch = collate([{key: encoded[key][i] for key in keys} for i in indices])
+                logits = self.net(batch.word_ids, batch.char_ids, batch.lengths, batch.mask)  # (B, L)
+                out[indices] = logits.float().softmax(-1)
+        return out
+
+    def predict(self, texts: str | Sequence[str], top_k: int | None = None, batch_size: int | None = None
+                ) -> Classification | list[Classification]:
+        """Classify raw strings; a single string gives one Classification, a list gives a list in input order.
+
+        `top_k` (default: every class) limits the ranked list in `Classification.top_k`.
+        """
+        single = isinstance(texts, str)
+        items = [texts] if single else list(texts)
+        for item in items:
+            if not isinstance(item, str):
+                raise SeqtagError(f"predict() takes strings, got {type(item).__name__}.")
+        if top_k is not None and top_k < 1:
+            raise SeqtagError(f"top_k is {top_k}; it must be 1 or more.")
+        labels = self.labels
+        results = []
+        for row in self.probabilities(items, batch_size).tolist():
+            ranked = sorted(zip(labels, row), key=lambda pair: -pair[1])
+            results.append(Classification(ranked[0][0], ranked[0][1], dict(zip(labels, row)), ranked[:top_k]))
+        return results[0] if single else results
+
+    def evaluate(self, source, batch_size: int | None = None) -> dict:
+        """Accuracy, macro-F1, per-label figures and the confusion matrix on a file (read with the model's own
+        reader settings) or a dataset with text/label columns."""
+        if isinstance(source, (str, Path)):
+            dataset = read_texts(self.data_config, str(source))
+            check_labels(dataset, self.labels, str(source))
+        else:
+            dataset = source
+        predicted = self.probabilities(list(dataset["text"]), batch_size).argmax(-1).tolist()
+        return classification_scores(list(dataset["label"]), [self.labels[i] for i in predicted], self.labels)
+
+
+def load(path: str | Path) -> SequenceTagger | TextClassifier:
+    """Load a saved model directory (a tagger or a classifier, as config.json says); needs no network and not
+    the training corpus."""
     parts = read_model_files(path)
     config = parts["config"]
-    net = TaggerNet(NetConfig(**config["net"]))
+    is_classifier = config.get("task") == "classification"
+    net = (ClassifierNet if is_classifier else TaggerNet)(NetConfig(**config["net"]))
     try:
         net.load_state_dict(parts["state_dict"])
     except RuntimeError as err:
         raise SeqtagError(f"{path}: model.safetensors does not match config.json ({str(err).splitlines()[0]}).") from None
     data_config = DataConfig(**config["data"])
+    if is_classifier:
+        encoder = TextEncoder(parts["words"], parts["chars"], data_config.max_word_length, data_config.max_length)
+        return TextClassifier(net, TextPreprocessor(encoder, parts["labels"]), data_config, parts["metrics"],
+                              Path(path))
     preprocessor = Preprocessor(Encoder(parts["words"], parts["chars"], data_config.max_word_length),
                                 parts["labels"], config["file_scheme"], config["train_scheme"])
     return SequenceTagger(net, preprocessor, data_config, parts["metrics"], Path(path))

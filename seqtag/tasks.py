@@ -7,10 +7,12 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .data.batching import IGNORE_INDEX, Batch
-from .metrics import span_scores
-from .nn import TaggerNet
+from .metrics import confusion_scores, span_scores
+from .nn import ClassifierNet, TaggerNet
 
-DEV_SCORE = "dev_score"  # accuracy for plain tags, span F1 for span schemes; what early stopping watches
+# Accuracy for plain tags, span F1 for span schemes, accuracy or macro-F1 for classification;
+# what early stopping and checkpointing watch.
+DEV_SCORE = "dev_score"
 
 
 def score_from_counts(counts: torch.Tensor, is_span: bool) -> float:
@@ -24,19 +26,49 @@ def score_from_counts(counts: torch.Tensor, is_span: bool) -> float:
     return 100.0 * 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
-class TaggingTask(pl.LightningModule):
-    """Trains a TaggerNet with token-level cross-entropy; padding is ignored by the loss and the metric."""
+class _Task(pl.LightningModule):
+    """What every task shares: the forward pass over a Batch, dev counts summed over ranks, optimisers.
 
-    def __init__(self, net: TaggerNet, train: TrainConfig, labels: list[str], train_scheme: str):
+    A subclass gives `_step` (loss and logits), `_counts` (a tensor of counts for one dev
+    batch, summable) and `_score` (the dev score from the summed counts).
+    """
+
+    def __init__(self, net: torch.nn.Module, train: TrainConfig, labels: list[str]):
         super().__init__()
         self.net = net
         self.train_config = train
         self.labels = labels
-        self.is_span = train_scheme != "none"
         self._dev_counts: list[torch.Tensor] = []
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.net(batch.word_ids, batch.char_ids, batch.lengths, batch.mask)  # (B, T, L)
+        return self.net(batch.word_ids, batch.char_ids, batch.lengths, batch.mask)  # (B, T, L) or (B, L)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")[0]
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        _, logits = self._step(batch, "dev")
+        self._dev_counts.append(self._counts(logits.argmax(-1), batch))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._dev_counts:
+            return
+        counts = torch.stack(self._dev_counts).sum(0).to(self.device)
+        self._dev_counts.clear()
+        if self.trainer.world_size > 1:
+            counts = self.all_gather(counts).sum(0)  # every rank scored its share of the dev batches
+        self.log(DEV_SCORE, self._score(counts), prog_bar=True, sync_dist=False)
+
+    def configure_optimizers(self):
+        return configure_optimizers([p for p in self.parameters() if p.requires_grad], self.train_config)
+
+
+class TaggingTask(_Task):
+    """Trains a TaggerNet with token-level cross-entropy; padding is ignored by the loss and the metric."""
+
+    def __init__(self, net: TaggerNet, train: TrainConfig, labels: list[str], train_scheme: str):
+        super().__init__(net, train, labels)
+        self.is_span = train_scheme != "none"
 
     def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch)
@@ -45,12 +77,8 @@ class TaggingTask(pl.LightningModule):
                  sync_dist=stage != "train")
         return loss, logits
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")[0]
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        _, logits = self._step(batch, "dev")
-        self._dev_counts.append(self._counts(logits.argmax(-1), batch))
+    def _score(self, counts: torch.Tensor) -> float:
+        return score_from_counts(counts, self.is_span)
 
     def _counts(self, predicted: torch.Tensor, batch: Batch) -> torch.Tensor:
         if not self.is_span:
@@ -63,29 +91,51 @@ class TaggingTask(pl.LightningModule):
         scores = span_scores(gold_seqs, predicted_seqs)
         return torch.tensor([scores["correct_spans"], scores["gold_spans"], scores["predicted_spans"]])
 
-    def on_validation_epoch_end(self) -> None:
-        if not self._dev_counts:
-            return
-        counts = torch.stack(self._dev_counts).sum(0).to(self.device)
-        self._dev_counts.clear()
-        if self.trainer.world_size > 1:
-            counts = self.all_gather(counts).sum(0)  # every rank scored its share of the dev batches
-        self.log(DEV_SCORE, score_from_counts(counts, self.is_span), prog_bar=True, sync_dist=False)
 
-    def configure_optimizers(self):
-        cfg = self.train_config
-        params = [p for p in self.parameters() if p.requires_grad]
-        if cfg.optimizer == "adam":
-            optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        else:
-            optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        if cfg.lr_schedule == "plateau":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience)
-            return {"optimizer": optimizer,
-                    "lr_scheduler": {"scheduler": scheduler, "monitor": DEV_SCORE, "interval": "epoch"}}
-        if cfg.lr_schedule == "linear":
-            scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda epoch: max(0.0, 1.0 - epoch / cfg.max_epochs))
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-        return optimizer
+class ClassificationTask(_Task):
+    """Trains a ClassifierNet with cross-entropy per text (optionally class-weighted); dev score from a confusion matrix."""
+
+    def __init__(self, net: ClassifierNet, train: TrainConfig, labels: list[str],
+                 class_weights: torch.Tensor | None = None):
+        super().__init__(net, train, labels)
+        self.register_buffer("class_weights", class_weights, persistent=False)
+
+    def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch)                                        # (B, L)
+        loss = F.cross_entropy(logits, batch.labels, weight=self.class_weights)
+        self.log(f"{stage}_loss", loss, prog_bar=stage == "train", batch_size=len(batch.labels),
+                 sync_dist=stage != "train")
+        return loss, logits
+
+    def _counts(self, predicted: torch.Tensor, batch: Batch) -> torch.Tensor:
+        size = len(self.labels)
+        cells = batch.labels * size + predicted                     # (B,) gold row, predicted column
+        return torch.bincount(cells, minlength=size * size).view(size, size).cpu()
+
+    def _score(self, counts: torch.Tensor) -> float:
+        scores = confusion_scores(counts.tolist(), self.labels)
+        return scores["macro_f1" if self.train_config.dev_metric == "macro_f1" else "accuracy"]
+
+
+def balanced_class_weights(label_ids: list[int], num_labels: int) -> torch.Tensor:
+    """n / (k * count) per class, so every class weighs as much in the loss as the others."""
+    counts = torch.bincount(torch.as_tensor(label_ids, dtype=torch.long), minlength=num_labels).float()
+    return len(label_ids) / (num_labels * counts.clamp(min=1))
+
+
+def configure_optimizers(params: list[torch.nn.Parameter], cfg: TrainConfig):
+    """The recipe's optimiser and learning-rate schedule over `params` (Lightning's return format)."""
+    if cfg.optimizer == "adam":
+        optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.lr_schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": DEV_SCORE, "interval": "epoch"}}
+    if cfg.lr_schedule == "linear":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: max(0.0, 1.0 - epoch / cfg.max_epochs))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    return optimizer

@@ -15,11 +15,11 @@ from pytorch_lightning.loggers import CSVLogger
 from . import __version__
 from .artifact import save_model
 from .config import Recipe
-from .data.module import TaggingData
+from .data.module import ClassificationData, TaggingData
 from .errors import SeqtagError
-from .nn import NetConfig, TaggerNet
-from .predict import SequenceTagger
-from .tasks import DEV_SCORE, TaggingTask
+from .nn import ClassifierNet, NetConfig, TaggerNet
+from .predict import SequenceTagger, TextClassifier
+from .tasks import DEV_SCORE, ClassificationTask, TaggingTask, balanced_class_weights
 
 log = logging.getLogger("seqtag")
 
@@ -31,10 +31,17 @@ class TrainResult:
     interrupted: bool
 
 
-def build_task(recipe: Recipe, data: TaggingData) -> TaggingTask:
+def build_task(recipe: Recipe, data: TaggingData) -> TaggingTask | ClassificationTask:
     prep = data.preprocessor
+    chars = prep.encoder.chars
     net_config = NetConfig.from_model_config(recipe.model, prep.encoder.words.get_vocab_size(),
-                                             prep.encoder.chars.get_vocab_size(), len(prep.labels))
+                                             chars.get_vocab_size() if chars else 0, len(prep.labels))
+    if recipe.task == "classification":
+        weights = None
+        if recipe.train.class_weights == "balanced":
+            weights = balanced_class_weights(data.encoded["train"]["label_id"], len(prep.labels))
+            log.info("class weights: %s", dict(zip(prep.labels, weights.tolist())))
+        return ClassificationTask(ClassifierNet(net_config), recipe.train, prep.labels, weights)
     net = TaggerNet(net_config)
     if data.pretrained:
         count = net.encoder.load_pretrained(data.pretrained)
@@ -92,7 +99,8 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
         shutil.rmtree(out_dir / "logs", ignore_errors=True)
 
     pl.seed_everything(recipe.train.seed, workers=True, verbose=False)
-    data = TaggingData(recipe.data, recipe.model, seed=recipe.train.seed, cache_dir=cache_dir)
+    data_class = ClassificationData if recipe.task == "classification" else TaggingData
+    data = data_class(recipe.data, recipe.model, seed=recipe.train.seed, cache_dir=cache_dir)
     data.setup("fit")
     task = build_task(recipe, data)
     trainer, checkpoint = make_trainer(recipe, out_dir, smoke, resume)
@@ -104,8 +112,9 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
         task.load_state_dict(best["state_dict"])
 
     prep = data.preprocessor
-    tagger = SequenceTagger(task.net.cpu(), prep, recipe.data)
-    metrics = {split: tagger.evaluate(data.corpora[split]) for split in ("dev", "test") if split in data.corpora}
+    model_class = TextClassifier if recipe.task == "classification" else SequenceTagger
+    model = model_class(task.net.cpu(), prep, recipe.data)
+    metrics = {split: model.evaluate(data.corpora[split]) for split in ("dev", "test") if split in data.corpora}
     metrics["epochs"] = trainer.current_epoch
     metrics["interrupted"] = trainer.interrupted
     config = {
@@ -113,10 +122,14 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
         "task": recipe.task,
         "net": asdict(task.net.config),
         "data": asdict(recipe.data),
-        "file_scheme": prep.file_scheme,
-        "train_scheme": prep.train_scheme,
         "recipe": recipe.to_dict(),
     }
+    if recipe.task == "classification":
+        # The seeded dev split (None when a dev file was given), so the run can be repeated exactly.
+        config["split"] = data.split
+        config["truncated"] = data.truncated
+    else:
+        config.update(file_scheme=prep.file_scheme, train_scheme=prep.train_scheme)
     model_dir = save_model(out_dir / "model", config, task.net.state_dict(), prep.encoder.words, prep.encoder.chars,
                            prep.labels, metrics)
     return TrainResult(model_dir, metrics, trainer.interrupted)

@@ -18,10 +18,11 @@ IGNORE_INDEX = -100  # positions the loss and the metrics skip (padding)
 @dataclass
 class Batch:
     word_ids: torch.Tensor         # (B, T) int64, PAD_ID past each length
-    char_ids: torch.Tensor         # (B, T, C) int64, PAD_ID past each word's length
+    char_ids: torch.Tensor | None  # (B, T, C) int64, PAD_ID past each word's length; None without characters
     lengths: torch.Tensor          # (B,) int64, on the CPU (pack_padded_sequence wants it there)
     mask: torch.Tensor             # (B, T) bool, True on real tokens
-    labels: torch.Tensor | None    # (B, T) int64, IGNORE_INDEX on padding; None when predicting
+    labels: torch.Tensor | None    # (B, T) int64, IGNORE_INDEX on padding; or (B,) for a label per text;
+                                   # None when predicting
 
     def to(self, device: torch.device | str) -> "Batch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
@@ -29,21 +30,29 @@ class Batch:
 
 
 def collate(rows: Sequence[dict]) -> Batch:
-    """Pad a list of encoded rows ({"word_ids", "char_ids"[, "label_ids"]}) into a Batch."""
+    """Pad a list of encoded rows into a Batch.
+
+    A row has "word_ids", optionally "char_ids" (absent when the model reads no characters),
+    and "label_ids" (one per token) or "label_id" (one per text), or no label when predicting.
+    """
     lengths = torch.as_tensor([len(row["word_ids"]) for row in rows], dtype=torch.long)
     size, longest = len(rows), int(lengths.max())
-    widest = max((len(chars) for row in rows for chars in row["char_ids"]), default=1)
     mask = torch.arange(longest)[None, :] < lengths[:, None]
     # Fill through the mask: it visits (sentence, position) in the order the rows are flattened,
     # which is one tensor copy per field instead of a Python loop over words.
     word_ids = torch.full((size, longest), PAD_ID, dtype=torch.long)
     word_ids[mask] = torch.as_tensor([i for row in rows for i in row["word_ids"]], dtype=torch.long)
-    char_ids = torch.full((size, longest, widest), PAD_ID, dtype=torch.long)
-    char_ids[mask] = _pad_ragged([chars for row in rows for chars in row["char_ids"]], widest)
+    char_ids = None
+    if "char_ids" in rows[0]:
+        widest = max((len(chars) for row in rows for chars in row["char_ids"]), default=1)
+        char_ids = torch.full((size, longest, widest), PAD_ID, dtype=torch.long)
+        char_ids[mask] = _pad_ragged([chars for row in rows for chars in row["char_ids"]], widest)
     labels = None
     if "label_ids" in rows[0]:
         labels = torch.full((size, longest), IGNORE_INDEX, dtype=torch.long)
         labels[mask] = torch.as_tensor([i for row in rows for i in row["label_ids"]], dtype=torch.long)
+    elif "label_id" in rows[0]:
+        labels = torch.as_tensor([row["label_id"] for row in rows], dtype=torch.long)
     return Batch(word_ids, char_ids, lengths, mask, labels)
 
 

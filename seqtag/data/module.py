@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+import pyarrow.compute as pc
 import pytorch_lightning as pl
 from datasets import Dataset
 from torch.utils.data import DataLoader
@@ -11,6 +12,7 @@ from ..config import DataConfig, ModelConfig
 from ..errors import SeqtagError
 from . import readers
 from .batching import BucketBatchSampler, collate
+from .classification import TextPreprocessor, build_text_preprocessor, check_labels, hold_out, label_list, read_texts
 from .corpus import Preprocessor, build_preprocessor, check_scheme, read_corpus, resolve_scheme, sentence_lengths
 
 log = logging.getLogger("seqtag")
@@ -51,10 +53,14 @@ class TaggingData(pl.LightningDataModule):
                                                                 file_scheme)
         self.encoded = {split: self.preprocessor.encode_dataset(ds) for split, ds in self.corpora.items()}
 
+    def lengths(self, split: str) -> list[int]:
+        """Tokens per row of a split, for length bucketing."""
+        return sentence_lengths(self.corpora[split])
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         trainer = self.trainer
         sampler = BucketBatchSampler(
-            sentence_lengths(self.corpora[split]),
+            self.lengths(split),
             self.config.batch_size if shuffle else self.config.eval_batch_size,
             shuffle=shuffle, seed=self.seed,
             rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1)
@@ -68,3 +74,48 @@ class TaggingData(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+class ClassificationData(TaggingData):
+    """Reads labelled texts, holds out seeded dev (and, if asked, test) splits where no file is given,
+    and serves length-bucketed batches of texts with one label each."""
+
+    def __init__(self, data: DataConfig, model: ModelConfig, seed: int = 0, cache_dir: str | None = None):
+        super().__init__(data, model, seed, cache_dir)
+        self.preprocessor: TextPreprocessor | None = None
+        self.split: dict | None = None  # the seeded held-out splits' seed and sizes, when any were made
+        self.truncated: dict[str, int] = {}  # texts cut at data.max_length, per split
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.preprocessor is not None:
+            return
+        sources = self.sources()
+        for split, source in sources.items():
+            self.corpora[split] = read_texts(self.config, source, self.cache_dir)
+            log.info("%s: read %d texts from %s", split, len(self.corpora[split]), source)
+        labels = label_list(self.corpora["train"]["label"])
+        if len(labels) < 2:
+            raise SeqtagError(f"{sources['train']}: every training text has the label {labels[0]!r}; a classifier "
+                              "needs at least two labels.")
+        fractions = {"test": self.config.test_fraction, "dev": self.config.dev_fraction}
+        held = [split for split, fraction in fractions.items() if split not in self.corpora and fraction > 0]
+        if held:
+            # Test first, then dev from the rest, both seeded; the record goes into config.json.
+            total, seed = len(self.corpora["train"]), self.config.split_seed
+            for split in held:
+                size = max(1, round(fractions[split] * total))
+                self.corpora["train"], self.corpora[split] = hold_out(self.corpora["train"], size, seed, split)
+                sources[split] = f"{sources['train']} (held-out {split})"
+            self.split = {"seed": seed, **{f"{s}_fraction": fractions[s] for s in held},
+                          **{s: len(self.corpora[s]) for s in ("train", *held)}}
+            log.info("held out of the training texts (seed %d): %s", seed,
+                     ", ".join(f"{s} {len(self.corpora[s])}" for s in held))
+        for split in ("dev", "test"):
+            if split in self.corpora:
+                check_labels(self.corpora[split], labels, sources[split])
+        self.preprocessor = build_text_preprocessor(self.config, self.model_config, self.corpora["train"], labels)
+        for split, ds in self.corpora.items():
+            self.encoded[split], self.truncated[split] = self.preprocessor.encode_dataset(ds, sources[split])
+
+    def lengths(self, split: str) -> list[int]:
+        return pc.list_value_length(self.encoded[split].data.column("word_ids")).to_pylist()

@@ -86,19 +86,8 @@ def read_hub(
     `name` may be a hub id or a local folder of JSON lines / parquet / CSV files.
     Labels stored as a sequence of ClassLabel ids are mapped to their names.
     """
-    source = f"{name} ({split} split)"
-    try:
-        ds = load_dataset(name, config_name, split=split, cache_dir=cache_dir)
-    except (FileNotFoundError, ValueError) as error:
-        # Unknown dataset, config or split: the user's to fix, with datasets' own words.
-        raise SeqtagError(f"could not load {source}: {error}") from error
-
-    available = ", ".join(ds.column_names)
-    for role, field in (("tokens_field", tokens_field), ("labels_field", labels_field)):
-        if field not in ds.column_names:
-            raise SeqtagError(
-                f"{source} has no field {field!r} (given as {role}); available fields: {available}"
-            )
+    ds, source = load_hub_split(name, split, config_name, cache_dir,
+                                {"tokens_field": tokens_field, "labels_field": labels_field})
 
     label_names = _class_label_names(ds.features[labels_field])
     convert = functools.partial(
@@ -117,6 +106,25 @@ def read_hub(
         features=FEATURES,
         desc="Converting",
     )
+
+
+def load_hub_split(name: str, split: str, config_name: str | None, cache_dir: str | None,
+                   fields: dict[str, str]) -> tuple[Dataset, str]:
+    """A split from `datasets.load_dataset` and its name for messages; every field in `fields`
+    (setting name -> field) must exist."""
+    source = f"{name} ({split} split)"
+    try:
+        ds = load_dataset(name, config_name, split=split, cache_dir=cache_dir)
+    except (FileNotFoundError, ValueError) as error:
+        # Unknown dataset, config or split: the user's to fix, with datasets' own words.
+        raise SeqtagError(f"could not load {source}: {error}") from error
+    available = ", ".join(ds.column_names)
+    for role, field in fields.items():
+        if field not in ds.column_names:
+            raise SeqtagError(
+                f"{source} has no field {field!r} (given as {role}); available fields: {available}"
+            )
+    return ds, source
 
 
 def count_tokens(ds: Dataset) -> int:
@@ -161,12 +169,12 @@ def _file_key(path: str | Path) -> dict:
     }
 
 
-def _build(generator, gen_kwargs: dict, cache_dir: str | None) -> Dataset:
+def _build(generator, gen_kwargs: dict, cache_dir: str | None, features: Features = FEATURES) -> Dataset:
     """Run `generator` through datasets' Arrow cache, re-raising our own errors."""
     return _unwrap_errors(
         Dataset.from_generator,
         generator,
-        features=FEATURES,
+        features=features,
         gen_kwargs=gen_kwargs,
         cache_dir=cache_dir,
     )

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from tokenizers import Tokenizer, normalizers
-from tokenizers.models import WordLevel
+from tokenizers import Tokenizer, normalizers, pre_tokenizers, trainers
+from tokenizers.models import BPE, WordLevel, WordPiece
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -55,6 +55,81 @@ def build_label_list(sentences: Iterable[Sequence[str]]) -> list[str]:
     return labels
 
 
+def build_text_tokenizer(texts: Sequence[str], kind: str = "word", vocab_size: int = 30_000, min_freq: int = 1,
+                         lowercase: bool = True, normalization: str = "none") -> Tokenizer:
+    """A tokenizer for raw text, trained on the training texts: whole words, BPE or WordPiece.
+
+    Text is normalized (optional NFC/NFKC, then optional lowercasing) and split at spaces
+    and punctuation before the model sees it; ids 0 and 1 are padding and unknown.
+    """
+    models = {"word": (WordLevel, trainers.WordLevelTrainer), "bpe": (BPE, trainers.BpeTrainer),
+              "wordpiece": (WordPiece, trainers.WordPieceTrainer)}
+    model, trainer = models[kind]
+    tokenizer = Tokenizer(model(unk_token=UNK))
+    steps = {"nfc": [normalizers.NFC()], "nfkc": [normalizers.NFKC()]}.get(normalization, [])
+    steps += [normalizers.Lowercase()] if lowercase else []
+    if steps:
+        tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(texts, trainer(vocab_size=vocab_size, min_frequency=min_freq,
+                                                 special_tokens=[PAD, UNK], show_progress=False), length=len(texts))
+    assert tokenizer.token_to_id(PAD) == PAD_ID and tokenizer.token_to_id(UNK) == UNK_ID
+    return tokenizer
+
+
+def _distinct(sentences: Sequence[Sequence[str]]) -> dict[str, int]:
+    """Each distinct word with its index in first-seen order (words repeat a lot: Zipf)."""
+    distinct: dict[str, int] = {}
+    for sentence in sentences:
+        for word in sentence:
+            distinct.setdefault(word, len(distinct))
+    return distinct
+
+
+def _lookup(tokenizer: Tokenizer, items: list[str]) -> list[int]:
+    """One id per item: a WordLevel model without pre-tokenizer looks each pre-tokenized item up whole."""
+    ids = tokenizer.encode([item or PAD for item in items], is_pretokenized=True).ids if items else []
+    assert len(ids) == len(items), "a word-level vocabulary must give exactly one id per item"
+    return ids
+
+
+def spell(chars: Tokenizer, sentences: Sequence[Sequence[str]], max_word_length: int) -> list[list[list[int]]]:
+    """Character ids per word per sentence, each distinct word spelled out once in one tokenizer call."""
+    distinct = _distinct(sentences)
+    spellings = [word[:max_word_length] or PAD for word in distinct]
+    flat_char_ids = _lookup(chars, [char for spelling in spellings for char in spelling])
+    distinct_char_ids, start = [], 0
+    for spelling in spellings:
+        distinct_char_ids.append(flat_char_ids[start:start + len(spelling)])
+        start += len(spelling)
+    return [[distinct_char_ids[distinct[word]] for word in sentence] for sentence in sentences]
+
+
+class TextEncoder:
+    """Turns raw texts into word (or sub-word) ids, and optionally character ids, cut at `max_length` tokens."""
+
+    def __init__(self, words: Tokenizer, chars: Tokenizer | None, max_word_length: int, max_length: int = 0):
+        self.words = words
+        self.chars = chars
+        self.max_word_length = max_word_length
+        self.max_length = max_length
+
+    def encode(self, texts: Sequence[str]) -> dict[str, list]:
+        """{"word_ids", ["char_ids",] "truncated"} for a batch of texts; a text with no token gets one <unk>."""
+        encodings = self.words.encode_batch(list(texts), add_special_tokens=False)
+        limit = self.max_length or None
+        word_ids = [e.ids[:limit] or [UNK_ID] for e in encodings]
+        out = {"word_ids": word_ids, "truncated": [limit is not None and len(e.ids) > limit for e in encodings]}
+        if self.chars is not None:
+            tokens = [e.tokens[:limit] or [UNK] for e in encodings]
+            out["char_ids"] = spell(self.chars, tokens, self.max_word_length)
+        return out
+
+    def tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        """The token strings of each text (what the character encoder spells)."""
+        return [e.tokens for e in self.words.encode_batch(list(texts), add_special_tokens=False)]
+
+
 class Encoder:
     """Turns token lists into the id lists the network reads; shared by training and prediction."""
 
@@ -63,28 +138,11 @@ class Encoder:
         self.chars = chars
         self.max_word_length = max_word_length
 
-    def _lookup(self, tokenizer: Tokenizer, items: list[str]) -> list[int]:
-        """One id per item: a WordLevel model without pre-tokenizer looks each pre-tokenized item up whole."""
-        ids = tokenizer.encode([item or PAD for item in items], is_pretokenized=True).ids if items else []
-        assert len(ids) == len(items), "a word-level vocabulary must give exactly one id per item"
-        return ids
-
     def encode(self, sentences: Sequence[Sequence[str]]) -> dict[str, list]:
         """{"word_ids": [[...]], "char_ids": [[[...], ...]]} for a batch of sentences."""
         # Words repeat a lot (Zipf), so each distinct word is looked up and spelled out once,
         # in one tokenizer call for all words and one for all their characters.
-        distinct: dict[str, int] = {}
-        for sentence in sentences:
-            for word in sentence:
-                distinct.setdefault(word, len(distinct))
-        words = list(distinct)
-        distinct_word_ids = self._lookup(self.words, words)
-        spellings = [word[: self.max_word_length] or PAD for word in words]
-        flat_char_ids = self._lookup(self.chars, [char for spelling in spellings for char in spelling])
-        distinct_char_ids, start = [], 0
-        for spelling in spellings:
-            distinct_char_ids.append(flat_char_ids[start:start + len(spelling)])
-            start += len(spelling)
+        distinct = _distinct(sentences)
+        distinct_word_ids = _lookup(self.words, list(distinct))
         word_ids = [[distinct_word_ids[distinct[word]] for word in sentence] for sentence in sentences]
-        char_ids = [[distinct_char_ids[distinct[word]] for word in sentence] for sentence in sentences]
-        return {"word_ids": word_ids, "char_ids": char_ids}
+        return {"word_ids": word_ids, "char_ids": spell(self.chars, sentences, self.max_word_length)}

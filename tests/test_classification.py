@@ -1,0 +1,319 @@
+"""Text classification: readers and their errors, tokenizers, pooling, metrics, train → load → predict, recipes."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+
+import seqtag
+from seqtag.config import DataConfig, load_recipe
+from seqtag.data import text_readers
+from seqtag.data.batching import collate
+from seqtag.data.classification import read_texts
+from seqtag.data.vocab import PAD_ID, UNK_ID, TextEncoder, build_text_tokenizer
+from seqtag.errors import InputError, SeqtagError
+from seqtag.metrics import classification_scores
+from seqtag.nn import ClassifierNet, NetConfig
+from seqtag.train import train
+
+POSITIVE = ["a good and fun film", "great acting , good story", "fun , great and moving", "a good great film"]
+NEGATIVE = ["a bad and boring film", "awful acting , bad story", "boring , awful and dull", "a bad awful film"]
+FAST = ["train.progress_bar=false", "model.hidden_size=8", "model.word_dim=8", "model.char_hidden=4",
+        "model.char_dim=4", "model.num_layers=1"]
+
+
+def _csv(path, rows, header="text,label"):
+    path.write_text("\n".join([header] + [f'"{t}",{l}' for t, l in rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def _labelled():
+    return [(t, "pos") for t in POSITIVE] + [(t, "neg") for t in NEGATIVE]
+
+
+def _class_files(tmp_path):
+    (tmp_path / "reviews.pos").write_text("\n".join(POSITIVE) + "\n", encoding="utf-8")
+    (tmp_path / "reviews.neg").write_text("\n".join(NEGATIVE) + "\n", encoding="utf-8")
+    return f"{tmp_path / 'reviews.pos'},{tmp_path / 'reviews.neg'}"
+
+
+def _class_folders(root):
+    for label, texts in (("pos", POSITIVE), ("neg", NEGATIVE)):
+        (root / label).mkdir(parents=True)
+        for i, text in enumerate(texts):
+            (root / label / f"{i}.txt").write_text(text + "\n", encoding="utf-8")
+    return root
+
+
+def _read(path, **settings):
+    return read_texts(DataConfig(**{"format": "auto", "text_column": "text", "label_column": "label", **settings}),
+                      str(path))
+
+
+# ---------------------------------------------------------------------------
+# Readers
+
+
+def test_csv_with_header_keeps_quoted_commas_and_rows_lines(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text('text,label\n"good, really",pos\n"two\nlines",neg\n', encoding="utf-8")
+    ds = _read(path)
+    assert ds["text"] == ["good, really", "two\nlines"] and ds["label"] == ["pos", "neg"] and ds["line"] == [2, 3]
+
+
+def test_tsv_without_header_by_index_and_sst2_style(tmp_path):
+    path = tmp_path / "a.tsv"
+    path.write_text('it \'s "fine"\t1\nbad\t0\n', encoding="utf-8")
+    ds = _read(path, header=False, text_column=0, label_column=1, quoting=False)
+    assert ds["text"] == ['it \'s "fine"', "bad"] and ds["label"] == ["1", "0"]
+    sst = tmp_path / "train.tsv"
+    sst.write_text("sentence\tlabel\nhide new secretions \t0\n", encoding="utf-8")
+    assert _read(sst, text_column="sentence", quoting=False)["label"] == ["0"]
+
+
+def test_jsonl_with_chosen_fields(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"review": "nice", "stars": 5}\n{"review": "meh", "stars": 2}\n', encoding="utf-8")
+    ds = _read(path, text_column="review", label_column="stars")
+    assert ds["text"] == ["nice", "meh"] and ds["label"] == ["5", "2"]
+
+
+def test_class_files_and_class_folders(tmp_path):
+    assert text_readers.class_file_label("data/rt-polarity.pos") == "pos"
+    ds = read_texts(DataConfig(format="class_files"), _class_files(tmp_path))
+    assert ds["label"] == ["pos"] * 4 + ["neg"] * 4 and ds["line"][4] == 1
+    ds = read_texts(DataConfig(format="class_folders"), str(_class_folders(tmp_path / "imdb")))
+    assert sorted(set(ds["label"])) == ["neg", "pos"] and len(ds) == 8
+
+
+def test_hub_reader_on_a_local_folder(tmp_path):
+    folder = tmp_path / "hubdata"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text('{"sentence": "fine", "label": 1}\n{"sentence": "bad", "label": 0}\n')
+    ds = read_texts(DataConfig(format="hub", hub_name=str(folder), text_column="sentence", label_column="label"),
+                    "train")
+    assert ds["text"] == ["fine", "bad"] and ds["label"] == ["1", "0"] and ds["line"] == [1, 2]
+    with pytest.raises(SeqtagError, match="no field 'text'.*available fields: sentence, label"):
+        read_texts(DataConfig(format="hub", hub_name=str(folder), text_column="text", label_column="label"), "train")
+
+
+# ---------------------------------------------------------------------------
+# Bad input: one error (or counted skip) per case
+
+
+def test_missing_label_column_is_named_with_the_header(tmp_path):
+    path = _csv(tmp_path / "a.csv", _labelled(), header="text,sentiment")
+    with pytest.raises(InputError, match=r"a.csv, line 1: no column 'label' \(data.label_column\).*'sentiment'"):
+        _read(path)
+
+
+def test_label_column_index_out_of_range(tmp_path):
+    path = tmp_path / "a.tsv"
+    path.write_text("good\tpos\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"a.tsv, line 1: data.label_column=5 is out of range"):
+        _read(path, header=False, text_column=0, label_column=5)
+
+
+BAD_ROWS = {
+    "empty text": ("a.csv", 'text,label\n"good",pos\n"  ",neg\n"bad",neg\n', r"a.csv, line 3: the text is empty",
+                   ["good", "bad"]),
+    "wrong field count": ("a.csv", "text,label\ngood,pos\nbad, really,neg\n",
+                          r"a.csv, line 3: expected 2 fields, found 3", ["good"]),
+    "bad json": ("a.jsonl", '{"text": "nice", "label": 1}\n{"text": "meh", \n',
+                 r"a.jsonl, line 2: is not valid JSON", ["nice"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ROWS)
+def test_a_bad_row_is_an_error_or_a_counted_skip(case, tmp_path, caplog):
+    name, content, message, kept = BAD_ROWS[case]
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        _read(path)
+    with caplog.at_level(logging.WARNING, logger="seqtag"):
+        assert _read(path, skip_bad_rows=True)["text"] == kept
+    assert "skipped 1 bad row" in caplog.text and message.split(": ")[0].replace("\\", "") in caplog.text
+
+
+def test_undecodable_bytes_name_the_line(tmp_path):
+    path = tmp_path / "a.neg"
+    path.write_bytes("fine\ncaf\xe9\n".encode("latin-1"))
+    (tmp_path / "a.pos").write_text("good\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"a.neg, line 2: is not valid UTF-8"):
+        read_texts(DataConfig(format="class_files"), f"{tmp_path / 'a.pos'},{path}")
+
+
+def test_empty_class_folder_is_named(tmp_path):
+    root = _class_folders(tmp_path / "imdb")
+    (root / "unsup").mkdir()
+    with pytest.raises(InputError, match=r"unsup: this class folder is empty"):
+        read_texts(DataConfig(format="class_folders"), str(root))
+
+
+def test_a_label_seen_only_in_dev_names_file_and_line(tmp_path):
+    train_file = _csv(tmp_path / "train.csv", _labelled())
+    dev = _csv(tmp_path / "dev.csv", [("good", "pos"), ("so so", "neutral")])
+    recipe = load_recipe("sentiment", FAST, train=train_file, dev=dev)
+    with pytest.raises(InputError, match=r"dev.csv, line 3: label 'neutral' does not occur in the training data"):
+        train(recipe, tmp_path / "run", smoke=True)
+
+
+def test_class_files_need_two_labels_and_task_needs_a_text_format(tmp_path):
+    with pytest.raises(SeqtagError, match="two or more files with different extensions"):
+        read_texts(DataConfig(format="class_files"), str(tmp_path / "only.pos"))
+    with pytest.raises(SeqtagError, match="data.format is 'conll', which task 'classification' cannot read"):
+        load_recipe("mr", ["data.format=conll"])
+    with pytest.raises(SeqtagError, match="model.pooling is 'min'"):
+        load_recipe("mr", ["model.pooling=min"])
+
+
+# ---------------------------------------------------------------------------
+# Tokenizers, pooling, metrics
+
+
+@pytest.mark.parametrize("kind", ["word", "bpe", "wordpiece"])
+def test_text_tokenizers_lowercase_normalize_and_truncate(kind):
+    texts = ["Ｇｏｏｄ film, good FILM!", "bad film"] * 5
+    tokenizer = build_text_tokenizer(texts, kind, vocab_size=200, lowercase=True, normalization="nfkc")
+    assert tokenizer.token_to_id("<pad>") == PAD_ID and tokenizer.token_to_id("<unk>") == UNK_ID
+    encoder = TextEncoder(tokenizer, None, 30, max_length=3)
+    out = encoder.encode(["GOOD film , good film", "bad", ""])
+    assert [len(ids) for ids in out["word_ids"]] == [3, len(out["word_ids"][1]), 1]
+    assert out["truncated"] == [True, False, False]
+    assert out["word_ids"][2] == [UNK_ID], "an empty text is one unknown token"
+    assert encoder.tokens(["Ｇｏｏｄ"])[0][0].startswith("g")
+
+
+@pytest.mark.parametrize("pooling", ["max", "mean", "last", "attention"])
+def test_pooling_reads_real_positions_only(pooling):
+    torch.manual_seed(0)
+    net = ClassifierNet(NetConfig(num_words=10, num_chars=8, num_labels=3, word_dim=6, char_dim=4, char_hidden=5,
+                                  hidden_size=7, num_layers=1, char_encoder="cnn", pooling=pooling)).eval()
+    short = {"word_ids": [5, 6], "char_ids": [[3, 4], [5]], "label_id": 1}
+    long = {"word_ids": [7, 8, 9, 5, 6], "char_ids": [[3], [4, 5, 6, 7], [2], [3, 3], [4]], "label_id": 0}
+    alone, padded = collate([short]), collate([short, long])
+    assert padded.labels.tolist() == [1, 0]
+    with torch.no_grad():
+        out_alone = net(alone.word_ids, alone.char_ids, alone.lengths, alone.mask)       # (1, 3)
+        out_padded = net(padded.word_ids, padded.char_ids, padded.lengths, padded.mask)  # (2, 3)
+    torch.testing.assert_close(out_padded[0], out_alone[0])
+
+
+def test_classification_scores():
+    scores = classification_scores(["a", "a", "b", "c"], ["a", "b", "b", "a"], ["a", "b", "c"])
+    assert scores["accuracy"] == 50.0 and scores["texts"] == 4
+    assert scores["confusion"]["a"] == {"a": 1, "b": 1, "c": 0}
+    assert scores["per_label"]["b"]["precision"] == 50.0 and scores["per_label"]["b"]["recall"] == 100.0
+    assert scores["macro_f1"] == pytest.approx((50.0 + 200 / 3 + 0.0) / 3)
+
+
+# ---------------------------------------------------------------------------
+# Train → save → load → predict → evaluate
+
+
+@pytest.fixture(scope="module")
+def trained_classifier(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cls")
+    files = {split: _csv(tmp / f"{split}.csv", _labelled()) for split in ("train", "dev", "test")}
+    recipe = load_recipe("sentiment", [*FAST, "train.max_epochs=30", "train.lr=0.05", "model.dropout=0.0",
+                                       "model.word_dropout=0.0", "train.patience=0", "model.char_encoder=none",
+                                       "train.class_weights=balanced", "train.dev_metric=macro_f1"], **files)
+    return train(recipe, tmp / "run"), files
+
+
+def test_classifier_learns_and_saves_without_char_vocabulary(trained_classifier):
+    result, _ = trained_classifier
+    assert sorted(p.name for p in result.model_dir.iterdir()) == [
+        "config.json", "labels.json", "metrics.json", "model.safetensors", "word_tokenizer.json"]
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert config["task"] == "classification" and config["split"] is None
+    assert result.metrics["dev"]["accuracy"] == 100.0 and result.metrics["test"]["macro_f1"] == 100.0
+
+
+def test_loaded_classifier_predicts_raw_text_in_batches(trained_classifier):
+    result, files = trained_classifier
+    model = seqtag.load(result.model_dir)
+    assert isinstance(model, seqtag.predict.TextClassifier) and model.labels == ["neg", "pos"]
+    one = model.predict("a good , fun film")
+    assert one.label == "pos" and set(one.probabilities) == {"neg", "pos"}
+    assert sum(one.probabilities.values()) == pytest.approx(1.0) and one.top_k[0] == ("pos", one.probability)
+    many = model.predict(["awful and boring", "", "great great great film", "bad"], top_k=1, batch_size=2)
+    assert [r.label for r in many][::2] == ["neg", "pos"] and all(len(r.top_k) == 1 for r in many)
+    assert model.predict([]) == []
+    assert model.evaluate(files["test"]) == result.metrics["test"]
+    with pytest.raises(SeqtagError, match="top_k is 0"):
+        model.predict("good", top_k=0)
+
+
+def test_missing_char_vocabulary_is_required_when_the_model_reads_characters(tmp_path):
+    recipe = load_recipe("sentiment", FAST, train=_csv(tmp_path / "t.csv", _labelled()))
+    result = train(recipe, tmp_path / "run", smoke=True)
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert config["split"] == {"seed": 1, "dev_fraction": 0.1, "train": 7, "dev": 1}
+    assert config["truncated"] == {"train": 0, "dev": 0}
+    (result.model_dir / "char_tokenizer.json").unlink()
+    with pytest.raises(SeqtagError, match="missing char_tokenizer.json"):
+        seqtag.load(result.model_dir)
+
+
+def test_seeded_dev_and_test_splits_are_recorded_and_repeatable(tmp_path):
+    from seqtag.data.module import ClassificationData
+
+    recipe = load_recipe("mr", ["data.dev_fraction=0.25", "data.test_fraction=0.25"], train=_class_files(tmp_path))
+    first, again = (ClassificationData(recipe.data, recipe.model) for _ in range(2))
+    first.setup(), again.setup()
+    assert first.split == {"seed": 1, "test_fraction": 0.25, "dev_fraction": 0.25, "train": 4, "dev": 2, "test": 2}
+    assert first.corpora["test"]["text"] == again.corpora["test"]["text"]
+    assert not set(first.corpora["test"]["text"]) & set(first.corpora["train"]["text"])
+    with pytest.raises(SeqtagError, match="data.test_fraction is 0.9"):
+        load_recipe("mr", ["data.test_fraction=0.9"])
+
+
+def _recipe_files(name, tmp_path):
+    if name == "sentiment":
+        return {s: _csv(tmp_path / f"{s}.csv", _labelled()) for s in ("train", "test")}
+    if name == "sst2":
+        path = tmp_path / "train.tsv"
+        path.write_text("sentence\tlabel\n" + "".join(f"{t} \t{int(l == 'pos')}\n" for t, l in _labelled()))
+        return {"train": path, "dev": path}
+    if name == "mr":
+        return {"train": _class_files(tmp_path)}
+    return {"train": _class_folders(tmp_path / "train"), "test": _class_folders(tmp_path / "test")}
+
+
+@pytest.mark.parametrize("name", ["sentiment", "sst2", "mr", "imdb"])
+def test_every_classification_recipe_has_a_working_smoke_run(name, tmp_path, caplog):
+    recipe = load_recipe(name, ["train.progress_bar=false", "data.max_length=4"], **_recipe_files(name, tmp_path))
+    with caplog.at_level(logging.INFO, logger="seqtag"):
+        result = train(recipe, tmp_path / "run", smoke=True)
+    assert "texts cut to data.max_length=4 tokens" in caplog.text
+    assert json.loads((result.model_dir / "config.json").read_text())["truncated"]["train"] > 0
+    model = seqtag.load(result.model_dir)
+    assert "dev" in result.metrics
+    assert model.predict("a good film").label in model.labels
+
+
+def test_cli_evaluate_json_and_predict_jsonl_for_a_classifier(trained_classifier, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    runner = CliRunner()
+    result, files = trained_classifier
+    shown = runner.invoke(app, ["evaluate", str(result.model_dir), str(files["test"]), "--json"])
+    assert shown.exit_code == 0, shown.output
+    figures = json.loads(shown.stdout)
+    assert {"accuracy", "macro_f1", "per_label", "confusion", "texts"} <= set(figures) and figures["texts"] == 8
+    text = runner.invoke(app, ["evaluate", str(result.model_dir), str(files["test"])])
+    assert "macro-F1 100.00  (8 texts)" in text.stdout
+    out = runner.invoke(app, ["predict", str(result.model_dir), "-", "--top-k", "1"],
+                        input="a good fun film\n\nboring and awful\n")
+    assert out.exit_code == 0, out.output
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [row["label"] for row in rows[::2]] == ["pos", "neg"] and len(rows) == 3
+    assert set(rows[0]["probabilities"]) == {"neg", "pos"} and len(rows[0]["top_k"]) == 1
+    bad = runner.invoke(app, ["predict", str(result.model_dir), "-", "--output", "conll"], input="x\n")
+    assert bad.exit_code == 2 and "is a text classifier" in bad.output
