@@ -12,6 +12,7 @@ sys.path.insert(0, str(ROOT))
 DATA = Path(os.environ.get("SEQTAG_DATA", ROOT.parent / "shared" / "data"))
 EWT = DATA / "ud_english_ewt"
 WNUT = DATA / "wnut17"
+MR = DATA / "mr"
 
 
 def ewt_files() -> dict[str, str]:

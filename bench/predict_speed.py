@@ -1,12 +1,14 @@
 """Prediction throughput: `predict()` on raw text against the bare network's forward pass.
 
-Both sides tag the same sentences (the raw `# text` lines of the EWT test set) in the
-same batches (sorted by length, same batch size). The toolkit side does everything
-from raw strings to labelled tokens: splitting, encoding, collating, the forward pass,
-softmax, labels and result objects. The bare side is only the forward pass over tensors
-prepared beforehand. Runs alternate; medians and their ratio are printed.
+Both sides handle the same texts in the same batches (sorted by length, same batch size):
+for a tagger the raw `# text` lines of the EWT test set, for a classifier the MR
+sentences. The toolkit side does everything from raw strings to results: splitting,
+encoding, collating, the forward pass, softmax, labels and result objects. The bare side
+is only the forward pass over tensors prepared beforehand. Runs alternate; medians and
+their ratio are printed.
 
-    .venv/bin/python bench/predict_speed.py runs/ud-pos/model [--repeats 5] [--batch-size 256]
+    .venv/bin/python bench/predict_speed.py runs/bench-ud-pos/model [--repeats 5] [--batch-size 256]
+    .venv/bin/python bench/predict_speed.py runs/bench-mr/model
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import torch
 
 import seqtag
 from seqtag.data.batching import collate
-from seqtag.predict import _batches
+from seqtag.predict import SequenceTagger, _batches
 from seqtag.text import split_words
 
 
@@ -30,16 +32,19 @@ def main() -> None:
     args = parser.parse_args()
 
     tagger = seqtag.load(args.model)
-    texts = common.raw_sentences(common.EWT / "en_ewt-ud-test.conllu")
-    words = [[w for w, _, _ in split_words(text)] for text in texts]
-    tokens = sum(map(len, words))
-
+    if isinstance(tagger, SequenceTagger):
+        texts = common.raw_sentences(common.EWT / "en_ewt-ud-test.conllu")
+        encoded = tagger.preprocessor.encoder.encode([[w for w, _, _ in split_words(text)] for text in texts])
+    else:
+        texts = [line.rstrip("\n") for name in ("rt-polarity.pos", "rt-polarity.neg")
+                 for line in open(common.MR / name, encoding="utf-8")]
+        encoded = tagger.preprocessor.encoder.encode(texts)
     # The bare side's input, built outside the timed region.
-    batches = []
-    for indices in _batches([len(w) for w in words], args.batch_size):
-        encoded = tagger.preprocessor.encoder.encode([words[i] for i in indices])
-        batches.append(collate([{"word_ids": w, "char_ids": c}
-                                for w, c in zip(encoded["word_ids"], encoded["char_ids"])]))
+    keys = [key for key in ("word_ids", "char_ids") if key in encoded]
+    lengths = [len(ids) for ids in encoded["word_ids"]]
+    tokens = sum(lengths)
+    batches = [collate([{key: encoded[key][i] for key in keys} for i in indices])
+               for indices in _batches(lengths, args.batch_size)]
     net = tagger.net.eval()
 
     def bare() -> float:
@@ -62,7 +67,7 @@ def main() -> None:
         print(f"repeat {repeat + 1}: predict() {toolkit_rates[-1]:,.0f} tok/s, bare forward {bare_rates[-1]:,.0f} tok/s",
               flush=True)
     ratio = common.median(toolkit_rates) / common.median(bare_rates)
-    print(f"sentences {len(texts):,}, tokens {tokens:,}, batch size {args.batch_size}, "
+    print(f"texts {len(texts):,}, tokens {tokens:,}, batch size {args.batch_size}, "
           f"torch threads {torch.get_num_threads()}")
     print(f"median predict() {common.median(toolkit_rates):,.0f} tok/s | median bare forward "
           f"{common.median(bare_rates):,.0f} tok/s | ratio {ratio:.3f}")

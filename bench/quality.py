@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/quality.py ud-pos [--set KEY=VALUE ...]     # UD English-EWT, UPOS
     .venv/bin/python bench/quality.py wnut-ner [--set KEY=VALUE ...]   # WNUT-17 entities
+    .venv/bin/python bench/quality.py mr [--set KEY=VALUE ...]         # MR polarity, seeded 80/10/10 split
 
 Prints the wall time of the whole command, the saved dev/test figures and the peak RSS
 of the training process.
@@ -21,7 +22,10 @@ CORPORA = {
     "wnut-ner": lambda: {"train": str(common.WNUT / "wnut17train.conll"),
                          "dev": str(common.WNUT / "emerging.dev.conll"),
                          "test": str(common.WNUT / "emerging.test.annotated")},
+    # MR has no official split: one seeded 80/10/10 split (data.test_fraction, data.split_seed).
+    "mr": lambda: {"train": f"{common.MR / 'rt-polarity.pos'},{common.MR / 'rt-polarity.neg'}"},
 }
+FIXED = {"mr": ["data.test_fraction=0.1"]}
 
 
 def main() -> None:
@@ -34,9 +38,10 @@ def main() -> None:
     files = CORPORA[args.recipe]()
     out = args.out or str(common.ROOT / "runs" / f"bench-{args.recipe}")
     command = [str(common.ROOT / ".venv" / "bin" / "seqtag"), "train", args.recipe, "--out", out,
-               "--train", files["train"], "--dev", files["dev"], "--test", files["test"],
                "--set", "train.progress_bar=false"]
-    for override in args.overrides:
+    for split, path in files.items():
+        command += [f"--{split}", path]
+    for override in FIXED.get(args.recipe, []) + args.overrides:
         command += ["--set", override]
     print(" ".join(command), flush=True)
     start = time.perf_counter()

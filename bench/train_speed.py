@@ -5,7 +5,7 @@ same DataLoader: bucketed sampler, same seed and epoch, same collate) with the s
 optimizer and gradient clipping. Runs alternate toolkit/bare to share the machine's
 noise; the ratio of medians is printed.
 
-    .venv/bin/python bench/train_speed.py [--batches 120] [--repeats 3]
+    .venv/bin/python bench/train_speed.py [--recipe ud-pos|mr] [--batches 60] [--repeats 5]
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from seqtag.config import load_recipe
 from seqtag.data.batching import IGNORE_INDEX
-from seqtag.data.module import TaggingData
+from seqtag.data.module import ClassificationData, TaggingData
 from seqtag.train import build_task, make_trainer
 
 
@@ -51,6 +51,7 @@ def bare_run(recipe, data, initial_state, batches: int) -> float:
     task = build_task(recipe, data)
     task.load_state_dict(initial_state)
     net = task.net.train()
+    weight = getattr(task, "class_weights", None)
     cfg = recipe.train
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader = data.train_dataloader()
@@ -60,7 +61,8 @@ def bare_run(recipe, data, initial_state, batches: int) -> float:
         if step == batches:
             break
         logits = net(batch.word_ids, batch.char_ids, batch.lengths, batch.mask)
-        loss = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE_INDEX)
+        # (B, T, L) tags or (B, L) classes: one row of scores per label
+        loss = F.cross_entropy(logits.flatten(0, -2), batch.labels.flatten(), weight=weight, ignore_index=IGNORE_INDEX)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.gradient_clip)
@@ -70,14 +72,19 @@ def bare_run(recipe, data, initial_state, batches: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--batches", type=int, default=120)
+    parser.add_argument("--recipe", choices=["ud-pos", "mr"], default="ud-pos")
+    parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    files = common.ewt_files()
-    recipe = load_recipe("ud-pos", ["train.progress_bar=false", "train.patience=0", "train.lr_schedule=none"],
-                         train=files["train"], dev=files["dev"])
-    data = TaggingData(recipe.data, recipe.model, seed=recipe.train.seed)
+    if args.recipe == "ud-pos":
+        files = {"train": common.ewt_files()["train"], "dev": common.ewt_files()["dev"]}
+    else:
+        files = {"train": f"{common.MR / 'rt-polarity.pos'},{common.MR / 'rt-polarity.neg'}"}
+    recipe = load_recipe(args.recipe, ["train.progress_bar=false", "train.patience=0", "train.lr_schedule=none"],
+                         **files)
+    data_class = ClassificationData if recipe.task == "classification" else TaggingData
+    data = data_class(recipe.data, recipe.model, seed=recipe.train.seed)
     data.setup("fit")
     pl.seed_everything(0, verbose=False)
     initial_state = copy.deepcopy(build_task(recipe, data).state_dict())
@@ -92,11 +99,11 @@ def main() -> None:
         tokens += int(batch.lengths.sum())
 
     # Warm-up, not counted: the first runs pay for allocations and lazy initialisation.
-    toolkit_run(recipe, data, initial_state, 10, "runs/bench-train-speed")
+    toolkit_run(recipe, data, initial_state, 10, f"runs/bench-train-speed-{args.recipe}")
     bare_run(recipe, data, initial_state, 10)
     toolkit, bare = [], []
     for repeat in range(args.repeats):
-        toolkit.append(tokens / toolkit_run(recipe, data, initial_state, args.batches, "runs/bench-train-speed"))
+        toolkit.append(tokens / toolkit_run(recipe, data, initial_state, args.batches, f"runs/bench-train-speed-{args.recipe}"))
         bare.append(tokens / bare_run(recipe, data, initial_state, args.batches))
         print(f"repeat {repeat + 1}: toolkit {toolkit[-1]:,.0f} tok/s, bare {bare[-1]:,.0f} tok/s", flush=True)
     ratio = common.median(toolkit) / common.median(bare)
