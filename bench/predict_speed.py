@@ -67,10 +67,11 @@ def main() -> None:
         print(f"repeat {repeat + 1}: predict() {toolkit_rates[-1]:,.0f} tok/s, bare forward {bare_rates[-1]:,.0f} tok/s",
               flush=True)
     ratio = common.median(toolkit_rates) / common.median(bare_rates)
+    paired = common.median([t / b for t, b in zip(toolkit_rates, bare_rates)])  # each repeat's pair shares the machine's state
     print(f"texts {len(texts):,}, tokens {tokens:,}, batch size {args.batch_size}, "
           f"torch threads {torch.get_num_threads()}")
     print(f"median predict() {common.median(toolkit_rates):,.0f} tok/s | median bare forward "
-          f"{common.median(bare_rates):,.0f} tok/s | ratio {ratio:.3f}")
+          f"{common.median(bare_rates):,.0f} tok/s | ratio {ratio:.3f} | median paired ratio {paired:.3f}")
     print(f"peak RSS (load + predict) {common.peak_rss_mb():.0f} MiB")
 
 

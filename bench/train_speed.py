@@ -107,9 +107,10 @@ def main() -> None:
         bare.append(tokens / bare_run(recipe, data, initial_state, args.batches))
         print(f"repeat {repeat + 1}: toolkit {toolkit[-1]:,.0f} tok/s, bare {bare[-1]:,.0f} tok/s", flush=True)
     ratio = common.median(toolkit) / common.median(bare)
+    paired = common.median([t / b for t, b in zip(toolkit, bare)])  # each repeat's pair shares the machine's state
     print(f"batches {args.batches}, tokens {tokens:,}, torch threads {torch.get_num_threads()}")
     print(f"median toolkit {common.median(toolkit):,.0f} tok/s | median bare {common.median(bare):,.0f} tok/s | "
-          f"ratio {ratio:.3f}")
+          f"ratio {ratio:.3f} | median paired ratio {paired:.3f}")
     print(f"peak RSS {common.peak_rss_mb():.0f} MiB")
 
 

@@ -93,16 +93,27 @@ def _lookup(tokenizer: Tokenizer, items: list[str]) -> list[int]:
     return ids
 
 
-def spell(chars: Tokenizer, sentences: Sequence[Sequence[str]], max_word_length: int) -> list[list[list[int]]]:
-    """Character ids per word per sentence, each distinct word spelled out once in one tokenizer call."""
-    distinct = _distinct(sentences)
-    spellings = [word[:max_word_length] or PAD for word in distinct]
-    flat_char_ids = _lookup(chars, [char for spelling in spellings for char in spelling])
-    distinct_char_ids, start = [], 0
-    for spelling in spellings:
-        distinct_char_ids.append(flat_char_ids[start:start + len(spelling)])
-        start += len(spelling)
-    return [[distinct_char_ids[distinct[word]] for word in sentence] for sentence in sentences]
+def char_index(chars: Tokenizer) -> dict[str, int]:
+    """The character vocabulary as a dict, for `spell`.
+
+    The character tokenizer is WordLevel with no normalizer, so its id for one character is
+    exactly a look-up in its vocabulary (unknown → <unk>); a dict does that without building
+    an Encoding for every character, which matters on the prediction path.
+    """
+    assert chars.normalizer is None, "character vocabularies keep case and form; no normalizer"
+    return chars.get_vocab()
+
+
+def spell(char_ids: dict[str, int], sentences: Sequence[Sequence[str]], max_word_length: int,
+          distinct: dict[str, int] | None = None) -> list[list[list[int]]]:
+    """Character ids per word per sentence (from `char_index`), each distinct word spelled out once.
+
+    `distinct` is `_distinct(sentences)` when the caller has it already.
+    """
+    distinct = _distinct(sentences) if distinct is None else distinct
+    get = char_ids.get
+    spelled = [[get(char, UNK_ID) for char in word[:max_word_length]] or [UNK_ID] for word in distinct]
+    return [[spelled[distinct[word]] for word in sentence] for sentence in sentences]
 
 
 class TextEncoder:
@@ -111,6 +122,7 @@ class TextEncoder:
     def __init__(self, words: Tokenizer, chars: Tokenizer | None, max_word_length: int, max_length: int = 0):
         self.words = words
         self.chars = chars
+        self.char_ids = char_index(chars) if chars is not None else None
         self.max_word_length = max_word_length
         self.max_length = max_length
 
@@ -122,7 +134,7 @@ class TextEncoder:
         out = {"word_ids": word_ids, "truncated": [limit is not None and len(e.ids) > limit for e in encodings]}
         if self.chars is not None:
             tokens = [e.tokens[:limit] or [UNK] for e in encodings]
-            out["char_ids"] = spell(self.chars, tokens, self.max_word_length)
+            out["char_ids"] = spell(self.char_ids, tokens, self.max_word_length)
         return out
 
     def tokens(self, texts: Sequence[str]) -> list[list[str]]:
@@ -136,13 +148,14 @@ class Encoder:
     def __init__(self, words: Tokenizer, chars: Tokenizer, max_word_length: int):
         self.words = words
         self.chars = chars
+        self.char_ids = char_index(chars)
         self.max_word_length = max_word_length
 
     def encode(self, sentences: Sequence[Sequence[str]]) -> dict[str, list]:
         """{"word_ids": [[...]], "char_ids": [[[...], ...]]} for a batch of sentences."""
         # Words repeat a lot (Zipf), so each distinct word is looked up and spelled out once,
-        # in one tokenizer call for all words and one for all their characters.
+        # the words in one tokenizer call.
         distinct = _distinct(sentences)
         distinct_word_ids = _lookup(self.words, list(distinct))
         word_ids = [[distinct_word_ids[distinct[word]] for word in sentence] for sentence in sentences]
-        return {"word_ids": word_ids, "char_ids": spell(self.chars, sentences, self.max_word_length)}
+        return {"word_ids": word_ids, "char_ids": spell(self.char_ids, sentences, self.max_word_length, distinct)}
