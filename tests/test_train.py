@@ -127,3 +127,10 @@ def test_every_recipe_has_a_working_smoke_run(name, tmp_path, ner_files, conllu_
     assert "dev" in result.metrics and "test" in result.metrics
     sentence = tagger.predict("Ada Lovelace visited Paris .")
     assert len(sentence.labels) == 5 and set(sentence.labels) <= set(tagger.labels)
+
+
+def test_an_empty_pretokenized_word_gets_a_finite_probability(trained_ner):
+    result, _ = trained_ner
+    sentence = seqtag.load(result.model_dir).predict([["", "Paris"]])[0]
+    assert len(sentence.labels) == 2
+    assert all(0.0 < p <= 1.0 for p in sentence.probabilities)
