@@ -15,7 +15,7 @@ from seqtag.data.readers import decode_lines
 from seqtag.errors import SeqtagError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Sequence labelling with masked BiLSTMs: train, evaluate and predict.")
+                  help="Sequence labelling with masked BiLSTMs and LSTM language models: train, evaluate, predict and generate.")
 
 
 def user_errors(command):
@@ -41,6 +41,10 @@ def _log_to_stderr() -> None:
 
 
 def _figures(metrics: dict) -> str:
+    if "perplexity" in metrics:
+        bits = f"  bits/char {metrics['bits_per_char']:.4f}" if "bits_per_char" in metrics else ""
+        return (f"perplexity {metrics['perplexity']:.2f}  loss {metrics['loss']:.4f} nats/token{bits}  "
+                f"({metrics['tokens']} tokens)")
     if "macro_f1" in metrics:
         return f"accuracy {metrics['accuracy']:.2f}  macro-F1 {metrics['macro_f1']:.2f}  ({metrics['texts']} texts)"
     if "f1" in metrics:
@@ -52,7 +56,7 @@ def _figures(metrics: dict) -> str:
 @app.command()
 @user_errors
 def train(
-    recipe: Annotated[str, typer.Argument(help="A recipe name from recipes/ (e.g. demo, ud-pos, mr, sst2, imdb, sentiment) or a YAML path.")],
+    recipe: Annotated[str, typer.Argument(help="A recipe name from recipes/ (e.g. demo, ud-pos, mr, sst2, imdb, sentiment, char-lm, word-lm, bpe-lm) or a YAML path.")],
     train: Annotated[Optional[Path], typer.Option("--train", help="Training file.")] = None,
     dev: Annotated[Optional[Path], typer.Option("--dev", help="Development file (early stopping).")] = None,
     test: Annotated[Optional[Path], typer.Option("--test", help="Test file, scored at the end.")] = None,
@@ -61,7 +65,8 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     smoke: Annotated[bool, typer.Option("--smoke", help="One training step and one dev batch, to check the setup.")] = False,
 ):
-    """Train a tagger or classifier from a recipe; prints the saved model's path and its dev/test figures."""
+    """Train a tagger, classifier or language model from a recipe; prints the saved model's path and its
+    dev/test figures."""
     from seqtag.config import load_recipe
     from seqtag.train import train as run_training
 
@@ -80,10 +85,10 @@ def train(
 @user_errors
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A saved model directory.")],
-    file: Annotated[Path, typer.Argument(help="A labelled file in the model's training format (class_files: a.pos,a.neg).")],
+    file: Annotated[Path, typer.Argument(help="A labelled file in the model's training format (class_files: a.pos,a.neg; language models: text).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ):
-    """Score a model on a labelled file, read with the model's own reader settings."""
+    """Score a model on a labelled file (a language model: on text), read with the model's own reader settings."""
     import seqtag
 
     _log_to_stderr()
@@ -109,11 +114,14 @@ def predict(
 ):
     """Tag raw text (or pre-tokenized lines), or classify one text per line; writes JSON lines (or CoNLL) to standard output."""
     import seqtag
+    from seqtag.language_model import LanguageModel
     from seqtag.predict import TextClassifier
 
     if output not in ("jsonl", "conll"):
         raise SeqtagError(f"--output is {output!r}; expected jsonl or conll.")
     tagger = seqtag.load(model)
+    if isinstance(tagger, LanguageModel):
+        raise SeqtagError(f"{model} is a language model; use `seqtag generate` (or `seqtag evaluate` for perplexity).")
     classify = isinstance(tagger, TextClassifier)
     if classify and (pretokenized or output != "jsonl"):
         raise SeqtagError(f"{model} is a text classifier: it reads one raw text per line and writes JSON lines; "
@@ -134,6 +142,29 @@ def predict(
                     typer.echo(json.dumps(sentence.to_dict(), ensure_ascii=False))
                 else:
                     typer.echo("".join(f"{w}\t{l}\n" for w, l in zip(sentence.words, sentence.labels)))
+
+
+@app.command()
+@user_errors
+def generate(
+    model: Annotated[Path, typer.Argument(help="A saved language model directory.")],
+    prompt: Annotated[str, typer.Option("--prompt", help="Text to continue (default: start a new line).")] = "",
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens to generate.")] = 200,
+    temperature: Annotated[float, typer.Option("--temperature", help="Softmax temperature, > 0 (lower is safer).")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Sample only from the K most likely tokens.")] = None,
+    top_p: Annotated[Optional[float], typer.Option("--top-p", help="Sample only from the nucleus of probability P, in (0, 1].")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for repeatable samples.")] = None,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the most likely token (no sampling).")] = False,
+):
+    """Continue a prompt with a language model; prints the prompt and the generated text."""
+    import seqtag
+    from seqtag.language_model import LanguageModel
+
+    lm = seqtag.load(model)
+    if not isinstance(lm, LanguageModel):
+        raise SeqtagError(f"{model} is not a language model; `seqtag generate` needs a model trained with task: lm.")
+    typer.echo(lm.generate(prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                           seed=seed, greedy=greedy))
 
 
 if __name__ == "__main__":

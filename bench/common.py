@@ -13,6 +13,8 @@ DATA = Path(os.environ.get("SEQTAG_DATA", ROOT.parent / "shared" / "data"))
 EWT = DATA / "ud_english_ewt"
 WNUT = DATA / "wnut17"
 MR = DATA / "mr"
+SHAKESPEARE = DATA / "tinyshakespeare" / "input.txt"
+WIKITEXT = DATA / "wikitext2"
 
 
 def ewt_files() -> dict[str, str]:
@@ -34,3 +36,41 @@ def raw_sentences(conllu_path: Path | str) -> list[str]:
     prefix = "# text = "
     with open(conllu_path, encoding="utf-8") as handle:
         return [line[len(prefix):].rstrip("\n") for line in handle if line.startswith(prefix)]
+
+
+def toolkit_run(recipe, data, initial_state: dict, batches: int, out: str) -> float:
+    """Seconds for `batches` training steps through seqtag's Trainer set-up (make_trainer, the task, its
+    logging and checkpoint callbacks), from the given initial weights; Trainer start-up is not counted."""
+    import time
+
+    import pytorch_lightning as pl
+
+    from seqtag.train import build_task, make_trainer
+
+    class EpochTimer(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            self.start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, module):
+            self.seconds = time.perf_counter() - self.start
+
+    task = build_task(recipe, data)
+    task.load_state_dict(initial_state)
+    trainer, _ = make_trainer(recipe, ROOT / out)
+    timer = EpochTimer()
+    trainer.callbacks.append(timer)
+    trainer.fit_loop.max_epochs = 1
+    trainer.limit_train_batches = batches
+    trainer.limit_val_batches = 0
+    trainer.fit(task, datamodule=data)
+    return timer.seconds
+
+
+def plain_step(net, optimizer, loss, clip: float) -> None:
+    """One optimiser step as a hand-written loop does it: zero, backward, clip the gradient norm, step."""
+    import torch
+
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+    optimizer.step()

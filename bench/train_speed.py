@@ -13,38 +13,14 @@ import argparse
 import copy
 import time
 
-import common  # noqa: F401  (puts the project on sys.path)
+import common
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
 from seqtag.config import load_recipe
 from seqtag.data.batching import IGNORE_INDEX
-from seqtag.data.module import ClassificationData, TaggingData
-from seqtag.train import build_task, make_trainer
-
-
-class EpochTimer(pl.Callback):
-    """Wall time of the training epoch, without Trainer start-up and teardown."""
-
-    def on_train_epoch_start(self, trainer, module):
-        self.start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, module):
-        self.seconds = time.perf_counter() - self.start
-
-
-def toolkit_run(recipe, data, initial_state, batches: int, tmp: str) -> float:
-    task = build_task(recipe, data)
-    task.load_state_dict(initial_state)
-    trainer, _ = make_trainer(recipe, common.ROOT / tmp)
-    timer = EpochTimer()
-    trainer.callbacks.append(timer)
-    trainer.fit_loop.max_epochs = 1
-    trainer.limit_train_batches = batches
-    trainer.limit_val_batches = 0
-    trainer.fit(task, datamodule=data)
-    return timer.seconds
+from seqtag.train import build_data, build_task
 
 
 def bare_run(recipe, data, initial_state, batches: int) -> float:
@@ -63,10 +39,7 @@ def bare_run(recipe, data, initial_state, batches: int) -> float:
         logits = net(batch.word_ids, batch.char_ids, batch.lengths, batch.mask)
         # (B, T, L) tags or (B, L) classes: one row of scores per label
         loss = F.cross_entropy(logits.flatten(0, -2), batch.labels.flatten(), weight=weight, ignore_index=IGNORE_INDEX)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.gradient_clip)
-        optimizer.step()
+        common.plain_step(net, optimizer, loss, cfg.gradient_clip)
     return time.perf_counter() - start
 
 
@@ -83,8 +56,7 @@ def main() -> None:
         files = {"train": f"{common.MR / 'rt-polarity.pos'},{common.MR / 'rt-polarity.neg'}"}
     recipe = load_recipe(args.recipe, ["train.progress_bar=false", "train.patience=0", "train.lr_schedule=none"],
                          **files)
-    data_class = ClassificationData if recipe.task == "classification" else TaggingData
-    data = data_class(recipe.data, recipe.model, seed=recipe.train.seed)
+    data = build_data(recipe)
     data.setup("fit")
     pl.seed_everything(0, verbose=False)
     initial_state = copy.deepcopy(build_task(recipe, data).state_dict())
@@ -99,11 +71,11 @@ def main() -> None:
         tokens += int(batch.lengths.sum())
 
     # Warm-up, not counted: the first runs pay for allocations and lazy initialisation.
-    toolkit_run(recipe, data, initial_state, 10, f"runs/bench-train-speed-{args.recipe}")
+    common.toolkit_run(recipe, data, initial_state, 10, f"runs/bench-train-speed-{args.recipe}")
     bare_run(recipe, data, initial_state, 10)
     toolkit, bare = [], []
     for repeat in range(args.repeats):
-        toolkit.append(tokens / toolkit_run(recipe, data, initial_state, args.batches, f"runs/bench-train-speed-{args.recipe}"))
+        toolkit.append(tokens / common.toolkit_run(recipe, data, initial_state, args.batches, f"runs/bench-train-speed-{args.recipe}"))
         bare.append(tokens / bare_run(recipe, data, initial_state, args.batches))
         print(f"repeat {repeat + 1}: toolkit {toolkit[-1]:,.0f} tok/s, bare {bare[-1]:,.0f} tok/s", flush=True)
     ratio = common.median(toolkit) / common.median(bare)

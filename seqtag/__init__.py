@@ -1,4 +1,4 @@
-"""seqtag: sequence labelling with masked bidirectional LSTMs.
+"""seqtag: sequence labelling with masked bidirectional LSTMs, and LSTM language models.
 
     import seqtag
     tagger = seqtag.load("runs/demo/model")
@@ -6,6 +6,9 @@
 
     classifier = seqtag.load("runs/mr/model")          # a model trained with task: classification
     classifier.predict(["a gorgeous , witty film", "dull"], top_k=1)
+
+    lm = seqtag.load("runs/char-lm/model")              # a model trained with task: lm
+    lm.generate("ROMEO:", max_tokens=200, temperature=0.8, seed=1)
 """
 __version__ = "0.1.0"
 

@@ -5,6 +5,7 @@
     word_tokenizer.json    word vocabulary (HF tokenizers)
     char_tokenizer.json    character vocabulary (HF tokenizers); absent for a classifier without character encoder
     labels.json            the label list, in the network's output order
+    tokenizer.json         a language model's tokenizer (word, character or BPE) instead of the three above
     metrics.json           the final dev/test figures
 
 Nothing is pickled, so loading runs no code from the directory. Saving writes a
@@ -27,11 +28,14 @@ from .errors import SeqtagError
 
 FORMAT_VERSION = 1
 FILES = ("config.json", "model.safetensors", "word_tokenizer.json", "char_tokenizer.json", "labels.json")
+LM_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 CHARS = "char_tokenizer.json"
 
 
 def required_files(config: dict | None) -> tuple[str, ...]:
     """The files a model directory must hold; a classifier reading no characters has no character vocabulary."""
+    if config and config.get("task") == "lm":
+        return LM_FILES
     if config and config.get("task") == "classification" and config.get("net", {}).get("char_encoder") == "none":
         return tuple(name for name in FILES if name != CHARS)
     return FILES
@@ -42,18 +46,22 @@ def _write_json(path: Path, value) -> None:
 
 
 def save_model(directory: str | Path, config: dict, state_dict: dict[str, torch.Tensor],
-               words: Tokenizer, chars: Tokenizer | None, labels: list[str], metrics: dict) -> Path:
-    """Write a model directory atomically and return its path; `chars` is None for a model reading no characters."""
+               tokenizers: dict[str, Tokenizer | None], labels: list[str] | None, metrics: dict) -> Path:
+    """Write a model directory atomically and return its path.
+
+    `tokenizers` maps file names to tokenizers (None entries, such as the character vocabulary of a
+    model reading no characters, are not written); `labels` is None for a language model."""
     target = Path(directory).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         _write_json(staging / "config.json", {"format_version": FORMAT_VERSION, **config})
         save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(staging / "model.safetensors"))
-        words.save(str(staging / "word_tokenizer.json"))
-        if chars is not None:
-            chars.save(str(staging / CHARS))
-        _write_json(staging / "labels.json", labels)
+        for name, tokenizer in tokenizers.items():
+            if tokenizer is not None:
+                tokenizer.save(str(staging / name))
+        if labels is not None:
+            _write_json(staging / "labels.json", labels)
         _write_json(staging / "metrics.json", metrics)
         if target.exists():
             # Two renames: the old model stays whole until the new one is complete.
@@ -82,24 +90,28 @@ def read_model_files(directory: str | Path) -> dict:
     path = Path(directory)
     if not path.is_dir():
         raise SeqtagError(f"{path}: no model directory here. Give the folder that `seqtag train` printed.")
-    _check_files(path, [name for name in FILES if name != CHARS])
+    _check_files(path, ["config.json"])
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))
+        _check_files(path, required_files(config))
+        labels = json.loads((path / "labels.json").read_text(encoding="utf-8")) if "labels.json" in \
+            required_files(config) else None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SeqtagError(f"{path}: config.json or labels.json is not valid JSON ({err}).") from None
-    _check_files(path, required_files(config))
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         raise SeqtagError(f"{path / 'config.json'}: model format version {version!r}, but this seqtag reads "
                           f"version {FORMAT_VERSION}. Use the seqtag release that saved it, or train again.")
     metrics_path = path / "metrics.json"
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    tokenizers = {name: Tokenizer.from_file(str(path / name))
+                  for name in ("word_tokenizer.json", CHARS, "tokenizer.json") if (path / name).is_file()}
     return {
         "config": config,
         "labels": labels,
         "metrics": metrics,
         "state_dict": load_file(str(path / "model.safetensors")),
-        "words": Tokenizer.from_file(str(path / "word_tokenizer.json")),
-        "chars": Tokenizer.from_file(str(path / CHARS)) if (path / CHARS).is_file() else None,
+        "words": tokenizers.get("word_tokenizer.json"),
+        "chars": tokenizers.get(CHARS),
+        "tokenizer": tokenizers.get("tokenizer.json"),
     }

@@ -31,6 +31,9 @@ def _positive(section: str, name: str, value: float, allow_zero: bool = False) -
 
 TAGGING_FORMATS = ("conll", "conllu", "hub")
 TEXT_FORMATS = ("csv", "tsv", "jsonl", "auto", "class_files", "class_folders", "hub")
+LM_FORMATS = ("text", "wikitext", "hub")
+FORMATS = {"tagging": TAGGING_FORMATS, "classification": TEXT_FORMATS, "lm": LM_FORMATS}
+TOKENIZERS = {"classification": ("word", "bpe", "wordpiece"), "lm": ("word", "char", "bpe")}
 
 
 @dataclass
@@ -39,9 +42,12 @@ class DataConfig:
     """Reader. Tagging: "conll" (columns), "conllu" (Universal Dependencies) or "hub" (a dataset on the HF hub).
     Classification: "csv", "tsv", "jsonl", "auto" (csv/tsv/jsonl by file extension), "class_files" (one file per
     class, one text per line, the label is the file's extension: rt-polarity.pos -> "pos"), "class_folders" (a
-    folder holding one sub-folder per class, one text per file) or "hub"."""
+    folder holding one sub-folder per class, one text per file) or "hub".
+    Language models: "text" (plain text files), "wikitext" (PTB/WikiText: tokens split at whitespace, <unk> kept,
+    <eos> at each line end) or "hub" (a text dataset)."""
     train: str | None = None
-    """Training file (for "hub": the split name, default "train"; for "class_files": comma-separated files)."""
+    """Training file (for "hub": the split name, default "train"; for "class_files" and "text": comma-separated
+    files, and for "text" also glob patterns such as corpus/*.txt)."""
     dev: str | None = None
     """Development file used for early stopping and model selection."""
     test: str | None = None
@@ -61,15 +67,18 @@ class DataConfig:
     """Classification: skip (and count and report) rows with an empty text or a wrong field count instead of
     stopping with an error."""
     dev_fraction: float = 0.1
-    """Classification without a dev file: the share of the training texts held out as dev, by a seeded split."""
+    """Without a dev file: for classification the share of the training texts held out as dev, by a seeded split;
+    for language models the last share of the training text (cut at that character; at a line end for words)."""
     test_fraction: float = 0.0
     """Classification without a test file: the share of the training texts held out as test (0: no test split)."""
     split_seed: int = 1
     """Seed of these splits; it and the split sizes are recorded in the saved model."""
     tokenizer: str = "word"
-    """Classification: "word" (whole words), "bpe" or "wordpiece" (sub-words trained on the training text)."""
+    """Classification: "word" (whole words), "bpe" or "wordpiece" (sub-words trained on the training text).
+    Language models: "word" (closed vocabulary plus <unk>), "char" or "bpe" (byte-level, trained on the text)."""
     vocab_size: int = 30_000
-    """Classification: the largest vocabulary the tokenizer may learn."""
+    """Classification and language models: the largest vocabulary the tokenizer may learn (words: the most
+    frequent ones are kept)."""
     normalization: str = "none"
     """Classification: Unicode normalization of the text before tokenizing: "none", "nfc", "nfkc"."""
     max_length: int = 0
@@ -93,13 +102,16 @@ class DataConfig:
     max_word_length: int = 30
     """Characters per word given to the character encoder; longer words are cut (the word id is unaffected)."""
     batch_size: int = 32
-    """Sentences per training batch; batches are bucketed by length."""
+    """Sentences per training batch; batches are bucketed by length. Language models: the number of contiguous
+    columns the training stream is cut into."""
     eval_batch_size: int = 256
-    """Sentences per batch for evaluation and prediction."""
+    """Sentences per batch for evaluation and prediction. Language models: columns of the evaluated stream."""
+    bptt: int = 128
+    """Language models: tokens per truncated-backpropagation window; the hidden state carries across windows."""
 
     def __post_init__(self) -> None:
-        _one_of("data", "format", self.format, TAGGING_FORMATS + TEXT_FORMATS)
-        _one_of("data", "tokenizer", self.tokenizer, ("word", "bpe", "wordpiece"))
+        _one_of("data", "format", self.format, tuple(dict.fromkeys(TAGGING_FORMATS + TEXT_FORMATS + LM_FORMATS)))
+        _one_of("data", "tokenizer", self.tokenizer, ("word", "bpe", "wordpiece", "char"))
         _one_of("data", "normalization", self.normalization, ("none", "nfc", "nfkc"))
         _positive("data", "max_length", self.max_length, allow_zero=True)
         _positive("data", "vocab_size", self.vocab_size)
@@ -111,7 +123,7 @@ class DataConfig:
                               f"training texts beside data.dev_fraction={self.dev_fraction!r}.")
         _one_of("data", "scheme", self.scheme, ("auto", "iob1", "iob2", "bioes", "none"))
         _one_of("data", "train_scheme", self.train_scheme, ("iob2", "bioes"))
-        for name in ("min_freq", "max_word_length", "batch_size", "eval_batch_size"):
+        for name in ("min_freq", "max_word_length", "batch_size", "eval_batch_size", "bptt"):
             _positive("data", name, getattr(self, name))
 
 
@@ -144,10 +156,17 @@ class ModelConfig:
     pooling: str = "max"
     """Classification: how token states become one text vector: "max", "mean", "last" (final states of both
     directions) or "attention". Only real (unpadded) positions take part."""
+    tie_embeddings: bool = False
+    """Language models: use the embedding matrix as the output layer too (word_dim-sized; the LSTM state is
+    projected to word_dim when hidden_size differs)."""
+    lm_directions: str = "forward"
+    """Language models: "forward" (left to right), or "both": an ELMo-style pair of a forward and a backward LM,
+    each predicting its next token in its own direction (generation uses the forward one)."""
 
     def __post_init__(self) -> None:
         _one_of("model", "char_encoder", self.char_encoder, ("cnn", "lstm", "none"))
         _one_of("model", "pooling", self.pooling, ("max", "mean", "last", "attention"))
+        _one_of("model", "lm_directions", self.lm_directions, ("forward", "both"))
         for name in ("word_dim", "char_dim", "char_hidden", "char_kernel", "hidden_size", "num_layers",
                      "pretrained_max_words"):
             _positive("model", name, getattr(self, name))
@@ -188,6 +207,10 @@ class TrainConfig:
     """Passed to Lightning: "auto", "ddp", ..."""
     precision: str = "32-true"
     """Passed to Lightning: "32-true", "16-mixed", "bf16-mixed"."""
+    val_check_interval: float = 1.0
+    """Check the dev set this often: 1.0 once per epoch, 0.25 four times per epoch (for long epochs)."""
+    max_steps: int = 0
+    """Stop after this many optimiser steps (0: no limit)."""
     max_time_minutes: float | None = None
     """Stop training after this many minutes (the best checkpoint so far is kept)."""
     progress_bar: bool = True
@@ -206,6 +229,10 @@ class TrainConfig:
         _positive("train", "max_epochs", self.max_epochs)
         _positive("train", "gradient_clip", self.gradient_clip, allow_zero=True)
         _positive("train", "patience", self.patience, allow_zero=True)
+        _positive("train", "max_steps", self.max_steps, allow_zero=True)
+        if not 0 < self.val_check_interval <= 1:
+            raise SeqtagError(f"train.val_check_interval is {self.val_check_interval!r}; it must be in (0, 1] "
+                              "(a fraction of an epoch).")
 
 
 @dataclass
@@ -213,17 +240,25 @@ class Recipe:
     name: str = "custom"
     """Recipe name, used for the default output folder."""
     task: str = "tagging"
-    """Task family: "tagging" (a label per token) or "classification" (a label per text)."""
+    """Task family: "tagging" (a label per token), "classification" (a label per text) or "lm" (a language
+    model predicting the next token)."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        _one_of("recipe", "task", self.task, ("tagging", "classification"))
-        formats = TEXT_FORMATS if self.task == "classification" else TAGGING_FORMATS
+        _one_of("recipe", "task", self.task, tuple(FORMATS))
+        formats = FORMATS[self.task]
         if self.data.format not in formats:
             raise SeqtagError(f"data.format is {self.data.format!r}, which task {self.task!r} cannot read; expected "
                               f"one of {', '.join(map(repr, formats))}.")
+        tokenizers = TOKENIZERS.get(self.task)
+        if tokenizers and self.data.tokenizer not in tokenizers:
+            raise SeqtagError(f"data.tokenizer is {self.data.tokenizer!r}, which task {self.task!r} does not use; "
+                              f"expected one of {', '.join(map(repr, tokenizers))}.")
+        if self.data.format == "wikitext" and self.data.tokenizer != "word":
+            raise SeqtagError("data.format 'wikitext' holds whitespace-separated words; it needs data.tokenizer "
+                              "'word' (use format 'text' for characters or BPE).")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -287,7 +322,7 @@ def parse_override(assignment: str) -> tuple[str, Any]:
 
 def _resolve(value: str, base: Path, format: str | None) -> str:
     """An absolute path; for "class_files", each of the comma-separated files."""
-    parts = value.split(",") if format == "class_files" else [value]
+    parts = value.split(",") if format in ("class_files", "text") else [value]
     return ",".join(str((base / part.strip()).resolve()) for part in parts)
 
 

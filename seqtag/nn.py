@@ -126,10 +126,15 @@ class SentenceEncoder(nn.Module):
 
     def load_pretrained(self, vectors: dict[int, torch.Tensor]) -> int:
         """Copy pretrained vectors into the rows of their word ids; returns how many were set."""
-        with torch.no_grad():
-            for index, vector in vectors.items():
-                self.words.weight[index] = vector
-        return len(vectors)
+        return set_rows(self.words, vectors)
+
+
+def set_rows(embedding: nn.Embedding, vectors: dict[int, torch.Tensor]) -> int:
+    """Copy vectors into the embedding rows of their ids; returns how many were set."""
+    with torch.no_grad():
+        for index, vector in vectors.items():
+            embedding.weight[index] = vector
+    return len(vectors)
 
 
 class TaggerNet(nn.Module):
@@ -188,3 +193,77 @@ class ClassifierNet(TaggerNet):
         states = self.encoder(word_ids, char_ids, lengths, mask)  # (B, T, 2H)
         pooled = self.pool(states, mask, lengths)                  # (B, 2H)
         return self.head(self.dropout(pooled))                     # (B, L)
+
+
+@dataclass
+class LanguageModelConfig:
+    """Everything needed to rebuild a language model network."""
+
+    vocab_size: int
+    word_dim: int = 256
+    hidden_size: int = 512
+    num_layers: int = 2
+    dropout: float = 0.2
+    tie_embeddings: bool = False
+    directions: str = "forward"
+    freeze_embeddings: bool = False
+
+    @classmethod
+    def from_model_config(cls, model: ModelConfig, vocab_size: int) -> "LanguageModelConfig":
+        return cls(vocab_size=vocab_size, word_dim=model.word_dim, hidden_size=model.hidden_size,
+                   num_layers=model.num_layers, dropout=model.dropout, tie_embeddings=model.tie_embeddings,
+                   directions=model.lm_directions, freeze_embeddings=model.freeze_embeddings)
+
+
+LMState = tuple[torch.Tensor, torch.Tensor]  # the LSTM's (h, c), each (num_layers, B, H)
+
+
+class LanguageModelNet(nn.Module):
+    """Embedding → dropout → LSTM stack (dropout between layers) → dropout → softmax over the vocabulary.
+
+    The LSTM reads left to right only: the state at position t has seen tokens ≤ t and
+    predicts token t+1, so no token is visible to its own prediction. With directions="both"
+    a second stack reads the reversed stream (an ELMo-style pair); the two share the
+    embedding and the output layer. Tied embeddings reuse the embedding matrix as the output
+    weights, projecting the LSTM state to the embedding size when the sizes differ.
+    """
+
+    def __init__(self, config: LanguageModelConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.word_dim, padding_idx=PAD_ID)
+        self.embedding.weight.requires_grad_(not config.freeze_embeddings)
+        self.dropout = nn.Dropout(config.dropout)
+
+        def stack() -> nn.LSTM:
+            return nn.LSTM(config.word_dim, config.hidden_size, num_layers=config.num_layers, batch_first=True,
+                           dropout=config.dropout if config.num_layers > 1 else 0.0)
+
+        self.forward_lstm = stack()
+        self.backward_lstm = stack() if config.directions == "both" else None
+        out_size = config.hidden_size
+        self.projection = None
+        if config.tie_embeddings:
+            if config.hidden_size != config.word_dim:
+                self.projection = nn.Linear(config.hidden_size, config.word_dim)
+            out_size = config.word_dim
+            self.output = None
+            self.output_bias = nn.Parameter(torch.zeros(config.vocab_size))
+        else:
+            self.output = nn.Linear(out_size, config.vocab_size)
+
+    def forward(self, ids: torch.Tensor, state: LMState | None = None, backward: bool = False
+                ) -> tuple[torch.Tensor, LMState]:
+        """Next-token scores (B, T, V) for ids (B, T), and the state after the last position.
+
+        With `backward`, `ids` are already in right-to-left order and the backward stack reads them.
+        """
+        lstm = self.backward_lstm if backward else self.forward_lstm
+        states, state = lstm(self.dropout(self.embedding(ids)), state)
+        states = self.dropout(states)
+        if self.projection is not None:
+            states = self.projection(states)
+        if self.output is None:
+            # Tied: the embedding matrix is the output layer (one tensor, stored once).
+            return nn.functional.linear(states, self.embedding.weight, self.output_bias), state
+        return self.output(states), state

@@ -20,7 +20,8 @@ from .data.corpus import Preprocessor, check_scheme, read_corpus, span_label_lis
 from .data.vocab import Encoder, TextEncoder
 from .errors import SeqtagError
 from .metrics import classification_scores, span_scores, token_accuracy
-from .nn import ClassifierNet, NetConfig, TaggerNet
+from .language_model import LanguageModel
+from .nn import ClassifierNet, LanguageModelConfig, LanguageModelNet, NetConfig, TaggerNet
 from .text import split_words
 
 MAX_BATCH_TOKENS = 16_384  # caps memory on very long inputs, whatever the batch size
@@ -255,18 +256,23 @@ class TextClassifier(_TrainedModel):
         return classification_scores(list(dataset["label"]), [self.labels[i] for i in predicted], self.labels)
 
 
-def load(path: str | Path) -> SequenceTagger | TextClassifier:
-    """Load a saved model directory (a tagger or a classifier, as config.json says); needs no network and not
-    the training corpus."""
+def load(path: str | Path) -> SequenceTagger | TextClassifier | LanguageModel:
+    """Load a saved model directory (a tagger, a classifier or a language model, as config.json says); needs no
+    network and not the training corpus."""
     parts = read_model_files(path)
     config = parts["config"]
     is_classifier = config.get("task") == "classification"
-    net = (ClassifierNet if is_classifier else TaggerNet)(NetConfig(**config["net"]))
+    if config.get("task") == "lm":
+        net = LanguageModelNet(LanguageModelConfig(**config["net"]))
+    else:
+        net = (ClassifierNet if is_classifier else TaggerNet)(NetConfig(**config["net"]))
     try:
         net.load_state_dict(parts["state_dict"])
     except RuntimeError as err:
         raise SeqtagError(f"{path}: model.safetensors does not match config.json ({str(err).splitlines()[0]}).") from None
     data_config = DataConfig(**config["data"])
+    if config.get("task") == "lm":
+        return LanguageModel(net, parts["tokenizer"], data_config, parts["metrics"], Path(path))
     if is_classifier:
         encoder = TextEncoder(parts["words"], parts["chars"], data_config.max_word_length, data_config.max_length)
         return TextClassifier(net, TextPreprocessor(encoder, parts["labels"]), data_config, parts["metrics"],

@@ -1,6 +1,8 @@
 """The Lightning "system" around a network: loss, dev metric and optimisers."""
 from __future__ import annotations
 
+import math
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -8,11 +10,12 @@ import torch.nn.functional as F
 from .config import TrainConfig
 from .data.batching import IGNORE_INDEX, Batch
 from .metrics import confusion_scores, span_scores
-from .nn import ClassifierNet, TaggerNet
+from .nn import ClassifierNet, LanguageModelNet, LMState, TaggerNet
 
 # Accuracy for plain tags, span F1 for span schemes, accuracy or macro-F1 for classification;
 # what early stopping and checkpointing watch.
 DEV_SCORE = "dev_score"
+DEV_PERPLEXITY = "dev_perplexity"  # what language models are selected and stopped on (lower is better)
 
 
 def score_from_counts(counts: torch.Tensor, is_span: bool) -> float:
@@ -123,19 +126,91 @@ def balanced_class_weights(label_ids: list[int], num_labels: int) -> torch.Tenso
     return len(label_ids) / (num_labels * counts.clamp(min=1))
 
 
-def configure_optimizers(params: list[torch.nn.Parameter], cfg: TrainConfig):
-    """The recipe's optimiser and learning-rate schedule over `params` (Lightning's return format)."""
+def configure_optimizers(params: list[torch.nn.Parameter], cfg: TrainConfig, monitor: str = DEV_SCORE,
+                         mode: str = "max"):
+    """The recipe's optimiser and learning-rate schedule over `params` (Lightning's return format);
+    the plateau schedule watches `monitor` (`mode` "max": higher is better, "min": lower)."""
     if cfg.optimizer == "adam":
         optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.lr_schedule == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience)
+            optimizer, mode=mode, factor=cfg.lr_factor, patience=cfg.lr_patience)
         return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": DEV_SCORE, "interval": "epoch"}}
+                "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"}}
     if cfg.lr_schedule == "linear":
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda epoch: max(0.0, 1.0 - epoch / cfg.max_epochs))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
     return optimizer
+
+
+def window_nats(net: LanguageModelNet, batch: dict[str, torch.Tensor], state: LMState | None,
+                backward: bool = False) -> tuple[torch.Tensor, torch.Tensor, LMState]:
+    """Summed negative log-likelihood (nats) and count of the targets of one BPTT window, and the
+    state to carry into the next window, detached so gradients stop at the window's start."""
+    prefix = "backward_" if backward else ""
+    targets = batch[prefix + "targets"]
+    logits, state = net(batch[prefix + "inputs"], state, backward=backward)
+    nats = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
+                           reduction="sum")
+    return nats, (targets != IGNORE_INDEX).sum(), (state[0].detach(), state[1].detach())
+
+
+class LanguageModelTask(pl.LightningModule):
+    """Trains a LanguageModelNet on BPTT windows served in stream order, carrying the hidden state.
+
+    The state is reset at the start of every training epoch and every dev pass (the columns
+    start again), carried from each window to the next, and detached in between (truncated
+    backpropagation). The dev figure is the perplexity of the forward model over all dev tokens.
+    """
+
+    def __init__(self, net: LanguageModelNet, train: TrainConfig):
+        super().__init__()
+        self.net = net
+        self.train_config = train
+        self.directions = [False, True] if net.backward_lstm is not None else [False]
+        self._states: dict[tuple[str, bool], LMState | None] = {}
+        self._dev_sums: list[torch.Tensor] = []
+
+    def _window(self, batch: dict, stage: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        sums = []
+        for backward in self.directions:
+            nats, count, self._states[stage, backward] = window_nats(
+                self.net, batch, self._states.get((stage, backward)), backward)
+            sums.append((nats, count))
+        return sums
+
+    def on_train_epoch_start(self) -> None:
+        self._states = {key: value for key, value in self._states.items() if key[0] != "train"}
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        sums = self._window(batch, "train")
+        loss = torch.stack([nats / count.clamp(min=1) for nats, count in sums]).mean()
+        self.log("train_loss", loss, prog_bar=True, batch_size=int(sums[0][1]))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._states = {key: value for key, value in self._states.items() if key[0] != "dev"}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._dev_sums.append(torch.stack([torch.stack([nats.detach(), count.to(nats.dtype)])
+                                           for nats, count in self._window(batch, "dev")]))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._dev_sums:
+            return
+        sums = torch.stack(self._dev_sums).sum(0)          # (directions, 2): nats, tokens
+        self._dev_sums.clear()
+        if self.trainer.world_size > 1:
+            sums = self.all_gather(sums).sum(0)            # every rank scored its own columns
+        losses = (sums[:, 0] / sums[:, 1].clamp(min=1)).tolist()
+        self.log("dev_loss", losses[0], prog_bar=True)
+        self.log(DEV_PERPLEXITY, math.exp(min(losses[0], 50.0)), prog_bar=True)
+        if len(losses) > 1:
+            self.log("dev_backward_perplexity", math.exp(min(losses[1], 50.0)))
+
+    def configure_optimizers(self):
+        return configure_optimizers([p for p in self.parameters() if p.requires_grad], self.train_config,
+                                    monitor=DEV_PERPLEXITY, mode="min")

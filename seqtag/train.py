@@ -15,11 +15,15 @@ from pytorch_lightning.loggers import CSVLogger
 from . import __version__
 from .artifact import save_model
 from .config import Recipe
+from .data.lm import LanguageModelData
+from .data.vectors import read_vectors
 from .data.module import ClassificationData, TaggingData
 from .errors import SeqtagError
-from .nn import ClassifierNet, NetConfig, TaggerNet
+from .language_model import LanguageModel
+from .nn import ClassifierNet, LanguageModelConfig, LanguageModelNet, NetConfig, TaggerNet, set_rows
 from .predict import SequenceTagger, TextClassifier
-from .tasks import DEV_SCORE, ClassificationTask, TaggingTask, balanced_class_weights
+from .tasks import (DEV_PERPLEXITY, DEV_SCORE, ClassificationTask, LanguageModelTask, TaggingTask,
+                    balanced_class_weights)
 
 log = logging.getLogger("seqtag")
 
@@ -31,7 +35,22 @@ class TrainResult:
     interrupted: bool
 
 
-def build_task(recipe: Recipe, data: TaggingData) -> TaggingTask | ClassificationTask:
+def build_data(recipe: Recipe, cache_dir: str | None = None
+               ) -> TaggingData | ClassificationData | LanguageModelData:
+    if recipe.task == "lm":
+        return LanguageModelData(recipe.data, backward=recipe.model.lm_directions == "both", cache_dir=cache_dir)
+    data_class = ClassificationData if recipe.task == "classification" else TaggingData
+    return data_class(recipe.data, recipe.model, seed=recipe.train.seed, cache_dir=cache_dir)
+
+
+def build_task(recipe: Recipe, data) -> TaggingTask | ClassificationTask | LanguageModelTask:
+    if recipe.task == "lm":
+        config = LanguageModelConfig.from_model_config(recipe.model, data.tokenizer.get_vocab_size())
+        net = LanguageModelNet(config)
+        if recipe.model.pretrained_vectors:
+            count = set_rows(net.embedding, lm_pretrained_rows(recipe, data.tokenizer))
+            log.info("pretrained vectors set for %d of %d words", count, config.vocab_size)
+        return LanguageModelTask(net, recipe.train)
     prep = data.preprocessor
     chars = prep.encoder.chars
     net_config = NetConfig.from_model_config(recipe.model, prep.encoder.words.get_vocab_size(),
@@ -47,6 +66,18 @@ def build_task(recipe: Recipe, data: TaggingData) -> TaggingTask | Classificatio
         count = net.encoder.load_pretrained(data.pretrained)
         log.info("pretrained vectors set for %d of %d words", count, net_config.num_words)
     return TaggingTask(net, recipe.train, prep.labels, prep.train_scheme)
+
+
+def lm_pretrained_rows(recipe: Recipe, tokenizer) -> dict[int, torch.Tensor]:
+    """Pretrained vectors by id for the words of a word-level LM's vocabulary (which the vectors do not extend:
+    every vocabulary word is also an output of the softmax)."""
+    if recipe.data.tokenizer != "word":
+        raise SeqtagError("model.pretrained_vectors needs data.tokenizer 'word' in a language model; characters "
+                          "and BPE pieces have no pretrained word vectors.")
+    vectors = read_vectors(recipe.model.pretrained_vectors, recipe.model.word_dim, recipe.model.pretrained_max_words)
+    vocab = tokenizer.get_vocab()
+    fold = str.lower if recipe.data.lowercase else str
+    return {vocab[fold(word)]: vector for word, vector in vectors.items() if fold(word) in vocab}
 
 
 def csv_logger(out_dir: Path, keep_rows: bool) -> CSVLogger:
@@ -65,12 +96,16 @@ def csv_logger(out_dir: Path, keep_rows: bool) -> CSVLogger:
 def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False,
                  resume: bool = False) -> tuple[pl.Trainer, ModelCheckpoint]:
     cfg = recipe.train
-    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=DEV_SCORE, mode="max",
+    # Language models are chosen by lowest dev perplexity, the others by highest dev score.
+    monitor, mode = (DEV_PERPLEXITY, "min") if recipe.task == "lm" else (DEV_SCORE, "max")
+    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                                  save_top_k=1, save_last=True, enable_version_counter=False)
     callbacks = [checkpoint]
     if cfg.patience > 0:
-        callbacks.append(EarlyStopping(monitor=DEV_SCORE, mode="max", patience=cfg.patience))
-    limits = dict(limit_train_batches=1, max_epochs=1, limit_val_batches=1) if smoke else dict(max_epochs=cfg.max_epochs)
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
+    limits = (dict(limit_train_batches=1, max_epochs=1, limit_val_batches=1) if smoke
+              else dict(max_epochs=cfg.max_epochs, max_steps=cfg.max_steps or -1,
+                   val_check_interval=cfg.val_check_interval))
     trainer = pl.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, precision=cfg.precision,
         gradient_clip_val=cfg.gradient_clip or None, callbacks=callbacks,
@@ -99,8 +134,7 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
         shutil.rmtree(out_dir / "logs", ignore_errors=True)
 
     pl.seed_everything(recipe.train.seed, workers=True, verbose=False)
-    data_class = ClassificationData if recipe.task == "classification" else TaggingData
-    data = data_class(recipe.data, recipe.model, seed=recipe.train.seed, cache_dir=cache_dir)
+    data = build_data(recipe, cache_dir)
     data.setup("fit")
     task = build_task(recipe, data)
     trainer, checkpoint = make_trainer(recipe, out_dir, smoke, resume)
@@ -111,10 +145,15 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
         best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
         task.load_state_dict(best["state_dict"])
 
-    prep = data.preprocessor
-    model_class = TextClassifier if recipe.task == "classification" else SequenceTagger
-    model = model_class(task.net.cpu(), prep, recipe.data)
-    metrics = {split: model.evaluate(data.corpora[split]) for split in ("dev", "test") if split in data.corpora}
+    if recipe.task == "lm":
+        model = LanguageModel(task.net.cpu(), data.tokenizer, recipe.data)
+        metrics = {split: model.evaluate(data.streams[split]) for split in ("dev", "test") if split in data.streams}
+        metrics["train_tokens"] = len(data.streams["train"])
+    else:
+        prep = data.preprocessor
+        model_class = TextClassifier if recipe.task == "classification" else SequenceTagger
+        model = model_class(task.net.cpu(), prep, recipe.data)
+        metrics = {split: model.evaluate(data.corpora[split]) for split in ("dev", "test") if split in data.corpora}
     metrics["epochs"] = trainer.current_epoch
     metrics["interrupted"] = trainer.interrupted
     config = {
@@ -124,12 +163,18 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
         "data": asdict(recipe.data),
         "recipe": recipe.to_dict(),
     }
+    if recipe.task == "lm":
+        config["split"] = data.split  # where the dev text was cut (None when a dev file was given)
+        model_dir = save_model(out_dir / "model", config, task.net.state_dict(), {"tokenizer.json": data.tokenizer},
+                               None, metrics)
+        return TrainResult(model_dir, metrics, trainer.interrupted)
     if recipe.task == "classification":
         # The seeded dev split (None when a dev file was given), so the run can be repeated exactly.
         config["split"] = data.split
         config["truncated"] = data.truncated
     else:
         config.update(file_scheme=prep.file_scheme, train_scheme=prep.train_scheme)
-    model_dir = save_model(out_dir / "model", config, task.net.state_dict(), prep.encoder.words, prep.encoder.chars,
+    model_dir = save_model(out_dir / "model", config, task.net.state_dict(),
+                           {"word_tokenizer.json": prep.encoder.words, "char_tokenizer.json": prep.encoder.chars},
                            prep.labels, metrics)
     return TrainResult(model_dir, metrics, trainer.interrupted)

@@ -18,6 +18,16 @@ from .corpus import Preprocessor, build_preprocessor, check_scheme, read_corpus,
 log = logging.getLogger("seqtag")
 
 
+def split_sources(config: DataConfig) -> dict[str, str]:
+    """The recipe's files (or hub split names) by split; a hub dataset trains on "train" unless told otherwise."""
+    sources = {split: getattr(config, split) for split in ("train", "dev", "test")}
+    if config.format == "hub" and sources["train"] is None:
+        sources["train"] = "train"
+    if sources["train"] is None:
+        raise SeqtagError("No training data: give --train FILE or set data.train in the recipe.")
+    return {split: source for split, source in sources.items() if source is not None}
+
+
 class TaggingData(pl.LightningDataModule):
     """Reads the recipe's splits, builds the vocabularies and serves length-bucketed batches."""
 
@@ -33,12 +43,7 @@ class TaggingData(pl.LightningDataModule):
         self.pretrained: dict = {}
 
     def sources(self) -> dict[str, str]:
-        sources = {split: getattr(self.config, split) for split in ("train", "dev", "test")}
-        if self.config.format == "hub" and sources["train"] is None:
-            sources["train"] = "train"
-        if sources["train"] is None:
-            raise SeqtagError("No training data: give --train FILE or set data.train in the recipe.")
-        return {split: source for split, source in sources.items() if source is not None}
+        return split_sources(self.config)
 
     def setup(self, stage: str | None = None) -> None:
         if self.preprocessor is not None:

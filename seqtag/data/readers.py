@@ -209,14 +209,18 @@ def _find_seqtag_error(error: BaseException) -> SeqtagError | None:
 # Line reading shared by the file readers
 
 
-def _read_lines(path: str, shown_path: str) -> Iterator[tuple[int, str]]:
+def _read_lines(path: str, shown_path: str, keep_line_end: bool = False) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, text without line ending) of a file, decoding each line as UTF-8."""
     with open(path, "rb") as file:
-        yield from decode_lines(file, shown_path)
+        yield from decode_lines(file, shown_path, keep_line_end)
 
 
-def decode_lines(raw_lines: Iterable[bytes], shown_path: str) -> Iterator[tuple[int, str]]:
-    """Decode byte lines as UTF-8, one by one, so an invalid byte is reported with its exact line."""
+def decode_lines(raw_lines: Iterable[bytes], shown_path: str, keep_line_end: bool = False
+                 ) -> Iterator[tuple[int, str]]:
+    """Decode byte lines as UTF-8, one by one, so an invalid byte is reported with its exact line.
+
+    With `keep_line_end` a line keeps its ending, as "\n" whatever the file used (raw text for
+    language models, where line breaks are characters to predict)."""
     for number, raw in enumerate(raw_lines, start=1):
         if number == 1 and raw.startswith(_UTF8_BOM):
             raw = raw[len(_UTF8_BOM):]
@@ -230,7 +234,8 @@ def decode_lines(raw_lines: Iterable[bytes], shown_path: str) -> Iterator[tuple[
                 f"is not valid UTF-8 (byte 0x{raw[error.start]:02x} at column {column}); "
                 "save the file as UTF-8",
             ) from None
-        yield number, text.rstrip("\r\n")
+        stripped = text.rstrip("\r\n")
+        yield number, stripped + "\n" if keep_line_end and len(stripped) < len(text) else stripped
 
 
 def _shorten(line: str, limit: int = 60) -> str:

@@ -17,11 +17,17 @@ PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 
 
-def _word_level(counts: Counter, min_freq: int, extra: Iterable[str] = ()) -> dict[str, int]:
+def _word_level(counts: Counter, min_freq: int, extra: Iterable[str] = (), max_size: int | None = None,
+                first: Iterable[str] = ()) -> dict[str, int]:
+    """<pad>, <unk>, then `first`, then items by falling count (at most `max_size` entries in all), then `extra`."""
     # Sorting by (-count, text) keeps ids identical from run to run, so a resumed run matches.
     vocab = {PAD: PAD_ID, UNK: UNK_ID}
+    for item in first:
+        vocab.setdefault(item, len(vocab))
     for item, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        if count >= min_freq and item not in vocab:
+        if count < min_freq or (max_size and len(vocab) >= max_size):
+            break
+        if item not in vocab:
             vocab[item] = len(vocab)
     for item in extra:
         if item not in vocab:

@@ -1,0 +1,368 @@
+"""Language models: reading and streaming text, tokenizers, the forward LSTM, TBPTT, sampling, recipes, bad input."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from typer.testing import CliRunner
+
+import seqtag
+from cli import app
+from seqtag.config import DataConfig, load_recipe
+from seqtag.data.lm import (EOS_ID, LanguageModelData, StreamWindows, TokenStream, build_lm_tokenizer, decode,
+                            encode_text, find_cut, read_text, training_text)
+from seqtag.data.vocab import UNK_ID
+from seqtag.errors import InputError, SeqtagError
+from seqtag.language_model import check_sampling, sample_next
+from seqtag.nn import LanguageModelConfig, LanguageModelNet
+from seqtag.tasks import LanguageModelTask, window_nats
+from seqtag.train import train
+
+runner = CliRunner()
+VERSE = ("To be, or not to be, that is the question:\n"
+         "Whether 'tis nobler in the mind to suffer\n"
+         "The slings and arrows of outrageous fortune,\n"
+         "Or to take arms against a sea of troubles\n")
+FAST = ["train.progress_bar=false", "model.hidden_size=24", "model.word_dim=16", "model.num_layers=1",
+        "data.bptt=8", "data.batch_size=4", "data.eval_batch_size=3"]
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _char_config(**changes) -> DataConfig:
+    return DataConfig(format="text", tokenizer="char", lowercase=False, **changes)
+
+
+def _stream(ids_per_line: list[list[int]]) -> TokenStream:
+    ds = Dataset.from_dict({"ids": ids_per_line, "chars": [len(r) for r in ids_per_line]})
+    return TokenStream.from_dataset(ds)
+
+
+# ---------------------------------------------------------------------------
+# Reading, cutting, tokenizing
+
+
+def test_raw_text_keeps_line_breaks_and_reads_globs_and_lists(tmp_path):
+    _write(tmp_path / "a.txt", "ab\r\ncd")
+    _write(tmp_path / "b.txt", "ef\n")
+    config = _char_config()
+    lines = read_text(config, str(tmp_path / "*.txt"))
+    assert lines["text"] == ["ab\n", "cd", "ef\n"]
+    listed = read_text(config, f"{tmp_path / 'b.txt'},{tmp_path / 'a.txt'}")
+    assert listed["text"] == ["ef\n", "ab\n", "cd"]
+    with pytest.raises(SeqtagError, match="no file matches"):
+        read_text(config, str(tmp_path / "*.none"))
+
+
+def test_empty_and_blank_corpora_are_errors_naming_the_file(tmp_path):
+    for name, text in (("empty.txt", ""), ("blank.txt", " \n\n\t\n")):
+        path = _write(tmp_path / name, text)
+        with pytest.raises(InputError, match=f"{name}: holds no text"):
+            read_text(_char_config(), str(path))
+
+
+def test_undecodable_bytes_name_the_line(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"good line\nbad \xff byte\n")
+    with pytest.raises(InputError, match=r"bad.txt, line 2: is not valid UTF-8 \(byte 0xff"):
+        read_text(_char_config(), str(path))
+
+
+def test_cut_is_at_the_exact_character_for_raw_text_and_at_a_line_end_for_words(tmp_path):
+    text = "".join(f"line number {i:02d}\n" for i in range(20))  # 20 lines of 15 characters
+    lines = read_text(_char_config(), str(_write(tmp_path / "t.txt", text)))
+    row, char = find_cut(lines, 0.13, whole_lines=False)
+    at = int(len(text) * (1 - 0.13))
+    assert char and row * 15 + char == at                   # inside line `row`
+    tokenizer = build_lm_tokenizer(_char_config(), training_text(lines, (row, char)))
+    encoded = encode_text(lines, tokenizer, (row, char))
+    boundary = row + (1 if char else 0)
+    train_part, dev_part = TokenStream.from_dataset(encoded, 0, boundary), TokenStream.from_dataset(encoded, boundary)
+    assert decode(tokenizer, train_part.slice(0, len(train_part)).tolist()) == text[:at]
+    assert decode(tokenizer, dev_part.slice(0, len(dev_part)).tolist()) == text[at:]
+    assert train_part.chars + dev_part.chars == len(text)
+    assert find_cut(lines, 0.1, whole_lines=True) == (18, 0)
+
+
+def test_word_tokenizer_keeps_the_most_frequent_words_and_closes_lines_with_eos(tmp_path):
+    path = _write(tmp_path / "w.txt", "the cat sat on the mat\nthe <unk> cat ran\n\n")
+    config = DataConfig(format="wikitext", tokenizer="word", lowercase=False, vocab_size=5)
+    lines = read_text(config, str(path))
+    tokenizer = build_lm_tokenizer(config, training_text(lines, None))
+    assert tokenizer.get_vocab() == {"<pad>": 0, "<unk>": 1, "<eos>": 2, "the": 3, "cat": 4}
+    stream = TokenStream.from_dataset(encode_text(lines, tokenizer))
+    ids = stream.slice(0, len(stream)).tolist()
+    # "<unk>" in the text is the model's own unknown token; a blank line is one <eos>.
+    assert ids == [3, 4, 1, 1, 3, 1, EOS_ID, 3, UNK_ID, 4, 1, EOS_ID, EOS_ID]
+    assert decode(tokenizer, ids[:7]) == "the cat <unk> <unk> the <unk>\n"
+
+
+def test_bpe_tokenizer_round_trips_any_text(tmp_path):
+    config = DataConfig(format="text", tokenizer="bpe", vocab_size=300, lowercase=False)
+    lines = read_text(config, str(_write(tmp_path / "b.txt", VERSE * 3)))
+    tokenizer = build_lm_tokenizer(config, training_text(lines, None))
+    stream = TokenStream.from_dataset(encode_text(lines, tokenizer))
+    assert len(stream) < len(VERSE * 3)  # merges were learned
+    assert decode(tokenizer, stream.slice(0, len(stream)).tolist()) == VERSE * 3
+    unseen = "Zebras ñ 東京\n"
+    assert decode(tokenizer, tokenizer.encode(unseen).ids) == unseen
+
+
+# ---------------------------------------------------------------------------
+# Streams and windows
+
+
+def test_stream_views_the_arrow_buffers_without_copying():
+    ds = Dataset.from_dict({"ids": [[1, 2, 3], [], [4, 5]], "chars": [3, 0, 2]})
+    stream = TokenStream.from_dataset(ds)
+    assert len(stream) == 5 and stream.chars == 5
+    assert all(not piece.flags.owndata for piece in stream.pieces)
+    assert stream.slice(1, 4).tolist() == [2, 3, 4]
+    assert TokenStream.from_dataset(ds, 2).slice(0, 9).tolist() == [4, 5]
+
+
+def test_windows_read_contiguous_columns_side_by_side():
+    stream = _stream([list(range(10, 33))])                 # 23 tokens
+    windows = StreamWindows(stream, columns=2, bptt=4)      # columns of 11, one token dropped
+    assert windows.column_length == 11 and windows.dropped == 1 and len(windows) == 3
+    inputs = torch.cat([windows[i]["inputs"] for i in range(len(windows))], dim=1)
+    targets = torch.cat([windows[i]["targets"] for i in range(len(windows))], dim=1)
+    assert inputs.tolist() == [list(range(10, 20)), list(range(21, 31))]
+    assert targets.tolist() == [list(range(11, 21)), list(range(22, 32))]
+    shard = StreamWindows(stream, columns=2, bptt=4, rank=1, world_size=2)
+    assert shard[0]["inputs"].tolist() == [[21, 22, 23, 24]]
+
+
+def test_evaluation_windows_predict_every_token_but_each_columns_first():
+    stream = _stream([list(range(10, 33))])
+    windows = StreamWindows(stream, columns=4, bptt=3, pad=True)   # columns of 6, the last holds 5
+    targets = torch.cat([windows[i]["targets"] for i in range(len(windows))], dim=1)
+    assert int((targets >= 0).sum()) == 23 - 4
+    backward = StreamWindows(stream, columns=1, bptt=50, backward=True)[0]
+    assert backward["backward_inputs"].tolist() == [list(range(32, 10, -1))]
+
+
+# ---------------------------------------------------------------------------
+# The network and truncated BPTT
+
+
+def _net(**changes) -> LanguageModelNet:
+    torch.manual_seed(0)
+    config = LanguageModelConfig(vocab_size=30, word_dim=8, hidden_size=12, num_layers=2, dropout=0.0, **changes)
+    return LanguageModelNet(config).eval()
+
+
+def test_a_position_never_sees_the_token_it_predicts():
+    net = _net()
+    ids = torch.randint(3, 30, (1, 12))
+    changed = ids.clone()
+    changed[0, 6] = (ids[0, 6] + 1 - 3) % 27 + 3
+    before, _ = net(ids)
+    after, _ = net(changed)
+    assert torch.allclose(before[0, :6], after[0, :6])       # positions 0..5 predict tokens 1..6
+    assert not torch.allclose(before[0, 6], after[0, 6])
+
+
+def test_tied_embeddings_are_one_tensor_and_the_backward_stack_is_separate():
+    net = _net(tie_embeddings=True, directions="both")
+    names = set(net.state_dict())
+    assert "embedding.weight" in names and not any(name.startswith("output.") for name in names)
+    assert "projection.weight" in names                      # hidden 12 -> embedding 8
+    ids = torch.randint(3, 30, (2, 5))
+    forward, _ = net(ids)
+    backward, _ = net(ids, backward=True)
+    assert not torch.allclose(forward, backward)
+    with torch.no_grad():
+        net.embedding.weight[7] += 1.0
+    assert not torch.allclose(net(ids)[0], forward)          # the output layer moved with the embedding
+
+
+def test_carried_state_makes_windows_equal_one_long_pass():
+    net = _net()
+    stream = _stream([list(np.random.default_rng(0).integers(3, 30, 41))])
+    windows = StreamWindows(stream, columns=2, bptt=6)
+    total, count, state = 0.0, 0, None
+    for i in range(len(windows)):
+        nats, n, state = window_nats(net, windows[i], state)
+        assert not state[0].requires_grad
+        total, count = total + float(nats), count + int(n)
+    ids = torch.from_numpy(stream.slice(0, 40).astype(np.int64)).view(2, 20)
+    logits, _ = net(ids[:, :-1])
+    whole = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="sum")
+    assert count == 38
+    assert total == pytest.approx(float(whole), rel=1e-5)
+
+
+def test_training_steps_carry_a_detached_state_and_restart_each_epoch():
+    from seqtag.config import TrainConfig
+
+    task = LanguageModelTask(_net(), TrainConfig())
+    task.log = lambda *args, **kwargs: None
+    windows = StreamWindows(_stream([list(range(3, 30)) * 2]), columns=2, bptt=5)
+    task.training_step(windows[0], 0)
+    carried = task._states["train", False]
+    assert carried is not None and not carried[0].requires_grad
+    task.training_step(windows[1], 1)
+    assert not torch.equal(task._states["train", False][0], carried[0])
+    task.on_train_epoch_start()
+    assert ("train", False) not in task._states
+
+
+# ---------------------------------------------------------------------------
+# Sampling
+
+
+def test_sampling_settings_outside_their_range_are_errors():
+    for bad, match in (({"temperature": 0}, "temperature is 0"), ({"temperature": -1.0}, "temperature"),
+                       ({"top_p": 0.0}, r"top_p is 0.0; it must be in \(0, 1\]"), ({"top_p": 1.5}, "top_p"),
+                       ({"top_k": 0}, "top_k is 0"), ({"max_tokens": -1}, "max_tokens")):
+        settings = {"max_tokens": 5, "temperature": 1.0, "top_k": None, "top_p": None, **bad}
+        with pytest.raises(SeqtagError, match=match):
+            check_sampling(**settings)
+
+
+def test_top_k_top_p_and_greedy_limit_the_choice():
+    logits = torch.tensor([0.0, 3.0, 2.9, 1.0, -1.0])
+    generator = torch.Generator().manual_seed(0)
+    assert sample_next(logits, greedy=True) == 1
+    assert sample_next(logits, greedy=True, banned=(1,)) == 2
+    drawn = {sample_next(logits, top_k=2, generator=generator) for _ in range(200)}
+    assert drawn == {1, 2}
+    assert {sample_next(logits, top_p=0.01, generator=generator) for _ in range(50)} == {1}
+    # Token 1 alone holds about 46% of the mass, tokens 1 and 2 about 88%.
+    assert {sample_next(logits, top_p=0.6, generator=generator) for _ in range(300)} == {1, 2}
+    everything = {sample_next(logits, temperature=5.0, generator=generator) for _ in range(500)}
+    assert everything == {0, 1, 2, 3, 4}
+
+
+# ---------------------------------------------------------------------------
+# Training, the saved model, generation and the recipes
+
+
+@pytest.fixture(scope="module")
+def char_model(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("charlm")
+    path = _write(tmp / "verse.txt", VERSE * 12)
+    recipe = load_recipe("char-lm", [*FAST, "train.max_epochs=3", "train.lr=0.01", "model.dropout=0.0"],
+                         train=str(path))
+    return train(recipe, tmp / "run"), path
+
+
+def test_char_model_trains_saves_and_evaluates(char_model):
+    result, path = char_model
+    names = sorted(p.name for p in result.model_dir.iterdir())
+    assert names == ["config.json", "metrics.json", "model.safetensors", "tokenizer.json"]
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert config["task"] == "lm" and config["split"]["dev_fraction"] == 0.1
+    dev = result.metrics["dev"]
+    assert dev["perplexity"] < 20                             # a uniform guess over ~30 characters is 30
+    assert dev["bits_per_char"] == pytest.approx(dev["loss"] / math.log(2))
+    lm = seqtag.load(result.model_dir)
+    figures = lm.evaluate(path)
+    assert figures["tokens"] == len(VERSE * 12) - lm.data_config.eval_batch_size
+    assert figures["perplexity"] == pytest.approx(math.exp(figures["loss"]))
+
+
+def test_generation_is_repeatable_with_a_seed_and_greedy_is_deterministic(char_model):
+    lm = seqtag.load(char_model[0].model_dir)
+    first = lm.generate("To be", max_tokens=40, temperature=0.8, top_k=10, seed=3)
+    assert first.startswith("To be") and len(first) == len("To be") + 40
+    assert lm.generate("To be", max_tokens=40, temperature=0.8, top_k=10, seed=3) == first
+    assert lm.generate("To be", max_tokens=20, greedy=True) == lm.generate("To be", max_tokens=20, greedy=True)
+    assert lm.generate("", max_tokens=5, seed=1)
+    with pytest.raises(SeqtagError, match="only of tokens this model does not know"):
+        lm.generate("ZZZ", max_tokens=5)
+    with pytest.raises(SeqtagError, match="temperature is 0"):
+        lm.generate("To be", temperature=0)
+
+
+def test_score_gives_log_probability_and_perplexity(char_model):
+    lm = seqtag.load(char_model[0].model_dir)
+    seen, unseen = lm.score("To be, or not to be"), lm.score("xq zj vk wq kz jx")
+    assert seen["tokens"] == len("To be, or not to be")
+    assert seen["log_probability"] < 0
+    assert seen["perplexity"] == pytest.approx(math.exp(-seen["log_probability"] / seen["tokens"]))
+    assert seen["perplexity"] < unseen["perplexity"]
+
+
+def test_cli_generate_and_evaluate_json(char_model, tmp_path):
+    model, path = char_model[0].model_dir, char_model[1]
+    result = runner.invoke(app, ["generate", str(model), "--prompt", "Or to", "--max-tokens", "12", "--seed", "2",
+                                 "--temperature", "0.7", "--top-p", "0.9", "--top-k", "5"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Or to")
+    result = runner.invoke(app, ["evaluate", str(model), str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert {"perplexity", "loss", "bits_per_char", "tokens"} <= set(json.loads(result.stdout))
+    result = runner.invoke(app, ["generate", str(model), "--top-p", "1.5"])
+    assert result.exit_code == 2 and "top_p is 1.5" in result.output
+    result = runner.invoke(app, ["predict", str(model)], input="hello\n")
+    assert result.exit_code == 2 and "language model" in result.output
+
+
+def test_resume_continues_the_run(tmp_path):
+    path = _write(tmp_path / "verse.txt", VERSE * 6)
+    first = load_recipe("char-lm", [*FAST, "train.max_epochs=1", "train.val_check_interval=1.0"], train=str(path))
+    train(first, tmp_path / "run")
+    second = load_recipe("char-lm", [*FAST, "train.max_epochs=2", "train.val_check_interval=1.0"], train=str(path))
+    result = train(second, tmp_path / "run", resume=True)
+    assert result.metrics["epochs"] == 2
+    with open(tmp_path / "run" / "logs" / "metrics.csv", newline="") as handle:
+        epochs = [row["epoch"] for row in csv.DictReader(handle) if row["dev_perplexity"]]
+    assert epochs == ["0", "1"]                              # the first run's dev row was kept
+
+
+@pytest.mark.parametrize("name", ["char-lm", "word-lm", "bpe-lm"])
+def test_recipe_smoke(name, tmp_path):
+    path = _write(tmp_path / "corpus.txt", VERSE * 8)
+    extra = ["data.vocab_size=300"] if name == "bpe-lm" else []
+    recipe = load_recipe(name, [*FAST, *extra], train=str(path),
+                         dev=str(path) if name == "word-lm" else None, test=str(path) if name == "word-lm" else None)
+    result = train(recipe, tmp_path / "run", smoke=True)
+    lm = seqtag.load(result.model_dir)
+    assert lm.level == {"char-lm": "char", "word-lm": "word", "bpe-lm": "bpe"}[name]
+    assert math.isfinite(result.metrics["dev"]["perplexity"])
+    assert lm.generate("To be", max_tokens=3, seed=0).startswith("To be")
+
+
+def test_hub_text_dataset_by_name_offline_from_a_local_folder(tmp_path):
+    folder = tmp_path / "hubtext"
+    folder.mkdir()
+    for split in ("train", "validation"):
+        _write(folder / f"{split}.txt", VERSE * 4)
+    recipe = load_recipe("char-lm", [*FAST, "data.format=hub", f"data.hub_name={folder}"], train="train",
+                         dev="validation")
+    result = train(recipe, tmp_path / "run", smoke=True)
+    assert result.metrics["dev"]["tokens"] == len(VERSE * 4) - 3
+
+
+def test_text_shorter_than_one_window_is_an_error(tmp_path):
+    path = _write(tmp_path / "short.txt", "tiny\n" * 4)
+    data = LanguageModelData(DataConfig(format="text", tokenizer="char", train=str(path), bptt=64, batch_size=2))
+    with pytest.raises(InputError, match=r"short.txt: the training text has \d+ tokens, fewer than one BPTT window"):
+        data.setup()
+
+
+def test_recipe_rejects_a_tokenizer_the_task_does_not_use():
+    with pytest.raises(SeqtagError, match="data.tokenizer is 'wordpiece', which task 'lm' does not use"):
+        load_recipe("char-lm", ["data.tokenizer=wordpiece"])
+    with pytest.raises(SeqtagError, match="'wikitext' .* needs data.tokenizer 'word'"):
+        load_recipe("word-lm", ["data.tokenizer=char"])
+
+
+def test_a_forward_and_backward_pair_trains_and_generates_forward(tmp_path):
+    path = _write(tmp_path / "corpus.txt", VERSE * 8)
+    recipe = load_recipe("char-lm", [*FAST, "model.lm_directions=both", "train.max_steps=3"], train=str(path))
+    result = train(recipe, tmp_path / "run")
+    lm = seqtag.load(result.model_dir)
+    assert lm.net.backward_lstm is not None
+    assert math.isfinite(result.metrics["dev"]["perplexity"])
+    assert lm.generate("To", max_tokens=4, seed=0).startswith("To")
