@@ -5,6 +5,7 @@
     .venv/bin/python bench/quality.py mr [--set KEY=VALUE ...]         # MR polarity, seeded 80/10/10 split
     .venv/bin/python bench/quality.py char-lm [--set ...]   # Tiny Shakespeare, dev = the file's last 10%
     .venv/bin/python bench/quality.py word-lm [--set ...]   # WikiText-2: train on valid.txt, test on test.txt
+    .venv/bin/python bench/quality.py bpe-lm [--set ...]    # Tiny Shakespeare in byte-level BPE pieces
 
 Prints the wall time of the whole command, the saved dev/test figures and the peak RSS
 of the training process; for language models also a generated sample.
@@ -27,12 +28,14 @@ CORPORA = {
     # MR has no official split: one seeded 80/10/10 split (data.test_fraction, data.split_seed).
     "mr": lambda: {"train": f"{common.MR / 'rt-polarity.pos'},{common.MR / 'rt-polarity.neg'}"},
     "char-lm": lambda: {"train": str(common.SHAKESPEARE)},
+    "bpe-lm": lambda: {"train": str(common.SHAKESPEARE)},
     # Only WikiText-2's valid and test files are here: train on valid (its last 10% is the dev text).
     "word-lm": lambda: {"train": str(common.WIKITEXT / "valid.txt"), "test": str(common.WIKITEXT / "test.txt")},
 }
 FIXED = {"mr": ["data.test_fraction=0.1"]}
 PROMPTS = {"char-lm": ["--prompt", "ROMEO:", "--max-tokens", "500", "--temperature", "0.8", "--seed", "1"],
-           "word-lm": ["--prompt", "The", "--max-tokens", "80", "--top-p", "0.9", "--seed", "1"]}
+           "word-lm": ["--prompt", "The", "--max-tokens", "80", "--top-p", "0.9", "--seed", "1"],
+           "bpe-lm": ["--prompt", "ROMEO:", "--max-tokens", "150", "--temperature", "0.8", "--seed", "1"]}
 
 
 def main() -> None:

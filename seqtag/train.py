@@ -102,7 +102,8 @@ def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False,
                                  save_top_k=1, save_last=True, enable_version_counter=False)
     callbacks = [checkpoint]
     if cfg.patience > 0:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
+        # Not strict: a run stopped by max_steps or max_time before its first dev check has no score yet.
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience, strict=False))
     limits = (dict(limit_train_batches=1, max_epochs=1, limit_val_batches=1) if smoke
               else dict(max_epochs=cfg.max_epochs, max_steps=cfg.max_steps or -1,
                    val_check_interval=cfg.val_check_interval))

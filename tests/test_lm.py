@@ -360,9 +360,31 @@ def test_recipe_rejects_a_tokenizer_the_task_does_not_use():
 
 def test_a_forward_and_backward_pair_trains_and_generates_forward(tmp_path):
     path = _write(tmp_path / "corpus.txt", VERSE * 8)
-    recipe = load_recipe("char-lm", [*FAST, "model.lm_directions=both", "train.max_steps=3"], train=str(path))
+    # Stopped by max_steps before the first dev check: early stopping must not ask for a missing score.
+    recipe = load_recipe("char-lm", [*FAST, "model.lm_directions=both", "train.max_steps=3",
+                                     "train.val_check_interval=1.0"], train=str(path))
     result = train(recipe, tmp_path / "run")
     lm = seqtag.load(result.model_dir)
     assert lm.net.backward_lstm is not None
     assert math.isfinite(result.metrics["dev"]["perplexity"])
     assert lm.generate("To", max_tokens=4, seed=0).startswith("To")
+
+
+def test_pretrained_vectors_start_a_word_model_and_are_refused_for_characters(tmp_path):
+    from seqtag.train import build_data, build_task
+
+    corpus = _write(tmp_path / "corpus.txt", VERSE * 4)
+    vectors = _write(tmp_path / "vectors.txt", "the " + " ".join(["0.5"] * 16) + "\nzebra " + " ".join(["1"] * 16) + "\n")
+    recipe = load_recipe("word-lm", [*FAST, f"model.pretrained_vectors={vectors}", "model.freeze_embeddings=true"],
+                         train=str(corpus), dev=str(corpus))
+    data = build_data(recipe)
+    data.setup()
+    net = build_task(recipe, data).net
+    assert torch.equal(net.embedding.weight[data.tokenizer.token_to_id("the")], torch.full((16,), 0.5))
+    assert data.tokenizer.token_to_id("zebra") is None      # vectors do not grow the model's output vocabulary
+    assert not net.embedding.weight.requires_grad
+    chars = load_recipe("char-lm", [*FAST, f"model.pretrained_vectors={vectors}"], train=str(corpus))
+    data = build_data(chars)
+    data.setup()
+    with pytest.raises(SeqtagError, match="pretrained_vectors needs data.tokenizer 'word'"):
+        build_task(chars, data)
