@@ -4,6 +4,9 @@ from __future__ import annotations
 import csv
 import logging
 import shutil
+import signal
+import threading
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from . import __version__
 from .artifact import save_model
@@ -118,6 +122,28 @@ def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False,
     return trainer, checkpoint
 
 
+def fit(trainer: pl.Trainer, task: pl.LightningModule, data: pl.LightningDataModule, ckpt_path: str | None) -> None:
+    """`trainer.fit`, except that Ctrl+C ends training instead of the program.
+
+    Lightning answers Ctrl+C by shutting down, ignoring further Ctrl+C and exiting; here the run
+    goes on to save the best weights so far (and can be resumed), and Ctrl+C works again.
+    """
+    main_thread = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main_thread else None
+    try:
+        trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        log.warning("training interrupted; saving the best weights so far (continue with --resume)")
+    except MisconfigurationException as err:
+        # Lightning's word for settings that cannot work together, such as resuming past train.max_epochs.
+        raise SeqtagError(f"Lightning refused these settings: {err}") from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, handler)
+
+
 def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool = False,
           cache_dir: str | None = None) -> TrainResult:
     """Train, keep the best dev checkpoint, evaluate dev/test with it and save the model directory.
@@ -139,7 +165,10 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
     data.setup("fit")
     task = build_task(recipe, data)
     trainer, checkpoint = make_trainer(recipe, out_dir, smoke, resume)
-    trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
+    with warnings.catch_warnings():
+        if recipe.task == "lm":  # its loader picks up mid-epoch itself (WindowOrder), so this warning is wrong
+            warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
+        fit(trainer, task, data, str(last) if resume else None)
 
     if checkpoint.best_model_path:
         # Restore the best dev epoch; weights_only keeps torch.load from running pickled code.

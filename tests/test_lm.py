@@ -312,12 +312,14 @@ def test_resume_continues_the_run(tmp_path):
     path = _write(tmp_path / "verse.txt", VERSE * 6)
     first = load_recipe("char-lm", [*FAST, "train.max_epochs=1", "train.val_check_interval=1.0"], train=str(path))
     train(first, tmp_path / "run")
-    second = load_recipe("char-lm", [*FAST, "train.max_epochs=2", "train.val_check_interval=1.0"], train=str(path))
-    result = train(second, tmp_path / "run", resume=True)
-    assert result.metrics["epochs"] == 2
+    longer = load_recipe("char-lm", [*FAST, "train.max_epochs=3", "train.val_check_interval=1.0"], train=str(path))
+    result = train(longer, tmp_path / "run", resume=True)
+    assert result.metrics["epochs"] == 3
     with open(tmp_path / "run" / "logs" / "metrics.csv", newline="") as handle:
         epochs = [row["epoch"] for row in csv.DictReader(handle) if row["dev_perplexity"]]
-    assert epochs == ["0", "1"]                              # the first run's dev row was kept
+    assert epochs == ["0", "1", "2"]                         # the first run's dev row was kept
+    with pytest.raises(SeqtagError, match="Lightning refused these settings: .*max_epochs=1"):
+        train(first, tmp_path / "run", resume=True)          # the run is already past max_epochs=1
 
 
 @pytest.mark.parametrize("name", ["char-lm", "word-lm", "bpe-lm"])
@@ -388,3 +390,33 @@ def test_pretrained_vectors_start_a_word_model_and_are_refused_for_characters(tm
     data.setup()
     with pytest.raises(SeqtagError, match="pretrained_vectors needs data.tokenizer 'word'"):
         build_task(chars, data)
+
+
+def test_an_interrupted_run_saves_its_best_weights_and_resumes_at_the_next_window(tmp_path, monkeypatch):
+    path = _write(tmp_path / "verse.txt", VERSE * 12)
+    recipe = load_recipe("char-lm", [*FAST, "train.max_epochs=2", "train.val_check_interval=0.25",
+                                     "train.patience=0"], train=str(path))
+    seen: list[tuple[int, list[int]]] = []
+    original = LanguageModelTask.training_step
+
+    def spy(task, batch, batch_idx):
+        if stop_at is not None and task.global_step == stop_at:
+            raise KeyboardInterrupt  # what Ctrl+C raises
+        seen.append((batch_idx, batch["inputs"][0].tolist()))
+        return original(task, batch, batch_idx)
+
+    monkeypatch.setattr(LanguageModelTask, "training_step", spy)
+    stop_at = 30
+    first = train(recipe, tmp_path / "run")
+    assert first.interrupted and (first.model_dir / "model.safetensors").is_file()
+    seen.clear()
+    stop_at = None
+    result = train(recipe, tmp_path / "run", resume=True)
+    data = LanguageModelData(recipe.data)
+    data.setup()
+    windows = data.train_dataloader().dataset
+    checked = seen[0][0]                     # the batches done when the last dev check saved last.ckpt
+    assert 0 < checked <= 30
+    assert seen[0][1] == windows[checked]["inputs"][0].tolist()   # not the stream's first window again
+    assert len(seen) == (len(windows) - checked) + len(windows)    # the rest of epoch 1, then all of epoch 2
+    assert result.metrics["epochs"] == 2

@@ -314,11 +314,26 @@ class StreamWindows(torch.utils.data.Dataset):
         return batch
 
 
+class WindowOrder(torch.utils.data.Sampler):
+    """Window indices in stream order, starting where `first_window()` says (0 unless a run resumes mid-epoch)."""
+
+    def __init__(self, count: int, first_window=lambda: 0):
+        self.count = count
+        self.first_window = first_window
+
+    def __iter__(self):
+        first = self.first_window()
+        return iter(range(first if 0 < first < self.count else 0, self.count))
+
+    def __len__(self) -> int:
+        return self.count  # the whole epoch, so the resumed batch numbers line up with the windows
+
+
 def window_loader(stream: TokenStream, columns: int, bptt: int, pad: bool, backward: bool = False,
-                  rank: int = 0, world_size: int = 1) -> DataLoader:
+                  rank: int = 0, world_size: int = 1, first_window=lambda: 0) -> DataLoader:
     """Windows in order (the carried hidden state needs it); each item is already a batch."""
-    return DataLoader(StreamWindows(stream, columns, bptt, pad, backward, rank, world_size), batch_size=None,
-                      shuffle=False)
+    windows = StreamWindows(stream, columns, bptt, pad, backward, rank, world_size)
+    return DataLoader(windows, batch_size=None, sampler=WindowOrder(len(windows), first_window))
 
 
 def read_stream(config: DataConfig, tokenizer: Tokenizer, source: str, cache_dir: str | None = None
@@ -395,9 +410,15 @@ class LanguageModelData(pl.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
+    def _resumed_window(self) -> int:
+        """The first window a run resumed in mid-epoch has not trained on. Lightning restores the epoch's batch
+        count from the checkpoint but would restart a plain loader at the stream's beginning."""
+        loop = self.trainer.fit_loop if self.trainer is not None else None
+        return loop.epoch_loop.batch_progress.current.completed if loop is not None and loop.restarting else 0
+
     def train_dataloader(self) -> DataLoader:
         return window_loader(self.streams["train"], self.config.batch_size, self.config.bptt, False,
-                             self.backward, *self._rank())
+                             self.backward, *self._rank(), first_window=self._resumed_window)
 
     def val_dataloader(self) -> DataLoader:
         return window_loader(self.streams["dev"], self.config.eval_batch_size, self.config.bptt, True,
