@@ -17,6 +17,7 @@ from .config import DataConfig
 from .data.lm import EOS_ID, TokenStream, decode, read_stream, token_level, window_loader
 from .data.vocab import PAD_ID, UNK_ID
 from .errors import InputError, SeqtagError
+from .metrics import language_model_scores, perplexity
 from .nn import LanguageModelNet, LMState
 from .tasks import window_nats
 
@@ -108,14 +109,7 @@ class LanguageModel:
             for batch in window_loader(stream, columns, self.data_config.bptt, pad=True):
                 nats, n, state = window_nats(self.net, batch, state)
                 total, count = total + float(nats), count + int(n)
-        loss = total / count
-        result = {"perplexity": math.exp(loss), "loss": loss, "tokens": count}
-        if self.level == "char":
-            result["bits_per_char"] = loss / math.log(2)
-        elif self.level == "bpe" and stream.chars:
-            # The mean loss per token over all tokens of the text, spread over its characters.
-            result["bits_per_char"] = loss * len(stream) / (stream.chars * math.log(2))
-        return result
+        return language_model_scores(total, count, self.level, len(stream), stream.chars)
 
     def score(self, text: str) -> dict:
         """Log-probability (natural log) of `text` following a line break, its perplexity and token count."""
@@ -132,7 +126,7 @@ class LanguageModel:
                 logits, state = self._run(inputs[start:start + SCORE_CHUNK], state)
                 targets = torch.tensor(ids[start:start + SCORE_CHUNK])
                 log_probability += float(logits.float().log_softmax(-1).gather(-1, targets[:, None]).sum())
-        return {"log_probability": log_probability, "perplexity": math.exp(-log_probability / len(ids)),
+        return {"log_probability": log_probability, "perplexity": perplexity(-log_probability / len(ids)),
                 "tokens": len(ids)}
 
     # -- generation ---------------------------------------------------------

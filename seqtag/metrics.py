@@ -6,6 +6,8 @@ boundary (conlleval with a blank line between sentences).
 """
 from __future__ import annotations
 
+import math
+
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import zip_longest
@@ -112,3 +114,20 @@ def classification_scores(gold: Sequence[str], predicted: Sequence[str], labels:
     for g, p in zip(gold, predicted):
         confusion[index[g]][index[p]] += 1
     return confusion_scores(confusion, labels)
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss) for a loss in nats per token (infinite instead of an overflow error)."""
+    return math.exp(loss) if loss < 700 else math.inf
+
+
+def language_model_scores(nats: float, predicted: int, level: str, text_tokens: int, characters: int) -> dict:
+    """Perplexity, loss (nats per predicted token) and the count of predicted tokens; bits per character for
+    character models, and for BPE the mean loss over all `text_tokens` spread over the text's `characters`."""
+    loss = nats / predicted
+    scores = {"perplexity": perplexity(loss), "loss": loss, "tokens": predicted}
+    if level == "char":
+        scores["bits_per_char"] = loss / math.log(2)
+    elif level == "bpe" and characters:
+        scores["bits_per_char"] = loss * text_tokens / (characters * math.log(2))
+    return scores

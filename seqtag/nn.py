@@ -259,7 +259,8 @@ class LanguageModelNet(nn.Module):
         With `backward`, `ids` are already in right-to-left order and the backward stack reads them.
         """
         lstm = self.backward_lstm if backward else self.forward_lstm
-        states, state = lstm(self.dropout(self.embedding(ids)), state)
+        lstm.flatten_parameters()  # one contiguous weight block for cuDNN (DDP replicas lose it); no-op on CPU
+        states, state = lstm(self.dropout(self.embedding(ids)), state)    # (B, T, H)
         states = self.dropout(states)
         if self.projection is not None:
             states = self.projection(states)

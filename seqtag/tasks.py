@@ -1,15 +1,13 @@
 """The Lightning "system" around a network: loss, dev metric and optimisers."""
 from __future__ import annotations
 
-import math
-
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
 from .config import TrainConfig
 from .data.batching import IGNORE_INDEX, Batch
-from .metrics import confusion_scores, span_scores
+from .metrics import confusion_scores, perplexity, span_scores
 from .nn import ClassifierNet, LanguageModelNet, LMState, TaggerNet
 
 # Accuracy for plain tags, span F1 for span schemes, accuracy or macro-F1 for classification;
@@ -207,9 +205,9 @@ class LanguageModelTask(pl.LightningModule):
             sums = self.all_gather(sums).sum(0)            # every rank scored its own columns
         losses = (sums[:, 0] / sums[:, 1].clamp(min=1)).tolist()
         self.log("dev_loss", losses[0], prog_bar=True)
-        self.log(DEV_PERPLEXITY, math.exp(min(losses[0], 50.0)), prog_bar=True)
+        self.log(DEV_PERPLEXITY, perplexity(losses[0]), prog_bar=True)
         if len(losses) > 1:
-            self.log("dev_backward_perplexity", math.exp(min(losses[1], 50.0)))
+            self.log("dev_backward_perplexity", perplexity(losses[1]))
 
     def configure_optimizers(self):
         return configure_optimizers([p for p in self.parameters() if p.requires_grad], self.train_config,

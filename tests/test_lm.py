@@ -420,3 +420,15 @@ def test_an_interrupted_run_saves_its_best_weights_and_resumes_at_the_next_windo
     assert seen[0][1] == windows[checked]["inputs"][0].tolist()   # not the stream's first window again
     assert len(seen) == (len(windows) - checked) + len(windows)    # the rest of epoch 1, then all of epoch 2
     assert result.metrics["epochs"] == 2
+
+
+def test_language_model_scores_per_token_level():
+    from seqtag.metrics import language_model_scores, perplexity
+
+    char = language_model_scores(nats=200.0, predicted=100, level="char", text_tokens=104, characters=104)
+    assert char == pytest.approx({"perplexity": math.exp(2.0), "loss": 2.0, "tokens": 100,
+                                  "bits_per_char": 2.0 / math.log(2)})
+    bpe = language_model_scores(nats=300.0, predicted=100, level="bpe", text_tokens=110, characters=330)
+    assert bpe["bits_per_char"] == pytest.approx(3.0 * 110 / (330 * math.log(2)))
+    assert "bits_per_char" not in language_model_scores(300.0, 100, "word", 110, 330)
+    assert perplexity(1000.0) == math.inf
