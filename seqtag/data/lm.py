@@ -36,7 +36,7 @@ from ..errors import InputError, SeqtagError
 from .batching import IGNORE_INDEX
 from .module import split_sources
 from .readers import _build, _file_key, _read_lines, _unwrap_errors, load_hub_split
-from .vocab import PAD, PAD_ID, UNK, UNK_ID, _word_level
+from .vocab import PAD, PAD_ID, UNK, _word_level
 
 log = logging.getLogger("seqtag")
 
