@@ -137,8 +137,15 @@ class ModelConfig:
     """How many words of the pretrained file (in file order) join the vocabulary."""
     freeze_embeddings: bool = False
     """Keep the word embeddings fixed during training."""
-    char_encoder: str = "cnn"
-    """Character encoder: "cnn", "lstm" or "none"."""
+    embedders: list[str] = field(default_factory=list)
+    """Token embedders whose vectors are concatenated for each token: "word" (a word embedding), "char_cnn"
+    (a CNN over the word's characters) and "char_lstm" (a BiLSTM over them); "word" comes first. Empty picks
+    the task's own: [word, char_cnn] for tagging and classification, [word] for language models."""
+    cell: str = "lstm"
+    """Recurrent cell of the encoder: "lstm", "gru" or "rnn" (PyTorch's fused kernels)."""
+    head: str = ""
+    """Output layer; empty picks the task's own: "softmax" (tagging), "pooled" (classification),
+    "next_token" (language models)."""
     char_dim: int = 30
     """Size of the character embeddings."""
     char_hidden: int = 50
@@ -164,7 +171,13 @@ class ModelConfig:
     each predicting its next token in its own direction (generation uses the forward one)."""
 
     def __post_init__(self) -> None:
-        _one_of("model", "char_encoder", self.char_encoder, ("cnn", "lstm", "none"))
+        for name in self.embedders:
+            _one_of("model", "embedders", name, ("word", "char_cnn", "char_lstm"))
+        if self.embedders and (self.embedders[0] != "word" or len(set(self.embedders)) != len(self.embedders)):
+            raise SeqtagError(f"model.embedders is {self.embedders!r}; it must start with 'word' and name each "
+                              "embedder once, e.g. [word, char_cnn].")
+        _one_of("model", "cell", self.cell, ("lstm", "gru", "rnn"))
+        _one_of("model", "head", self.head, ("", "softmax", "pooled", "next_token"))
         _one_of("model", "pooling", self.pooling, ("max", "mean", "last", "attention"))
         _one_of("model", "lm_directions", self.lm_directions, ("forward", "both"))
         for name in ("word_dim", "char_dim", "char_hidden", "char_kernel", "hidden_size", "num_layers",
