@@ -1,12 +1,18 @@
 """Recipes: one dataclass per concern, loaded from YAML, overridden with `--set`.
 
 A recipe file has the sections `data`, `model` and `train`; every key in it must be a
-field below, so a typo is an error instead of a silently ignored setting.
+field below, so a typo is an error instead of a silently ignored setting. A value is converted
+to its field's declared type (YAML reads 1e-3 as text; "12" is a fine int, 12.5 is not), and a
+key the recipe's task does not read (fields declared with `used_by`) is an error too.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +40,16 @@ TEXT_FORMATS = ("csv", "tsv", "jsonl", "auto", "class_files", "class_folders", "
 LM_FORMATS = ("text", "wikitext", "hub")
 FORMATS = {"tagging": TAGGING_FORMATS, "classification": TEXT_FORMATS, "lm": LM_FORMATS}
 TOKENIZERS = {"classification": ("word", "bpe", "wordpiece"), "lm": ("word", "char", "bpe")}
+TASKS = tuple(FORMATS)
+
+
+def used_by(*tasks: str, **field_args: Any) -> Any:
+    """A dataclass field that only these task families read; a recipe of another task that sets it is
+    refused. Fields declared without `used_by` are read by every task."""
+    unknown = set(tasks) - set(TASKS)
+    if unknown:
+        raise ValueError(f"used_by: unknown task families {sorted(unknown)}; known: {TASKS}")
+    return field(metadata={"tasks": tasks}, **field_args)
 
 
 @dataclass
@@ -52,65 +68,72 @@ class DataConfig:
     """Development file used for early stopping and model selection."""
     test: str | None = None
     """Test file, evaluated once at the end of training."""
-    token_column: int = 0
+    token_column: int = used_by("tagging", default=0)
     """CoNLL: 0-based column of the tokens."""
-    label_column: int | str = -1
+    label_column: int | str = used_by("tagging", "classification", default=-1)
     """CoNLL: 0-based column of the labels (-1 is the last). CoNLL-U: a field name such as "upos" or "xpos".
     CSV/TSV: a header name or 0-based index. JSON lines and hub: a field name."""
-    text_column: int | str = 0
-    """Classification, CSV/TSV: a header name or 0-based index of the text. JSON lines and hub: a field name."""
-    header: bool = True
+    text_column: int | str = used_by("classification", "lm", default=0)
+    """Classification, CSV/TSV: a header name or 0-based index of the text. JSON lines and hub: a field name.
+    Language models with format "hub": the field holding the text ("text" unless a name is given)."""
+    header: bool = used_by("classification", default=True)
     """CSV/TSV: the first row names the columns."""
-    quoting: bool = True
+    quoting: bool = used_by("classification", default=True)
     """CSV/TSV: fields may be quoted with double quotes (csv module rules); false reads quotes literally."""
-    skip_bad_rows: bool = False
+    skip_bad_rows: bool = used_by("classification", default=False)
     """Classification: skip (and count and report) rows with an empty text or a wrong field count instead of
     stopping with an error."""
-    dev_fraction: float = 0.1
+    dev_fraction: float = used_by("classification", "lm", default=0.1)
     """Without a dev file: for classification the share of the training texts held out as dev, by a seeded split;
     for language models the last share of the training text (cut at that character; at a line end for words)."""
-    test_fraction: float = 0.0
+    test_fraction: float = used_by("classification", default=0.0)
     """Classification without a test file: the share of the training texts held out as test (0: no test split)."""
-    split_seed: int = 1
-    """Seed of these splits; it and the split sizes are recorded in the saved model."""
-    tokenizer: str = "word"
+    split_seed: int = used_by("classification", default=1)
+    """Classification: seed of these splits; it and the split sizes are recorded in the saved model (a language
+    model's dev cut is not random)."""
+    tokenizer: str = used_by("classification", "lm", default="word")
     """Classification: "word" (whole words), "bpe" or "wordpiece" (sub-words trained on the training text).
     Language models: "word" (closed vocabulary plus <unk>), "char" or "bpe" (byte-level, trained on the text)."""
-    vocab_size: int = 30_000
+    vocab_size: int = used_by("classification", "lm", default=30_000)
     """Classification and language models: the largest vocabulary the tokenizer may learn (words: the most
     frequent ones are kept)."""
-    normalization: str = "none"
+    normalization: str = used_by("classification", default="none")
     """Classification: Unicode normalization of the text before tokenizing: "none", "nfc", "nfkc"."""
-    max_length: int = 0
+    max_length: int = used_by("classification", default=0)
     """Classification: tokens kept per text (0 keeps all); how many texts were cut is logged and saved."""
     hub_name: str | None = None
     """For format "hub": the dataset name (or a local folder with data files)."""
     hub_config: str | None = None
     """For format "hub": the dataset configuration name, if it has several."""
-    tokens_field: str = "tokens"
-    """For format "hub": the field holding the token lists."""
-    labels_field: str = "ner_tags"
-    """For format "hub": the field holding the label lists."""
-    scheme: str = "auto"
+    tokens_field: str = used_by("tagging", default="tokens")
+    """Tagging with format "hub": the field holding the token lists."""
+    labels_field: str = used_by("tagging", default="ner_tags")
+    """Tagging with format "hub": the field holding the label lists."""
+    scheme: str = used_by("tagging", default="auto")
     """Tag scheme of the files: "auto" (detected), "iob1", "iob2", "bioes", or "none" for plain tags such as POS."""
-    train_scheme: str = "bioes"
+    train_scheme: str = used_by("tagging", default="bioes")
     """Scheme the network is trained in for span tasks; predictions go back to the files' own scheme."""
     lowercase: bool = True
     """Lowercase words for the word vocabulary (the character encoder still sees the original case)."""
     min_freq: int = 1
     """Words seen fewer times in training map to the unknown token."""
-    max_word_length: int = 30
-    """Characters per word given to the character encoder; longer words are cut (the word id is unaffected)."""
+    max_word_length: int = used_by("tagging", "classification", default=30)
+    """Tagging and classification: characters per word given to the character encoder; longer words are cut
+    (the word id is unaffected)."""
     batch_size: int = 32
     """Sentences per training batch; batches are bucketed by length. Language models: the number of contiguous
     columns the training stream is cut into."""
     eval_batch_size: int = 256
     """Sentences per batch for evaluation and prediction. Language models: columns of the evaluated stream."""
-    bptt: int = 128
+    bptt: int = used_by("lm", default=128)
     """Language models: tokens per truncated-backpropagation window; the hidden state carries across windows."""
 
     def __post_init__(self) -> None:
         _one_of("data", "format", self.format, tuple(dict.fromkeys(TAGGING_FORMATS + TEXT_FORMATS + LM_FORMATS)))
+        if self.format == "conll" and not str(self.label_column).lstrip("-").isdigit():
+            raise SeqtagError(f"data.label_column is {self.label_column!r}, but format 'conll' picks columns by "
+                              "0-based index (-1 is the last); give a number such as data.label_column=3. (Names "
+                              "are for format conllu, a field such as upos, and for csv/tsv headers.)")
         _one_of("data", "tokenizer", self.tokenizer, ("word", "bpe", "wordpiece", "char"))
         _one_of("data", "normalization", self.normalization, ("none", "nfc", "nfkc"))
         _positive("data", "max_length", self.max_length, allow_zero=True)
@@ -131,10 +154,11 @@ class DataConfig:
 class ModelConfig:
     word_dim: int = 100
     """Size of the word embeddings."""
-    pretrained_vectors: str | None = None
-    """Optional text file of pretrained vectors (word2vec/GloVe text format) to initialise word embeddings."""
-    pretrained_max_words: int = 100_000
-    """How many words of the pretrained file (in file order) join the vocabulary."""
+    pretrained_vectors: str | None = used_by("tagging", "lm", default=None)
+    """Tagging and language models: optional text file of pretrained vectors (word2vec/GloVe text format) to
+    initialise word embeddings."""
+    pretrained_max_words: int = used_by("tagging", "lm", default=100_000)
+    """Tagging and language models: how many words of the pretrained file (in file order) join the vocabulary."""
     freeze_embeddings: bool = False
     """Keep the word embeddings fixed during training."""
     embedders: list[str] = field(default_factory=list)
@@ -146,11 +170,11 @@ class ModelConfig:
     head: str = ""
     """Output layer; empty picks the task's own: "softmax" (tagging), "pooled" (classification),
     "next_token" (language models)."""
-    char_dim: int = 30
+    char_dim: int = used_by("tagging", "classification", default=30)
     """Size of the character embeddings."""
-    char_hidden: int = 50
+    char_hidden: int = used_by("tagging", "classification", default=50)
     """CNN filters, or hidden size per direction of the character BiLSTM."""
-    char_kernel: int = 3
+    char_kernel: int = used_by("tagging", "classification", default=3)
     """Width of the character CNN's window."""
     hidden_size: int = 200
     """Hidden size per direction of the word-level BiLSTM."""
@@ -158,15 +182,16 @@ class ModelConfig:
     """Stacked BiLSTM layers."""
     dropout: float = 0.33
     """Dropout on the embeddings, between LSTM layers and before the output layer."""
-    word_dropout: float = 0.05
-    """Chance during training that a word is replaced by the unknown token, so that token learns a useful vector."""
-    pooling: str = "max"
+    word_dropout: float = used_by("tagging", "classification", default=0.05)
+    """Tagging and classification: chance during training that a word is replaced by the unknown token, so that
+    token learns a useful vector."""
+    pooling: str = used_by("classification", default="max")
     """Classification: how token states become one text vector: "max", "mean", "last" (final states of both
     directions) or "attention". Only real (unpadded) positions take part."""
-    tie_embeddings: bool = False
+    tie_embeddings: bool = used_by("lm", default=False)
     """Language models: use the embedding matrix as the output layer too (word_dim-sized; the LSTM state is
     projected to word_dim when hidden_size differs)."""
-    lm_directions: str = "forward"
+    lm_directions: str = used_by("lm", default="forward")
     """Language models: "forward" (left to right), or "both": an ELMo-style pair of a forward and a backward LM,
     each predicting its next token in its own direction (generation uses the forward one)."""
 
@@ -228,9 +253,9 @@ class TrainConfig:
     """Stop training after this many minutes (the best checkpoint so far is kept)."""
     progress_bar: bool = True
     """Show Lightning's progress bar."""
-    class_weights: str = "none"
+    class_weights: str = used_by("classification", default="none")
     """Classification: "none", or "balanced" (each class weighted by n_texts / (n_classes * its count))."""
-    dev_metric: str = "accuracy"
+    dev_metric: str = used_by("classification", default="accuracy")
     """Classification: what early stopping and model selection watch, "accuracy" or "macro_f1"."""
 
     def __post_init__(self) -> None:
@@ -278,6 +303,92 @@ class Recipe:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+PATH_KEYS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class _Field:
+    type: Any
+    """The declared type, evaluated (`from __future__ import annotations` leaves strings)."""
+    default: Any
+    tasks: tuple[str, ...]
+    """Task families that read the field (`used_by`); all of them by default."""
+
+
+@functools.cache
+def _fields(cls: type) -> dict[str, _Field]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: _Field(hints[f.name], f.default if f.default_factory is dataclasses.MISSING else
+                           f.default_factory(), f.metadata.get("tasks", TASKS)) for f in dataclasses.fields(cls)}
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(value)
+    number = float(value)  # "1e-3", which YAML 1.1 reads as text, and ints; "abc" raises
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    number = _to_float(value)  # 12.0 and "3e4" are whole numbers; 12.5 is not
+    if not number.is_integer():
+        raise ValueError(value)
+    return int(number)
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(value)
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):  # name: 2024, precision: 16
+        return str(value)
+    raise ValueError(value)
+
+
+def _to_list(value: Any) -> list[str]:
+    if isinstance(value, str):  # --set model.embedders=word,char_lstm
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise ValueError(value)
+    return [_to_str(item) for item in value]
+
+
+CONVERTERS = {int: _to_int, float: _to_float, bool: _to_bool, str: _to_str, list: _to_list}
+EXPECTED = {int: "a whole number", float: "a number", bool: "true or false", str: "text",
+            list: "a list ([word, char_cnn] in YAML, word,char_cnn with --set)", type(None): "null"}
+
+
+def _as_setting(value: Any) -> str:
+    """How a value is written after --set KEY=."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return ",".join(value) if isinstance(value, list) else str(value)
+
+
+def _typed(key: str, value: Any, declared: _Field) -> Any:
+    """`value` as the type the field declares; in a union (`int | str`) a value of one member stays as it is."""
+    union = typing.get_origin(declared.type) in (typing.Union, types.UnionType)
+    kinds = [typing.get_origin(t) or t for t in (typing.get_args(declared.type) if union else (declared.type,))]
+    if type(value) in kinds and type(value) not in (float, list):  # floats are checked to be finite
+        return value
+    for kind in kinds:
+        try:
+            return CONVERTERS[kind](value)
+        except (KeyError, ValueError):
+            continue
+    example = f", e.g. {key}={_as_setting(declared.default)}" if declared.default not in (None, "", []) else ""
+    quote = (" (YAML reads unquoted yes, no, on and off as true and false; quote the text)"
+             if isinstance(value, bool) and str in kinds else "")
+    raise SeqtagError(f"{key} is {value!r}; expected {' or '.join(EXPECTED[k] for k in kinds)}{example}{quote}.")
 
 
 def _unknown_key(key: str, known: list[str], where: str) -> SeqtagError:
@@ -286,25 +397,46 @@ def _unknown_key(key: str, known: list[str], where: str) -> SeqtagError:
     return SeqtagError(f"Unknown recipe key {key!r} in {where}.{hint} Known keys: {', '.join(sorted(known))}.")
 
 
+def _settings(raw: dict, section: str, where: str) -> dict:
+    """The settings a user wrote in one section; an empty section (YAML null) holds none."""
+    value = raw.get(section)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SeqtagError(f"{where}: section {section!r} must be a mapping of settings, got {value!r}.")
+    return value
+
+
 def _check_keys(raw: dict, where: str) -> None:
     known = ["name", "task", *SECTIONS]
-    for key, value in raw.items():
+    for key in raw:
         if key not in known:
             raise _unknown_key(key, known, where)
-        if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise SeqtagError(f"{where}: section {key!r} must be a mapping of settings, got {value!r}.")
-            fields = [f.name for f in dataclasses.fields(SECTIONS[key])]
-            for sub in value:
-                if sub not in fields:
-                    raise _unknown_key(f"{key}.{sub}", [f"{key}.{f}" for f in fields], where)
+    for section, cls in SECTIONS.items():
+        for key in _settings(raw, section, where):
+            if key not in _fields(cls):
+                raise _unknown_key(f"{section}.{key}", [f"{section}.{f}" for f in _fields(cls)], where)
+
+
+def _section(section: str, cls: type, settings: dict, task: str, where: str) -> Any:
+    """One section's config from the settings a user wrote: each one read by `task`, each one typed."""
+    fields = _fields(cls)
+    for key, value in settings.items():
+        if task not in fields[key].tasks:
+            raise SeqtagError(f"{section}.{key} is set to {value!r} in {where}, but task {task!r} does not use it "
+                              f"(only {' and '.join(fields[key].tasks)} recipes do); remove the setting.")
+    return cls(**{key: _typed(f"{section}.{key}", value, fields[key]) for key, value in settings.items()})
 
 
 def recipe_from_dict(raw: dict, where: str = "recipe") -> Recipe:
-    """Build a Recipe, rejecting unknown keys with the list of known ones."""
+    """Build a Recipe from the keys a user wrote: an unknown key is refused with the list of known ones, a key
+    the task does not read is refused, and every value is converted to its field's declared type."""
     _check_keys(raw, where)
-    sections = {name: cls(**raw.get(name, {})) for name, cls in SECTIONS.items()}
-    return Recipe(name=raw.get("name", "custom"), task=raw.get("task", "tagging"), **sections)
+    top = {key: _typed(key, raw[key], _fields(Recipe)[key]) for key in ("name", "task") if key in raw}
+    task = top.get("task", _fields(Recipe)["task"].default)
+    _one_of("recipe", "task", task, TASKS)
+    sections = {name: _section(name, cls, _settings(raw, name, where), task, where) for name, cls in SECTIONS.items()}
+    return Recipe(**top, **sections)
 
 
 def find_recipe(name_or_path: str) -> Path:
@@ -334,13 +466,16 @@ def parse_override(assignment: str) -> tuple[str, Any]:
 
 
 def _resolve(value: str, base: Path, format: str | None) -> str:
-    """An absolute path; for "class_files", each of the comma-separated files."""
+    """An absolute path; for "class_files" and "text", each of the comma-separated files."""
     parts = value.split(",") if format in ("class_files", "text") else [value]
     return ",".join(str((base / part.strip()).resolve()) for part in parts)
 
 
 def load_recipe(name_or_path: str, overrides: list[str] = (), **paths: str | None) -> Recipe:
-    """Load a recipe, apply `--set` overrides, then the --train/--dev/--test paths given."""
+    """Load a recipe, apply `--set` overrides, then the --train/--dev/--test paths given.
+
+    The data paths are resolved last, by the final data.format (a "hub" split name is no path): paths
+    written in the recipe are relative to the recipe file, paths from the command line to the cwd."""
     path = find_recipe(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -349,28 +484,26 @@ def load_recipe(name_or_path: str, overrides: list[str] = (), **paths: str | Non
     if not isinstance(raw, dict):
         raise SeqtagError(f"{path}: a recipe is a mapping with sections data, model and train.")
     raw.setdefault("name", path.stem)
-    # Paths written in a recipe are relative to the recipe file; paths on the command line to the cwd.
-    data = raw.get("data")
-    if isinstance(data, dict):
-        for split in ("train", "dev", "test"):
-            if isinstance(data.get(split), str) and data.get("format") != "hub":
-                data[split] = _resolve(data[split], path.parent, data.get("format"))
+    base = {split: path.parent for split in PATH_KEYS if split in _settings(raw, "data", str(path))}
     for assignment in overrides:
         key, value = parse_override(assignment)
         section, _, sub = key.partition(".")
         if section in SECTIONS and sub:
-            raw.setdefault(section, {})[sub] = value
+            raw[section] = {**_settings(raw, section, str(path)), sub: value}
         elif key in ("name", "task"):
             raw[key] = value
         else:
-            known = [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+            known = ["name", "task", *(f"{s}.{name}" for s, cls in SECTIONS.items() for name in _fields(cls))]
             raise _unknown_key(key, known, "--set")
-    data = raw.setdefault("data", {})
+        if section == "data" and sub in PATH_KEYS:
+            base[sub] = Path.cwd()
     for split, value in paths.items():
         if value is not None:
-            data[split] = str(value) if data.get("format") == "hub" else _resolve(str(value), Path.cwd(),
-                                                                                   data.get("format"))
-    try:
-        return recipe_from_dict(raw, where=str(path) if not overrides else f"{path} with --set")
-    except TypeError as err:
-        raise SeqtagError(f"{path}: {err}") from None
+            raw["data"] = {**_settings(raw, "data", str(path)), split: str(value)}
+            base[split] = Path.cwd()
+    recipe = recipe_from_dict(raw, where=str(path) if not overrides else f"{path} with --set")
+    for split, folder in base.items():
+        value = getattr(recipe.data, split)
+        if value is not None and recipe.data.format != "hub":
+            setattr(recipe.data, split, _resolve(value, folder, recipe.data.format))
+    return recipe
