@@ -13,11 +13,11 @@
 __version__ = "0.1.0"
 
 
-def load(path):
-    """Load a saved model directory (see `seqtag.predict.load`)."""
+def load(path, device="cpu"):
+    """Load a saved model directory onto `device` (see `seqtag.predict.load`)."""
     from .predict import load as _load  # imported here so `import seqtag` stays quick
 
-    return _load(path)
+    return _load(path, device)
 
 
 __all__ = ["load", "__version__"]

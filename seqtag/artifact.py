@@ -1,9 +1,10 @@
 """A saved model is a directory of plain files: JSON, tokenizer JSON and safetensors.
 
-    config.json            format version, task, network config, reader and scheme settings
+    config.json            format version, task, the recipe (network parts and reader settings), vocabulary
+                           and label sizes, schemes
     model.safetensors      the weights
     word_tokenizer.json    word vocabulary (HF tokenizers)
-    char_tokenizer.json    character vocabulary (HF tokenizers); absent for a classifier without character encoder
+    char_tokenizer.json    character vocabulary (HF tokenizers); only when a character embedder reads it
     labels.json            the label list, in the network's output order
     tokenizer.json         a language model's tokenizer (word, character or BPE) instead of the three above
     metrics.json           the final dev/test figures
@@ -26,19 +27,7 @@ from tokenizers import Tokenizer
 
 from .errors import SeqtagError
 
-FORMAT_VERSION = 1
-FILES = ("config.json", "model.safetensors", "word_tokenizer.json", "char_tokenizer.json", "labels.json")
-LM_FILES = ("config.json", "model.safetensors", "tokenizer.json")
-CHARS = "char_tokenizer.json"
-
-
-def required_files(config: dict | None) -> tuple[str, ...]:
-    """The files a model directory must hold; a classifier reading no characters has no character vocabulary."""
-    if config and config.get("task") == "lm":
-        return LM_FILES
-    if config and config.get("task") == "classification" and config.get("net", {}).get("char_encoder") == "none":
-        return tuple(name for name in FILES if name != CHARS)
-    return FILES
+FORMAT_VERSION = 2  # 2: networks composed from parts (embedders, cell, head); config.json holds the recipe
 
 
 def _write_json(path: Path, value) -> None:
@@ -85,33 +74,46 @@ def _check_files(path: Path, expected) -> None:
                           f"{', '.join(expected)}. Copy the whole folder, or train again.")
 
 
-def read_model_files(directory: str | Path) -> dict:
-    """Read and check a model directory; returns its parts without building the network."""
+def read_config(directory: str | Path) -> dict:
+    """A model directory's config.json, checked to be one this seqtag reads."""
     path = Path(directory)
     if not path.is_dir():
         raise SeqtagError(f"{path}: no model directory here. Give the folder that `seqtag train` printed.")
     _check_files(path, ["config.json"])
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        _check_files(path, required_files(config))
-        labels = json.loads((path / "labels.json").read_text(encoding="utf-8")) if "labels.json" in \
-            required_files(config) else None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SeqtagError(f"{path}: config.json or labels.json is not valid JSON ({err}).") from None
-    version = config.get("format_version")
+        raise SeqtagError(f"{path / 'config.json'} is not valid JSON ({err}).") from None
+    version = config.get("format_version") if isinstance(config, dict) else None
     if version != FORMAT_VERSION:
         raise SeqtagError(f"{path / 'config.json'}: model format version {version!r}, but this seqtag reads "
                           f"version {FORMAT_VERSION}. Use the seqtag release that saved it, or train again.")
+    for key in ("task", "sizes", "recipe"):
+        if key not in config:
+            raise SeqtagError(f"{path / 'config.json'}: the key {key!r} is missing, so this format version "
+                              f"{version} model cannot be rebuilt; it was edited or damaged. Train again.")
+    return config
+
+
+def read_model_files(directory: str | Path, config: dict, required: tuple[str, ...]) -> dict:
+    """Read and check the files of a model directory whose config.json is `config`; returns its parts
+    without building the network."""
+    path = Path(directory)
+    _check_files(path, ("model.safetensors", *required))
+    try:
+        labels = json.loads((path / "labels.json").read_text(encoding="utf-8")) if "labels.json" in required else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SeqtagError(f"{path / 'labels.json'} is not valid JSON ({err}).") from None
     metrics_path = path / "metrics.json"
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
     tokenizers = {name: Tokenizer.from_file(str(path / name))
-                  for name in ("word_tokenizer.json", CHARS, "tokenizer.json") if (path / name).is_file()}
+                  for name in ("word_tokenizer.json", "char_tokenizer.json", "tokenizer.json") if name in required}
     return {
         "config": config,
         "labels": labels,
         "metrics": metrics,
         "state_dict": load_file(str(path / "model.safetensors")),
         "words": tokenizers.get("word_tokenizer.json"),
-        "chars": tokenizers.get(CHARS),
+        "chars": tokenizers.get("char_tokenizer.json"),
         "tokenizer": tokenizers.get("tokenizer.json"),
     }

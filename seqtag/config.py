@@ -21,7 +21,10 @@ import yaml
 
 from .errors import SeqtagError
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+# An installed wheel carries the recipes inside the package (pyproject.toml maps seqtag.recipes onto recipes/);
+# a source checkout or an editable install has them beside the package. max() keeps the first folder that exists.
+RECIPES_DIR = max((Path(__file__).resolve().parent / "recipes", Path(__file__).resolve().parent.parent / "recipes"),
+                  key=Path.is_dir)
 
 
 def _one_of(section: str, name: str, value: Any, allowed: tuple) -> None:
@@ -154,10 +157,10 @@ class DataConfig:
 class ModelConfig:
     word_dim: int = 100
     """Size of the word embeddings."""
-    pretrained_vectors: str | None = used_by("tagging", "lm", default=None)
+    pretrained_vectors: str | None = used_by("tagging", "classification", "lm", default=None)
     """Tagging and language models: optional text file of pretrained vectors (word2vec/GloVe text format) to
     initialise word embeddings."""
-    pretrained_max_words: int = used_by("tagging", "lm", default=100_000)
+    pretrained_max_words: int = used_by("tagging", "classification", "lm", default=100_000)
     """Tagging and language models: how many words of the pretrained file (in file order) join the vocabulary."""
     freeze_embeddings: bool = False
     """Keep the word embeddings fixed during training."""
@@ -418,24 +421,26 @@ def _check_keys(raw: dict, where: str) -> None:
                 raise _unknown_key(f"{section}.{key}", [f"{section}.{f}" for f in _fields(cls)], where)
 
 
-def _section(section: str, cls: type, settings: dict, task: str, where: str) -> Any:
+def _section(section: str, cls: type, settings: dict, task: str, where: str, saved: bool = False) -> Any:
     """One section's config from the settings a user wrote: each one read by `task`, each one typed."""
     fields = _fields(cls)
     for key, value in settings.items():
-        if task not in fields[key].tasks:
+        if task not in fields[key].tasks and not saved:
             raise SeqtagError(f"{section}.{key} is set to {value!r} in {where}, but task {task!r} does not use it "
                               f"(only {' and '.join(fields[key].tasks)} recipes do); remove the setting.")
     return cls(**{key: _typed(f"{section}.{key}", value, fields[key]) for key, value in settings.items()})
 
 
-def recipe_from_dict(raw: dict, where: str = "recipe") -> Recipe:
+def recipe_from_dict(raw: dict, where: str = "recipe", saved: bool = False) -> Recipe:
     """Build a Recipe from the keys a user wrote: an unknown key is refused with the list of known ones, a key
-    the task does not read is refused, and every value is converted to its field's declared type."""
+    the task does not read is refused, and every value is converted to its field's declared type. A `saved`
+    recipe (config.json of a model) holds every key, the ones its task does not read included."""
     _check_keys(raw, where)
     top = {key: _typed(key, raw[key], _fields(Recipe)[key]) for key in ("name", "task") if key in raw}
     task = top.get("task", _fields(Recipe)["task"].default)
     _one_of("recipe", "task", task, TASKS)
-    sections = {name: _section(name, cls, _settings(raw, name, where), task, where) for name, cls in SECTIONS.items()}
+    sections = {name: _section(name, cls, _settings(raw, name, where), task, where, saved)
+                for name, cls in SECTIONS.items()}
     return Recipe(**top, **sections)
 
 
@@ -450,6 +455,9 @@ def find_recipe(name_or_path: str) -> Path:
     if candidate.is_file():
         return candidate
     names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    if not names:
+        raise SeqtagError(f"No recipe named {name_or_path!r}: this seqtag installation has no recipes in "
+                          f"{RECIPES_DIR}. Reinstall seqtag, or give a path to a .yaml file.")
     raise SeqtagError(f"No recipe named {name_or_path!r}. Recipes: {', '.join(names)}; or give a path to a .yaml file.")
 
 

@@ -18,10 +18,20 @@ from .data.lm import EOS_ID, TokenStream, decode, read_stream, token_level, wind
 from .data.vocab import PAD_ID, UNK_ID
 from .errors import InputError, SeqtagError
 from .metrics import language_model_scores, perplexity
-from .nn import LanguageModelNet, LMState
-from .tasks import window_nats
+from .networks import Network, State, detach_state
 
 SCORE_CHUNK = 1024  # tokens per forward pass when scoring, so long texts run in bounded memory
+
+
+def window_nats(net: Network, batch: dict[str, torch.Tensor], state: State | None, backward: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor, State]:
+    """Summed negative log-likelihood (nats) and count of the targets of one BPTT window, and the
+    state to carry into the next window, detached so gradients stop at the window's start."""
+    prefix = "backward_" if backward else ""
+    targets = batch[prefix + "targets"]
+    scores, state = net({"word_ids": batch[prefix + "inputs"]}, state=state, backward=backward)
+    nats = net.head.loss(scores, targets, None)
+    return nats, (targets >= 0).sum(), detach_state(state)
 
 
 def check_sampling(max_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
@@ -61,9 +71,10 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 class LanguageModel:
     """A trained language model with its tokenizer."""
 
-    def __init__(self, net: LanguageModelNet, tokenizer: Tokenizer, data_config: DataConfig,
-                 metrics: dict | None = None, path: Path | None = None):
-        self.net = net.eval()
+    def __init__(self, net: Network, tokenizer: Tokenizer, data_config: DataConfig,
+                 metrics: dict | None = None, path: Path | None = None, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.net = net.eval().to(self.device)
         self.tokenizer = tokenizer
         self.data_config = data_config
         self.metrics = metrics or {}
@@ -90,9 +101,10 @@ class LanguageModel:
         newline = self.tokenizer.encode("\n", add_special_tokens=False).ids
         return newline if len(newline) == 1 and newline[0] != UNK_ID else []
 
-    def _run(self, ids: list[int], state: LMState | None) -> tuple[torch.Tensor, LMState]:
-        logits, state = self.net(torch.tensor([ids], dtype=torch.long), state)
-        return logits[0], state
+    def _run(self, ids: list[int], state: State | None) -> tuple[torch.Tensor, State]:
+        logits, state = self.net({"word_ids": torch.tensor([ids], dtype=torch.long, device=self.device)},
+                                 state=state)
+        return logits[0].cpu(), state
 
     # -- evaluation and scoring ---------------------------------------------
 
@@ -107,6 +119,7 @@ class LanguageModel:
         total, count, state = 0.0, 0, None
         with torch.inference_mode():
             for batch in window_loader(stream, columns, self.data_config.bptt, pad=True):
+                batch = {key: value.to(self.device) for key, value in batch.items()}
                 nats, n, state = window_nats(self.net, batch, state)
                 total, count = total + float(nats), count + int(n)
         return language_model_scores(total, count, self.level, len(stream), stream.chars)

@@ -106,14 +106,21 @@ def confusion_scores(confusion: Sequence[Sequence[int]], labels: Sequence[str]) 
 
 
 def classification_scores(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict:
-    """`confusion_scores` for gold and predicted label strings; every label must be in `labels`."""
+    """`confusion_scores` for gold and predicted label strings. A gold label outside `labels` (never seen in
+    training, so never predicted) joins the table as a row of errors and is counted in "unseen_labels"."""
     if len(gold) != len(predicted):
         raise ValueError(f"gold has {len(gold)} labels but predicted has {len(predicted)}")
+    known = set(labels)
+    unseen: dict[str, int] = {}
+    for label in gold:
+        if label not in known:
+            unseen[label] = unseen.get(label, 0) + 1
+    labels = list(labels) + list(unseen)
     index = {label: i for i, label in enumerate(labels)}
     confusion = [[0] * len(labels) for _ in labels]
     for g, p in zip(gold, predicted):
         confusion[index[g]][index[p]] += 1
-    return confusion_scores(confusion, labels)
+    return {**confusion_scores(confusion, labels), "unseen_labels": unseen}
 
 
 def perplexity(loss: float) -> float:

@@ -1,7 +1,8 @@
-"""The user-facing model: `seqtag.load(path)` → `predict`, `evaluate`.
+"""The user-facing models: `seqtag.load(path)` → `predict`, `evaluate` (and for language models `score` and
+`generate`, in `language_model.py`).
 
-Prediction runs the same encoder and collate function as training; raw strings are
-first split into tokens that remember their character offsets.
+Prediction runs the same featurizer and collate function as training; raw strings are first split into tokens
+that remember their character offsets. Nothing here imports Lightning or the training modules.
 """
 from __future__ import annotations
 
@@ -11,21 +12,15 @@ from pathlib import Path
 
 import torch
 
-from .artifact import read_model_files
+from .artifact import read_config, read_model_files
 from .config import DataConfig
 from .data import schemes
-from .data.batching import collate
-from .data.classification import TextPreprocessor, check_labels, read_texts
-from .data.corpus import Preprocessor, check_scheme, read_corpus, span_label_list
-from .data.vocab import Encoder, TextEncoder
+from .data.batching import collate, length_batches
+from .data.featurizer import Featurizer, _fold_label
 from .errors import SeqtagError
 from .metrics import classification_scores, span_scores, token_accuracy
-from .language_model import LanguageModel
-from .nn import ClassifierNet, LanguageModelConfig, LanguageModelNet, NetConfig, TaggerNet
+from .networks import Network
 from .text import split_words
-
-MAX_BATCH_TOKENS = 16_384  # caps memory on very long inputs, whatever the batch size
-
 
 @dataclass
 class Token:
@@ -42,7 +37,7 @@ class Span:
     text: str
     token_start: int           # first token, inclusive
     token_end: int             # last token, exclusive
-    probability: float         # mean probability of its tokens' labels
+    probability: float         # the mean of its tokens' label probabilities (each in the files' scheme)
     start: int | None = None   # character offsets in the raw string (None for pre-tokenized input)
     end: int | None = None
 
@@ -69,68 +64,71 @@ class TaggedSentence:
                 "spans": [asdict(span) for span in self.spans]}
 
 
-def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices sorted by length, cut into batches of at most batch_size sentences and MAX_BATCH_TOKENS tokens."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches, current, longest = [], [], 0
-    for index in order:
-        longest = max(longest, lengths[index])
-        if current and (len(current) >= batch_size or longest * (len(current) + 1) > MAX_BATCH_TOKENS):
-            batches.append(current)
-            current, longest = [], lengths[index]
-        current.append(index)
-    if current:
-        batches.append(current)
-    return batches
+class Predictor:
+    """What every loaded model holds: the network (in eval mode, on `device`), the featurizer that turns
+    items into its features, the reader settings for `evaluate`, and the figures saved with it."""
 
-
-class _TrainedModel:
-    """What a loaded model holds: the network (in eval mode), its preprocessing, reader settings and figures."""
-
-    def __init__(self, net: TaggerNet | ClassifierNet, preprocessor: Preprocessor | TextPreprocessor,
-                 data_config: DataConfig, metrics: dict | None = None, path: Path | None = None):
-        self.net = net.eval()
-        self.preprocessor = preprocessor
+    def __init__(self, net: Network, featurizer: Featurizer, data_config: DataConfig, metrics: dict | None = None,
+                 path: Path | None = None, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.net = net.eval().to(self.device)
+        self.featurizer = featurizer
         self.data_config = data_config
         self.metrics = metrics or {}
         self.path = path
 
+    def _decoded(self, items: Sequence, batch_size: int | None):
+        """(row indices, label ids, probabilities) per length-sorted batch of the items that have a token."""
+        batch_size = batch_size or self.data_config.eval_batch_size
+        encoded = self.featurizer.encode(items)
+        keys = [key for key in ("word_ids", "char_ids") if key in encoded]
+        lengths = [len(ids) for ids in encoded["word_ids"]]
+        with torch.inference_mode():
+            for indices in length_batches(lengths, batch_size):
+                indices = [i for i in indices if lengths[i]]  # an empty sentence has nothing to tag
+                if indices:
+                    batch = collate([{key: encoded[key][i] for key in keys} for i in indices]).to(self.device)
+                    scores, _ = self.net(batch.features, batch.lengths, batch.mask)
+                    label_ids, probabilities = self.net.head.decode(scores, batch.mask)
+                    yield indices, label_ids.cpu(), probabilities.cpu()
 
-class SequenceTagger(_TrainedModel):
-    """A trained tagger: labels with probabilities per token, and entity spans for span schemes."""
+
+class SequenceTagger(Predictor):
+    """A trained tagger: labels with probabilities per token, and entity spans for span schemes.
+
+    A token's probability is that of the label shown, in the files' scheme: when the network was trained
+    in another scheme it sums the labels it stands for (IOB2 B-PER = P(B-PER) + P(S-PER) of BIOES). A span's
+    probability is the mean of its tokens' probabilities.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        codec = self.featurizer.labels
+        # Train-scheme probabilities → file-scheme ones: a 0/1 matrix summing the labels each one stands for.
+        keys = list(dict.fromkeys(_fold_label(label, codec.file_scheme) for label in codec.labels))
+        self._fold_index = {key: i for i, key in enumerate(keys)}
+        self._fold = torch.zeros(len(codec.labels), len(keys))
+        for i, label in enumerate(codec.labels):
+            self._fold[i, self._fold_index[_fold_label(label, codec.file_scheme)]] = 1.0
 
     @property
     def labels(self) -> list[str]:
         """The labels the model can output, in the files' scheme."""
-        if self.preprocessor.file_scheme == "none":
-            return list(self.preprocessor.labels)
-        types = {label.split("-", 1)[1] for label in self.preprocessor.labels if "-" in label}
-        return span_label_list(types, self.preprocessor.file_scheme)
+        return self.featurizer.labels.file_labels()
 
     def tag(self, sentences: Sequence[Sequence[str]], batch_size: int | None = None
             ) -> tuple[list[list[str]], list[list[float]]]:
         """Labels (in the files' scheme) and their probabilities for pre-tokenized sentences."""
-        batch_size = batch_size or self.data_config.eval_batch_size
+        codec = self.featurizer.labels
         labels: list[list[str]] = [[] for _ in sentences]
         probabilities: list[list[float]] = [[] for _ in sentences]
-        names = self.preprocessor.labels
-        lengths = [len(s) for s in sentences]
-        # Encode everything once (distinct words are spelled out once), then batch by length.
-        encoded = self.preprocessor.encoder.encode(sentences)
-        with torch.inference_mode():
-            for indices in _batches(lengths, batch_size):
-                indices = [i for i in indices if lengths[i]]  # an empty sentence has nothing to tag
-                if not indices:
-                    continue
-                batch = collate([{"word_ids": encoded["word_ids"][i], "char_ids": encoded["char_ids"][i]}
-                                 for i in indices])
-                logits = self.net(batch.word_ids, batch.char_ids, batch.lengths, batch.mask)  # (B, T, L)
-                top, top_ids = logits.max(-1)                                                # (B, T)
-                top_probs = (top - logits.logsumexp(-1)).exp()  # softmax probability of the top label
-                for i, ids, probs in zip(indices, top_ids.tolist(), top_probs.tolist()):
-                    n = lengths[i]
-                    labels[i] = self.preprocessor.to_file_scheme([names[j] for j in ids[:n]])
-                    probabilities[i] = probs[:n]
+        for indices, label_ids, label_probabilities in self._decoded(sentences, batch_size):
+            folded = label_probabilities @ self._fold                                        # (B, T, K)
+            for row, (i, ids) in enumerate(zip(indices, label_ids.tolist())):
+                n = len(sentences[i])
+                labels[i] = codec.to_file([codec.labels[j] for j in ids[:n]])
+                columns = [self._fold_index[_fold_label(label, codec.file_scheme)] for label in labels[i]]
+                probabilities[i] = folded[row, torch.arange(n), columns].tolist()
         return labels, probabilities
 
     def predict(self, inputs: str | Sequence[str] | Sequence[Sequence[str]], batch_size: int | None = None
@@ -159,7 +157,7 @@ class SequenceTagger(_TrainedModel):
 
     def _sentence(self, raw, words, offsets, labels, probabilities) -> TaggedSentence:
         spans = []
-        if self.preprocessor.file_scheme != "none":
+        if self.featurizer.labels.is_span:
             for kind, first, last in schemes.spans(labels):
                 start = end = None
                 if offsets is not None:
@@ -171,20 +169,25 @@ class SequenceTagger(_TrainedModel):
         return TaggedSentence(words, labels, probabilities, offsets, spans)
 
     def evaluate(self, source, batch_size: int | None = None) -> dict:
-        """Metrics on a file (read with the model's own reader settings) or a dataset with tokens/labels."""
+        """Metrics on a file (read with the model's own reader settings) or a dataset with tokens/labels.
+        Gold labels the model never saw in training are scored as errors and counted in "unseen_labels"."""
         if isinstance(source, (str, Path)):
+            from .data.corpus import check_scheme, read_corpus  # reading files needs `datasets`; prediction not
+
             dataset = read_corpus(self.data_config, str(source))
-            check_scheme(dataset, self.preprocessor.file_scheme, str(source))
+            check_scheme(dataset, self.featurizer.labels.file_scheme, str(source))
         else:
             dataset = source
         gold = list(dataset["labels"])
         predicted, _ = self.tag(list(dataset["tokens"]), batch_size)
-        if self.preprocessor.file_scheme == "none":
-            result = token_accuracy(gold, predicted)
-        else:
-            result = span_scores(gold, predicted)
+        result = span_scores(gold, predicted) if self.featurizer.labels.is_span else token_accuracy(gold, predicted)
         result["sentences"] = len(gold)
         result["tokens"] = sum(len(labels) for labels in gold)
+        known = set(self.labels)
+        unseen: dict[str, int] = {}
+        for label in (label for labels in gold for label in labels if label not in known):
+            unseen[label] = unseen.get(label, 0) + 1
+        result["unseen_labels"] = unseen
         return result
 
 
@@ -203,25 +206,18 @@ class Classification:
                 "top_k": [[label, round(p, 6)] for label, p in self.top_k]}
 
 
-class TextClassifier(_TrainedModel):
+class TextClassifier(Predictor):
     """A trained text classifier: a label per raw text, with the probability of every class."""
 
     @property
     def labels(self) -> list[str]:
-        return list(self.preprocessor.labels)
+        return list(self.featurizer.labels.labels)
 
     def probabilities(self, texts: Sequence[str], batch_size: int | None = None) -> torch.Tensor:
         """(N, L) class probabilities, in input order; texts are encoded once and batched by length."""
-        batch_size = batch_size or self.data_config.eval_batch_size
-        encoded = self.preprocessor.encoder.encode(texts)
-        keys = [key for key in ("word_ids", "char_ids") if key in encoded]
-        lengths = [len(ids) for ids in encoded["word_ids"]]
         out = torch.zeros(len(texts), len(self.labels))
-        with torch.inference_mode():
-            for indices in _batches(lengths, batch_size):
-                batch = collate([{key: encoded[key][i] for key in keys} for i in indices])
-                logits = self.net(batch.word_ids, batch.char_ids, batch.lengths, batch.mask)  # (B, L)
-                out[indices] = logits.float().softmax(-1)
+        for indices, _, probabilities in self._decoded(texts, batch_size):
+            out[indices] = probabilities
         return out
 
     def predict(self, texts: str | Sequence[str], top_k: int | None = None, batch_size: int | None = None
@@ -246,37 +242,24 @@ class TextClassifier(_TrainedModel):
 
     def evaluate(self, source, batch_size: int | None = None) -> dict:
         """Accuracy, macro-F1, per-label figures and the confusion matrix on a file (read with the model's own
-        reader settings) or a dataset with text/label columns."""
+        reader settings) or a dataset with text/label columns. Gold classes the model never saw in training are
+        scored as errors and counted in "unseen_labels"."""
         if isinstance(source, (str, Path)):
+            from .data.classification import read_texts  # reading files needs `datasets`; prediction not
+
             dataset = read_texts(self.data_config, str(source))
-            check_labels(dataset, self.labels, str(source))
         else:
             dataset = source
         predicted = self.probabilities(list(dataset["text"]), batch_size).argmax(-1).tolist()
         return classification_scores(list(dataset["label"]), [self.labels[i] for i in predicted], self.labels)
 
 
-def load(path: str | Path) -> SequenceTagger | TextClassifier | LanguageModel:
-    """Load a saved model directory (a tagger, a classifier or a language model, as config.json says); needs no
-    network and not the training corpus."""
-    parts = read_model_files(path)
-    config = parts["config"]
-    is_classifier = config.get("task") == "classification"
-    if config.get("task") == "lm":
-        net = LanguageModelNet(LanguageModelConfig(**config["net"]))
-    else:
-        net = (ClassifierNet if is_classifier else TaggerNet)(NetConfig(**config["net"]))
-    try:
-        net.load_state_dict(parts["state_dict"])
-    except RuntimeError as err:
-        raise SeqtagError(f"{path}: model.safetensors does not match config.json ({str(err).splitlines()[0]}).") from None
-    data_config = DataConfig(**config["data"])
-    if config.get("task") == "lm":
-        return LanguageModel(net, parts["tokenizer"], data_config, parts["metrics"], Path(path))
-    if is_classifier:
-        encoder = TextEncoder(parts["words"], parts["chars"], data_config.max_word_length, data_config.max_length)
-        return TextClassifier(net, TextPreprocessor(encoder, parts["labels"]), data_config, parts["metrics"],
-                              Path(path))
-    preprocessor = Preprocessor(Encoder(parts["words"], parts["chars"], data_config.max_word_length),
-                                parts["labels"], config["file_scheme"], config["train_scheme"])
-    return SequenceTagger(net, preprocessor, data_config, parts["metrics"], Path(path))
+def load(path: str | Path, device: str | torch.device = "cpu"):
+    """Load a saved model directory — a tagger, a classifier or a language model, as its config.json says —
+    onto `device` ("cpu", "cuda", "cuda:1", ...). Needs no network and not the training corpus."""
+    from .families import family_of  # the declarations name the predictors above
+
+    config = read_config(path)
+    family = family_of(config, Path(path))
+    parts = read_model_files(path, config, family.required_files(config))
+    return family.load(parts, Path(path), device)

@@ -1,131 +1,81 @@
-"""The Lightning "system" around a network: loss, dev metric and optimisers."""
+"""The Lightning side: one "system" around a network and one DataModule, for every task family.
+
+Each hook asks the family (`families.py`) for the part that differs: the loss of a batch, the dev counts
+and figures, the data and its loaders. A family that carries a recurrent state between batches (language
+models) gets it back on the next call; the state is reset at the start of each training epoch and each
+dev pass.
+"""
 from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
-from .config import TrainConfig
-from .data.batching import IGNORE_INDEX, Batch
-from .metrics import confusion_scores, perplexity, span_scores
-from .nn import ClassifierNet, LanguageModelNet, LMState, TaggerNet
+from .config import Recipe, TrainConfig
+from .data.batching import BucketBatchSampler, collate
+from .families import Family
+from .networks import Network
 
-# Accuracy for plain tags, span F1 for span schemes, accuracy or macro-F1 for classification;
-# what early stopping and checkpointing watch.
-DEV_SCORE = "dev_score"
-DEV_PERPLEXITY = "dev_perplexity"  # what language models are selected and stopped on (lower is better)
-
-
-def score_from_counts(counts: torch.Tensor, is_span: bool) -> float:
-    """Accuracy from (correct, total) or span F1 from (correct, gold, predicted), in percent."""
-    if not is_span:
-        correct, total = counts.tolist()
-        return 100.0 * correct / total if total else 0.0
-    correct, gold, predicted = counts.tolist()
-    precision = correct / predicted if predicted else 0.0
-    recall = correct / gold if gold else 0.0
-    return 100.0 * 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+try:
+    from pyarrow import compute as _arrow_compute
+except ImportError:  # pragma: no cover - pyarrow comes with datasets
+    _arrow_compute = None
 
 
-class _Task(pl.LightningModule):
-    """What every task shares: the forward pass over a Batch, dev counts summed over ranks, optimisers.
+class Task(pl.LightningModule):
+    """Trains `net` with its family's loss; logs `train_loss` and the family's dev figures."""
 
-    A subclass gives `_step` (loss and logits), `_counts` (a tensor of counts for one dev
-    batch, summable) and `_score` (the dev score from the summed counts).
-    """
-
-    def __init__(self, net: torch.nn.Module, train: TrainConfig, labels: list[str]):
+    def __init__(self, family: Family, net: Network, recipe: Recipe, labels=None):
         super().__init__()
+        self.family = family
         self.net = net
-        self.train_config = train
-        self.labels = labels
+        self.recipe = recipe
+        self.labels = labels           # the LabelCodec of taggers and classifiers
+        self._states: dict[str, object] = {}
         self._dev_counts: list[torch.Tensor] = []
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        return self.net(batch.word_ids, batch.char_ids, batch.lengths, batch.mask)  # (B, T, L) or (B, L)
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, self._states["train"], size = self.family.train_loss(self.net, batch, self._states.get("train"))
+        self.log("train_loss", loss, prog_bar=True, batch_size=max(1, size))
+        return loss
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")[0]
+    def on_train_epoch_start(self) -> None:
+        self._states.pop("train", None)
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        _, logits = self._step(batch, "dev")
-        self._dev_counts.append(self._counts(logits.argmax(-1), batch))
+    def on_validation_epoch_start(self) -> None:
+        self._states.pop("dev", None)
+        self._dev_counts.clear()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        counts, self._states["dev"] = self.family.dev_counts(self.net, batch, self._states.get("dev"), self.labels)
+        self._dev_counts.append(counts)
 
     def on_validation_epoch_end(self) -> None:
-        if not self._dev_counts:
-            return
-        counts = torch.stack(self._dev_counts).sum(0).to(self.device)
+        if self._dev_counts:
+            counts = torch.stack(self._dev_counts).sum(0)
+        else:  # a rank with no dev batch still joins the gather below
+            counts = None
         self._dev_counts.clear()
         if self.trainer.world_size > 1:
-            counts = self.all_gather(counts).sum(0)  # every rank scored its share of the dev batches
-        self.log(DEV_SCORE, self._score(counts), prog_bar=True, sync_dist=False)
+            # Every rank scored its own share of the dev batches (none twice); sum the shares.
+            shape = torch.tensor(counts.shape if counts is not None else [], device=self.device)
+            shapes = self.all_gather(shape)
+            template = next((s for s in shapes if s.numel()), None)
+            if template is None:
+                return
+            mine = counts if counts is not None else torch.zeros(template.tolist())
+            counts = self.all_gather(mine.to(self.device, torch.float64)).sum(0).cpu()
+        if counts is None:
+            return
+        for name, value in self.family.dev_figures(counts, self.labels, self.recipe).items():
+            self.log(name, value, prog_bar=name == self.family.monitor, sync_dist=False)
 
     def configure_optimizers(self):
-        return configure_optimizers([p for p in self.parameters() if p.requires_grad], self.train_config)
+        return configure_optimizers([p for p in self.parameters() if p.requires_grad], self.recipe.train,
+                                    monitor=self.family.monitor, mode=self.family.mode)
 
 
-class TaggingTask(_Task):
-    """Trains a TaggerNet with token-level cross-entropy; padding is ignored by the loss and the metric."""
-
-    def __init__(self, net: TaggerNet, train: TrainConfig, labels: list[str], train_scheme: str):
-        super().__init__(net, train, labels)
-        self.is_span = train_scheme != "none"
-
-    def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch)
-        loss = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE_INDEX)
-        self.log(f"{stage}_loss", loss, prog_bar=stage == "train", batch_size=int(batch.mask.sum()),
-                 sync_dist=stage != "train")
-        return loss, logits
-
-    def _score(self, counts: torch.Tensor) -> float:
-        return score_from_counts(counts, self.is_span)
-
-    def _counts(self, predicted: torch.Tensor, batch: Batch) -> torch.Tensor:
-        if not self.is_span:
-            correct = ((predicted == batch.labels) & batch.mask).sum()
-            return torch.stack([correct, batch.mask.sum()]).cpu()
-        gold_seqs, predicted_seqs = [], []
-        for gold_row, pred_row, n in zip(batch.labels.tolist(), predicted.tolist(), batch.lengths.tolist()):
-            gold_seqs.append([self.labels[i] for i in gold_row[:n]])
-            predicted_seqs.append([self.labels[i] for i in pred_row[:n]])
-        scores = span_scores(gold_seqs, predicted_seqs)
-        return torch.tensor([scores["correct_spans"], scores["gold_spans"], scores["predicted_spans"]])
-
-
-class ClassificationTask(_Task):
-    """Trains a ClassifierNet with cross-entropy per text (optionally class-weighted); dev score from a confusion matrix."""
-
-    def __init__(self, net: ClassifierNet, train: TrainConfig, labels: list[str],
-                 class_weights: torch.Tensor | None = None):
-        super().__init__(net, train, labels)
-        self.register_buffer("class_weights", class_weights, persistent=False)
-
-    def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch)                                        # (B, L)
-        loss = F.cross_entropy(logits, batch.labels, weight=self.class_weights)
-        self.log(f"{stage}_loss", loss, prog_bar=stage == "train", batch_size=len(batch.labels),
-                 sync_dist=stage != "train")
-        return loss, logits
-
-    def _counts(self, predicted: torch.Tensor, batch: Batch) -> torch.Tensor:
-        size = len(self.labels)
-        cells = batch.labels * size + predicted                     # (B,) gold row, predicted column
-        return torch.bincount(cells, minlength=size * size).view(size, size).cpu()
-
-    def _score(self, counts: torch.Tensor) -> float:
-        scores = confusion_scores(counts.tolist(), self.labels)
-        return scores["macro_f1" if self.train_config.dev_metric == "macro_f1" else "accuracy"]
-
-
-def balanced_class_weights(label_ids: list[int], num_labels: int) -> torch.Tensor:
-    """n / (k * count) per class, so every class weighs as much in the loss as the others."""
-    counts = torch.bincount(torch.as_tensor(label_ids, dtype=torch.long), minlength=num_labels).float()
-    return len(label_ids) / (num_labels * counts.clamp(min=1))
-
-
-def configure_optimizers(params: list[torch.nn.Parameter], cfg: TrainConfig, monitor: str = DEV_SCORE,
-                         mode: str = "max"):
+def configure_optimizers(params: list[torch.nn.Parameter], cfg: TrainConfig, monitor: str, mode: str):
     """The recipe's optimiser and learning-rate schedule over `params` (Lightning's return format);
     the plateau schedule watches `monitor` (`mode` "max": higher is better, "min": lower)."""
     if cfg.optimizer == "adam":
@@ -144,71 +94,50 @@ def configure_optimizers(params: list[torch.nn.Parameter], cfg: TrainConfig, mon
     return optimizer
 
 
-def window_nats(net: LanguageModelNet, batch: dict[str, torch.Tensor], state: LMState | None,
-                backward: bool = False) -> tuple[torch.Tensor, torch.Tensor, LMState]:
-    """Summed negative log-likelihood (nats) and count of the targets of one BPTT window, and the
-    state to carry into the next window, detached so gradients stop at the window's start."""
-    prefix = "backward_" if backward else ""
-    targets = batch[prefix + "targets"]
-    logits, state = net(batch[prefix + "inputs"], state, backward=backward)
-    nats = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
-                           reduction="sum")
-    return nats, (targets != IGNORE_INDEX).sum(), (state[0].detach(), state[1].detach())
+class DataModule(pl.LightningDataModule):
+    """The recipe's splits, prepared once by the family, served as length-bucketed batches (or, for a
+    causal family, as BPTT windows in stream order)."""
 
-
-class LanguageModelTask(pl.LightningModule):
-    """Trains a LanguageModelNet on BPTT windows served in stream order, carrying the hidden state.
-
-    The state is reset at the start of every training epoch and every dev pass (the columns
-    start again), carried from each window to the next, and detached in between (truncated
-    backpropagation). The dev figure is the perplexity of the forward model over all dev tokens.
-    """
-
-    def __init__(self, net: LanguageModelNet, train: TrainConfig):
+    def __init__(self, family: Family, recipe: Recipe, cache_dir: str | None = None):
         super().__init__()
-        self.net = net
-        self.train_config = train
-        self.directions = [False, True] if net.backward_lstm is not None else [False]
-        self._states: dict[tuple[str, bool], LMState | None] = {}
-        self._dev_sums: list[torch.Tensor] = []
+        self.family = family
+        self.recipe = recipe
+        self.cache_dir = cache_dir
+        self.prepared = None
 
-    def _window(self, batch: dict, stage: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        sums = []
-        for backward in self.directions:
-            nats, count, self._states[stage, backward] = window_nats(
-                self.net, batch, self._states.get((stage, backward)), backward)
-            sums.append((nats, count))
-        return sums
+    def setup(self, stage: str | None = None) -> None:
+        if self.prepared is None:  # train() prepares before Lightning asks
+            self.prepared = self.family.prepare(self.recipe, self.cache_dir)
 
-    def on_train_epoch_start(self) -> None:
-        self._states = {key: value for key, value in self._states.items() if key[0] != "train"}
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        sums = self._window(batch, "train")
-        loss = torch.stack([nats / count.clamp(min=1) for nats, count in sums]).mean()
-        self.log("train_loss", loss, prog_bar=True, batch_size=int(sums[0][1]))
-        return loss
+    def _resumed_window(self) -> int:
+        """The first window a run resumed in mid-epoch has not trained on. Lightning restores the epoch's batch
+        count from the checkpoint but would restart a plain loader at the stream's beginning."""
+        loop = self.trainer.fit_loop if self.trainer is not None else None
+        return loop.epoch_loop.batch_progress.current.completed if loop is not None and loop.restarting else 0
 
-    def on_validation_epoch_start(self) -> None:
-        self._states = {key: value for key, value in self._states.items() if key[0] != "dev"}
+    def _loader(self, split: str, training: bool) -> DataLoader:
+        data = self.recipe.data
+        size = data.batch_size if training else data.eval_batch_size
+        if self.family.causal:
+            from .data.lm import window_loader
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._dev_sums.append(torch.stack([torch.stack([nats.detach(), count.to(nats.dtype)])
-                                           for nats, count in self._window(batch, "dev")]))
+            return window_loader(self.prepared.encoded[split], size, data.bptt, pad=not training,
+                                 backward=self.recipe.model.lm_directions == "both", *(),
+                                 rank=self._rank()[0], world_size=self._rank()[1],
+                                 first_window=self._resumed_window if training else (lambda: 0))
+        encoded = self.prepared.encoded[split]
+        lengths = _arrow_compute.list_value_length(encoded.data.column("word_ids")).to_pylist()
+        rank, world_size = self._rank()
+        sampler = BucketBatchSampler(lengths, size, shuffle=training, seed=self.recipe.train.seed, rank=rank,
+                                     world_size=world_size)
+        return DataLoader(encoded, batch_sampler=sampler, collate_fn=collate)
 
-    def on_validation_epoch_end(self) -> None:
-        if not self._dev_sums:
-            return
-        sums = torch.stack(self._dev_sums).sum(0)          # (directions, 2): nats, tokens
-        self._dev_sums.clear()
-        if self.trainer.world_size > 1:
-            sums = self.all_gather(sums).sum(0)            # every rank scored its own columns
-        losses = (sums[:, 0] / sums[:, 1].clamp(min=1)).tolist()
-        self.log("dev_loss", losses[0], prog_bar=True)
-        self.log(DEV_PERPLEXITY, perplexity(losses[0]), prog_bar=True)
-        if len(losses) > 1:
-            self.log("dev_backward_perplexity", perplexity(losses[1]))
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", training=True)
 
-    def configure_optimizers(self):
-        return configure_optimizers([p for p in self.parameters() if p.requires_grad], self.train_config,
-                                    monitor=DEV_PERPLEXITY, mode="min")
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("dev" if "dev" in self.prepared.encoded else "train", training=False)

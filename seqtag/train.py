@@ -1,8 +1,10 @@
-"""Training a recipe end to end: data → Lightning fit → best weights → figures → saved model."""
+"""Training a recipe end to end: data → Lightning fit → best weights → figures → saved model, the same way
+for every task family."""
 from __future__ import annotations
 
 import csv
 import logging
+import os
 import shutil
 import signal
 import threading
@@ -19,15 +21,9 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from . import __version__
 from .artifact import save_model
 from .config import Recipe
-from .data.lm import LanguageModelData
-from .data.vectors import read_vectors
-from .data.module import ClassificationData, TaggingData
 from .errors import SeqtagError
-from .language_model import LanguageModel
-from .nn import ClassifierNet, LanguageModelConfig, LanguageModelNet, NetConfig, TaggerNet, set_rows
-from .predict import SequenceTagger, TextClassifier
-from .tasks import (DEV_PERPLEXITY, DEV_SCORE, ClassificationTask, LanguageModelTask, TaggingTask,
-                    balanced_class_weights)
+from .families import Family, family_of
+from .tasks import DataModule, Task
 
 log = logging.getLogger("seqtag")
 
@@ -37,51 +33,6 @@ class TrainResult:
     model_dir: Path
     metrics: dict          # {"dev": {...}, "test": {...}} as `evaluate` computes them
     interrupted: bool
-
-
-def build_data(recipe: Recipe, cache_dir: str | None = None
-               ) -> TaggingData | ClassificationData | LanguageModelData:
-    if recipe.task == "lm":
-        return LanguageModelData(recipe.data, backward=recipe.model.lm_directions == "both", cache_dir=cache_dir)
-    data_class = ClassificationData if recipe.task == "classification" else TaggingData
-    return data_class(recipe.data, recipe.model, seed=recipe.train.seed, cache_dir=cache_dir)
-
-
-def build_task(recipe: Recipe, data) -> TaggingTask | ClassificationTask | LanguageModelTask:
-    if recipe.task == "lm":
-        config = LanguageModelConfig.from_model_config(recipe.model, data.tokenizer.get_vocab_size())
-        net = LanguageModelNet(config)
-        if recipe.model.pretrained_vectors:
-            count = set_rows(net.embedding, lm_pretrained_rows(recipe, data.tokenizer))
-            log.info("pretrained vectors set for %d of %d words", count, config.vocab_size)
-        return LanguageModelTask(net, recipe.train)
-    prep = data.preprocessor
-    chars = prep.encoder.chars
-    net_config = NetConfig.from_model_config(recipe.model, prep.encoder.words.get_vocab_size(),
-                                             chars.get_vocab_size() if chars else 0, len(prep.labels))
-    if recipe.task == "classification":
-        weights = None
-        if recipe.train.class_weights == "balanced":
-            weights = balanced_class_weights(data.encoded["train"]["label_id"], len(prep.labels))
-            log.info("class weights: %s", dict(zip(prep.labels, weights.tolist())))
-        return ClassificationTask(ClassifierNet(net_config), recipe.train, prep.labels, weights)
-    net = TaggerNet(net_config)
-    if data.pretrained:
-        count = net.encoder.load_pretrained(data.pretrained)
-        log.info("pretrained vectors set for %d of %d words", count, net_config.num_words)
-    return TaggingTask(net, recipe.train, prep.labels, prep.train_scheme)
-
-
-def lm_pretrained_rows(recipe: Recipe, tokenizer) -> dict[int, torch.Tensor]:
-    """Pretrained vectors by id for the words of a word-level LM's vocabulary (which the vectors do not extend:
-    every vocabulary word is also an output of the softmax)."""
-    if recipe.data.tokenizer != "word":
-        raise SeqtagError("model.pretrained_vectors needs data.tokenizer 'word' in a language model; characters "
-                          "and BPE pieces have no pretrained word vectors.")
-    vectors = read_vectors(recipe.model.pretrained_vectors, recipe.model.word_dim, recipe.model.pretrained_max_words)
-    vocab = tokenizer.get_vocab()
-    fold = str.lower if recipe.data.lowercase else str
-    return {vocab[fold(word)]: vector for word, vector in vectors.items() if fold(word) in vocab}
 
 
 def csv_logger(out_dir: Path, keep_rows: bool) -> CSVLogger:
@@ -97,11 +48,10 @@ def csv_logger(out_dir: Path, keep_rows: bool) -> CSVLogger:
     return logger
 
 
-def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False,
+def make_trainer(recipe: Recipe, family: Family, out_dir: Path, smoke: bool = False,
                  resume: bool = False) -> tuple[pl.Trainer, ModelCheckpoint]:
     cfg = recipe.train
-    # Language models are chosen by lowest dev perplexity, the others by highest dev score.
-    monitor, mode = (DEV_PERPLEXITY, "min") if recipe.task == "lm" else (DEV_SCORE, "max")
+    monitor, mode = family.monitor, family.mode  # e.g. highest dev F1, or lowest dev perplexity
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                                  save_top_k=1, save_last=True, enable_version_counter=False)
     callbacks = [checkpoint]
@@ -144,67 +94,73 @@ def fit(trainer: pl.Trainer, task: pl.LightningModule, data: pl.LightningDataMod
             signal.signal(signal.SIGINT, handler)
 
 
+def is_relaunched_rank() -> bool:
+    """True in the processes Lightning starts for ranks above 0 (they run this same program again)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
 def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool = False,
           cache_dir: str | None = None) -> TrainResult:
     """Train, keep the best dev checkpoint, evaluate dev/test with it and save the model directory.
 
+    The recipe's task family (`families.py`) says how; nothing here depends on which family it is.
     `smoke` runs one training step and one dev batch: the whole path, in seconds.
     With `resume`, training continues from `out_dir/checkpoints/last.ckpt`.
+    In a multi-process run only rank 0 evaluates and writes the model directory.
     """
+    family = family_of(recipe.task)
+    recipe = family.resolve(recipe)
     out_dir = Path(out_dir)
     last = out_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise SeqtagError(f"--resume: no checkpoint at {last}. Start without --resume, or give the --out of the "
                           f"interrupted run.")
-    if not resume:
+    if not resume and not is_relaunched_rank():
+        # A relaunched rank must not delete what rank 0 has started writing.
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
         shutil.rmtree(out_dir / "logs", ignore_errors=True)
 
     pl.seed_everything(recipe.train.seed, workers=True, verbose=False)
-    data = build_data(recipe, cache_dir)
+    data = DataModule(family, recipe, cache_dir)
     data.setup("fit")
-    task = build_task(recipe, data)
-    trainer, checkpoint = make_trainer(recipe, out_dir, smoke, resume)
+    prepared = data.prepared
+    net = family.build_network(recipe.model, prepared.sizes)
+    family.start_network(net, recipe, prepared)
+    if "pretrained_rows" in prepared.record:
+        log.info("pretrained vectors set for %d of %d words", prepared.record["pretrained_rows"],
+                 prepared.sizes["words"])
+    task = Task(family, net, recipe, prepared.featurizer.labels if prepared.featurizer else None)
+    trainer, checkpoint = make_trainer(recipe, family, out_dir, smoke, resume)
     with warnings.catch_warnings():
-        if recipe.task == "lm":  # its loader picks up mid-epoch itself (WindowOrder), so this warning is wrong
+        if family.causal:  # its loader picks up mid-epoch itself (WindowOrder), so this warning is wrong
             warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
         fit(trainer, task, data, str(last) if resume else None)
 
+    trainer.strategy.barrier()  # every rank has finished training before rank 0 reads the best checkpoint
+    if trainer.global_rank != 0:
+        return TrainResult(out_dir / "model", {}, trainer.interrupted)
     if checkpoint.best_model_path:
         # Restore the best dev epoch; weights_only keeps torch.load from running pickled code.
         best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
         task.load_state_dict(best["state_dict"])
 
-    if recipe.task == "lm":
-        model = LanguageModel(task.net.cpu(), data.tokenizer, recipe.data)
-        metrics = {split: model.evaluate(data.streams[split]) for split in ("dev", "test") if split in data.streams}
-        metrics["train_tokens"] = len(data.streams["train"])
-    else:
-        prep = data.preprocessor
-        model_class = TextClassifier if recipe.task == "classification" else SequenceTagger
-        model = model_class(task.net.cpu(), prep, recipe.data)
-        metrics = {split: model.evaluate(data.corpora[split]) for split in ("dev", "test") if split in data.corpora}
+    # The final figures come from the predictor, exactly as `seqtag evaluate` computes them, on the training
+    # device.
+    device = task.device if trainer.world_size == 1 else torch.device("cpu")
+    predictor = family.predictor(task.net, prepared, recipe, device=device)
+    metrics = {split: predictor.evaluate(rows) for split, rows in family.evaluation_splits(prepared).items()}
+    if "train_tokens" in prepared.record:
+        metrics["train_tokens"] = prepared.record["train_tokens"]
     metrics["epochs"] = trainer.current_epoch
     metrics["interrupted"] = trainer.interrupted
+    tokenizers, labels, entries = family.save_parts(prepared)
     config = {
         "seqtag_version": __version__,
-        "task": recipe.task,
-        "net": asdict(task.net.config),
-        "data": asdict(recipe.data),
+        "task": family.name,
+        "sizes": prepared.sizes,
         "recipe": recipe.to_dict(),
+        "unseen_labels": prepared.record.get("unseen_labels", {}),
+        **entries,
     }
-    if recipe.task == "lm":
-        config["split"] = data.split  # where the dev text was cut (None when a dev file was given)
-        model_dir = save_model(out_dir / "model", config, task.net.state_dict(), {"tokenizer.json": data.tokenizer},
-                               None, metrics)
-        return TrainResult(model_dir, metrics, trainer.interrupted)
-    if recipe.task == "classification":
-        # The seeded dev split (None when a dev file was given), so the run can be repeated exactly.
-        config["split"] = data.split
-        config["truncated"] = data.truncated
-    else:
-        config.update(file_scheme=prep.file_scheme, train_scheme=prep.train_scheme)
-    model_dir = save_model(out_dir / "model", config, task.net.state_dict(),
-                           {"word_tokenizer.json": prep.encoder.words, "char_tokenizer.json": prep.encoder.chars},
-                           prep.labels, metrics)
+    model_dir = save_model(out_dir / "model", config, task.net.state_dict(), tokenizers, labels, metrics)
     return TrainResult(model_dir, metrics, trainer.interrupted)

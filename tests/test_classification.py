@@ -12,10 +12,10 @@ from seqtag.config import DataConfig, load_recipe
 from seqtag.data import text_readers
 from seqtag.data.batching import collate
 from seqtag.data.classification import read_texts
-from seqtag.data.vocab import PAD_ID, UNK_ID, TextEncoder, build_text_tokenizer
+from seqtag.data.featurizer import Featurizer
+from seqtag.data.vocab import PAD_ID, UNK_ID, build_text_tokenizer
 from seqtag.errors import InputError, SeqtagError
 from seqtag.metrics import classification_scores
-from seqtag.nn import ClassifierNet, NetConfig
 from seqtag.train import train
 
 POSITIVE = ["a good and fun film", "great acting , good story", "fun , great and moving", "a good great film"]
@@ -153,12 +153,19 @@ def test_empty_class_folder_is_named(tmp_path):
         read_texts(DataConfig(format="class_folders"), str(root))
 
 
-def test_a_label_seen_only_in_dev_names_file_and_line(tmp_path):
+def test_a_class_seen_only_in_dev_is_reported_and_scored_as_an_error(tmp_path, caplog):
     train_file = _csv(tmp_path / "train.csv", _labelled())
     dev = _csv(tmp_path / "dev.csv", [("good", "pos"), ("so so", "neutral")])
     recipe = load_recipe("sentiment", FAST, train=train_file, dev=dev)
-    with pytest.raises(InputError, match=r"dev.csv, line 3: label 'neutral' does not occur in the training data"):
-        train(recipe, tmp_path / "run", smoke=True)
+    with caplog.at_level(logging.WARNING, logger="seqtag"):
+        result = train(recipe, tmp_path / "run", smoke=True)
+    assert "labels never seen in training, scored as errors: neutral ×1" in caplog.text
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert config["unseen_labels"] == {"dev": {"neutral": 1}}
+    assert json.loads((result.model_dir / "labels.json").read_text()) == ["neg", "pos"], "labels from train only"
+    dev_figures = result.metrics["dev"]
+    assert dev_figures["unseen_labels"] == {"neutral": 1} and dev_figures["texts"] == 2
+    assert dev_figures["accuracy"] <= 50.0 and dev_figures["per_label"]["neutral"]["recall"] == 0.0
 
 
 def test_class_files_need_two_labels_and_task_needs_a_text_format(tmp_path):
@@ -179,27 +186,12 @@ def test_text_tokenizers_lowercase_normalize_and_truncate(kind):
     texts = ["Ｇｏｏｄ film, good FILM!", "bad film"] * 5
     tokenizer = build_text_tokenizer(texts, kind, vocab_size=200, lowercase=True, normalization="nfkc")
     assert tokenizer.token_to_id("<pad>") == PAD_ID and tokenizer.token_to_id("<unk>") == UNK_ID
-    encoder = TextEncoder(tokenizer, None, 30, max_length=3)
+    encoder = Featurizer(tokenizer, None, None, 30, raw_text=True, max_length=3)
     out = encoder.encode(["GOOD film , good film", "bad", ""])
     assert [len(ids) for ids in out["word_ids"]] == [3, len(out["word_ids"][1]), 1]
     assert out["truncated"] == [True, False, False]
     assert out["word_ids"][2] == [UNK_ID], "an empty text is one unknown token"
     assert encoder.tokens(["Ｇｏｏｄ"])[0][0].startswith("g")
-
-
-@pytest.mark.parametrize("pooling", ["max", "mean", "last", "attention"])
-def test_pooling_reads_real_positions_only(pooling):
-    torch.manual_seed(0)
-    net = ClassifierNet(NetConfig(num_words=10, num_chars=8, num_labels=3, word_dim=6, char_dim=4, char_hidden=5,
-                                  hidden_size=7, num_layers=1, char_encoder="cnn", pooling=pooling)).eval()
-    short = {"word_ids": [5, 6], "char_ids": [[3, 4], [5]], "label_id": 1}
-    long = {"word_ids": [7, 8, 9, 5, 6], "char_ids": [[3], [4, 5, 6, 7], [2], [3, 3], [4]], "label_id": 0}
-    alone, padded = collate([short]), collate([short, long])
-    assert padded.labels.tolist() == [1, 0]
-    with torch.no_grad():
-        out_alone = net(alone.word_ids, alone.char_ids, alone.lengths, alone.mask)       # (1, 3)
-        out_padded = net(padded.word_ids, padded.char_ids, padded.lengths, padded.mask)  # (2, 3)
-    torch.testing.assert_close(out_padded[0], out_alone[0])
 
 
 def test_classification_scores():
@@ -219,7 +211,7 @@ def trained_classifier(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cls")
     files = {split: _csv(tmp / f"{split}.csv", _labelled()) for split in ("train", "dev", "test")}
     recipe = load_recipe("sentiment", [*FAST, "train.max_epochs=30", "train.lr=0.05", "model.dropout=0.0",
-                                       "model.word_dropout=0.0", "train.patience=0", "model.char_encoder=none",
+                                       "model.word_dropout=0.0", "train.patience=0", "model.embedders=[word]",
                                        "train.class_weights=balanced", "train.dev_metric=macro_f1"], **files)
     return train(recipe, tmp / "run"), files
 
@@ -260,14 +252,14 @@ def test_missing_char_vocabulary_is_required_when_the_model_reads_characters(tmp
 
 
 def test_seeded_dev_and_test_splits_are_recorded_and_repeatable(tmp_path):
-    from seqtag.data.module import ClassificationData
+    from seqtag.data.classification import prepare_classification
 
     recipe = load_recipe("mr", ["data.dev_fraction=0.25", "data.test_fraction=0.25"], train=_class_files(tmp_path))
-    first, again = (ClassificationData(recipe.data, recipe.model) for _ in range(2))
-    first.setup(), again.setup()
-    assert first.split == {"seed": 1, "test_fraction": 0.25, "dev_fraction": 0.25, "train": 4, "dev": 2, "test": 2}
-    assert first.corpora["test"]["text"] == again.corpora["test"]["text"]
-    assert not set(first.corpora["test"]["text"]) & set(first.corpora["train"]["text"])
+    first, again = (prepare_classification(recipe) for _ in range(2))
+    assert first.record["split"] == {"seed": 1, "test_fraction": 0.25, "dev_fraction": 0.25, "train": 4, "dev": 2,
+                                     "test": 2}
+    assert first.rows["test"]["text"] == again.rows["test"]["text"]
+    assert not set(first.rows["test"]["text"]) & set(first.rows["train"]["text"])
     with pytest.raises(SeqtagError, match="data.test_fraction is 0.9"):
         load_recipe("mr", ["data.test_fraction=0.9"])
 

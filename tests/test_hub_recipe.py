@@ -20,6 +20,6 @@ def test_hub_format_trains_with_class_label_tags_and_splits(tmp_path):
                                        "data.scheme=auto"], train="train", dev="validation", test="test")
     result = train(recipe, tmp_path / "run", smoke=True)
     tagger = seqtag.load(result.model_dir)
-    assert tagger.preprocessor.file_scheme == "iob2"
+    assert tagger.featurizer.labels.file_scheme == "iob2"
     assert set(tagger.labels) == {"O", "B-PER", "I-PER", "B-LOC", "I-LOC"}
     assert result.metrics["test"]["sentences"] == 2 and result.metrics["test"]["tokens"] == 6

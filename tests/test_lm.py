@@ -14,13 +14,16 @@ from typer.testing import CliRunner
 import seqtag
 from cli import app
 from seqtag.config import DataConfig, load_recipe
-from seqtag.data.lm import (EOS_ID, LanguageModelData, StreamWindows, TokenStream, build_lm_tokenizer, decode,
+from seqtag.data.lm import (EOS_ID, StreamWindows, TokenStream, build_lm_tokenizer, decode,
                             encode_text, find_cut, read_text, training_text)
 from seqtag.data.vocab import UNK_ID
 from seqtag.errors import InputError, SeqtagError
-from seqtag.language_model import check_sampling, sample_next
-from seqtag.nn import LanguageModelConfig, LanguageModelNet
-from seqtag.tasks import LanguageModelTask, window_nats
+from seqtag.config import ModelConfig
+from seqtag.data.lm import prepare_lm
+from seqtag.families import FAMILIES
+from seqtag.language_model import check_sampling, sample_next, window_nats
+from seqtag.networks import Network
+from seqtag.tasks import Task
 from seqtag.train import train
 
 runner = CliRunner()
@@ -154,10 +157,14 @@ def test_evaluation_windows_predict_every_token_but_each_columns_first():
 # The network and truncated BPTT
 
 
-def _net(**changes) -> LanguageModelNet:
+def _net(cell="lstm", **changes) -> Network:
     torch.manual_seed(0)
-    config = LanguageModelConfig(vocab_size=30, word_dim=8, hidden_size=12, num_layers=2, dropout=0.0, **changes)
-    return LanguageModelNet(config).eval()
+    model = ModelConfig(word_dim=8, hidden_size=12, num_layers=2, dropout=0.0, cell=cell, **changes)
+    return Network(model, {"words": 30, "chars": 0, "labels": 0}, ["word"], "next_token", causal=True).eval()
+
+
+def _run(net, ids, backward=False):
+    return net({"word_ids": ids}, backward=backward)
 
 
 def test_a_position_never_sees_the_token_it_predicts():
@@ -165,55 +172,54 @@ def test_a_position_never_sees_the_token_it_predicts():
     ids = torch.randint(3, 30, (1, 12))
     changed = ids.clone()
     changed[0, 6] = (ids[0, 6] + 1 - 3) % 27 + 3
-    before, _ = net(ids)
-    after, _ = net(changed)
+    before, _ = _run(net, ids)
+    after, _ = _run(net, changed)
     assert torch.allclose(before[0, :6], after[0, :6])       # positions 0..5 predict tokens 1..6
     assert not torch.allclose(before[0, 6], after[0, 6])
 
 
 def test_tied_embeddings_are_one_tensor_and_the_backward_stack_is_separate():
-    net = _net(tie_embeddings=True, directions="both")
+    net = _net(tie_embeddings=True, lm_directions="both")
     names = set(net.state_dict())
-    assert "embedding.weight" in names and not any(name.startswith("output.") for name in names)
-    assert "projection.weight" in names                      # hidden 12 -> embedding 8
+    assert "embedders.word.embedding.weight" in names and not any(name.startswith("head.linear") for name in names)
+    assert "head.projection.weight" in names                 # hidden 12 -> embedding 8
     ids = torch.randint(3, 30, (2, 5))
-    forward, _ = net(ids)
-    backward, _ = net(ids, backward=True)
+    forward, _ = _run(net, ids)
+    backward, _ = _run(net, ids, backward=True)
     assert not torch.allclose(forward, backward)
     with torch.no_grad():
-        net.embedding.weight[7] += 1.0
-    assert not torch.allclose(net(ids)[0], forward)          # the output layer moved with the embedding
+        net.word_embedder().embedding.weight[7] += 1.0
+    assert not torch.allclose(_run(net, ids)[0], forward)    # the output layer moved with the embedding
 
 
-def test_carried_state_makes_windows_equal_one_long_pass():
-    net = _net()
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_carried_state_makes_windows_equal_one_long_pass(cell):
+    net = _net(cell)
     stream = _stream([list(np.random.default_rng(0).integers(3, 30, 41))])
     windows = StreamWindows(stream, columns=2, bptt=6)
     total, count, state = 0.0, 0, None
     for i in range(len(windows)):
         nats, n, state = window_nats(net, windows[i], state)
-        assert not state[0].requires_grad
+        assert not (state[0] if isinstance(state, tuple) else state).requires_grad
         total, count = total + float(nats), count + int(n)
     ids = torch.from_numpy(stream.slice(0, 40).astype(np.int64)).view(2, 20)
-    logits, _ = net(ids[:, :-1])
+    logits, _ = _run(net, ids[:, :-1])
     whole = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="sum")
     assert count == 38
     assert total == pytest.approx(float(whole), rel=1e-5)
 
 
 def test_training_steps_carry_a_detached_state_and_restart_each_epoch():
-    from seqtag.config import TrainConfig
-
-    task = LanguageModelTask(_net(), TrainConfig())
+    task = Task(FAMILIES["lm"], _net(), load_recipe("char-lm"))
     task.log = lambda *args, **kwargs: None
     windows = StreamWindows(_stream([list(range(3, 30)) * 2]), columns=2, bptt=5)
     task.training_step(windows[0], 0)
-    carried = task._states["train", False]
+    carried = task._states["train"][0]                       # the forward direction's (h, c)
     assert carried is not None and not carried[0].requires_grad
     task.training_step(windows[1], 1)
-    assert not torch.equal(task._states["train", False][0], carried[0])
+    assert not torch.equal(task._states["train"][0][0], carried[0])
     task.on_train_epoch_start()
-    assert ("train", False) not in task._states
+    assert "train" not in task._states
 
 
 # ---------------------------------------------------------------------------
@@ -348,9 +354,9 @@ def test_hub_text_dataset_by_name_offline_from_a_local_folder(tmp_path):
 
 def test_text_shorter_than_one_window_is_an_error(tmp_path):
     path = _write(tmp_path / "short.txt", "tiny\n" * 4)
-    data = LanguageModelData(DataConfig(format="text", tokenizer="char", train=str(path), bptt=64, batch_size=2))
+    recipe = load_recipe("char-lm", ["data.bptt=64", "data.batch_size=2"], train=str(path))
     with pytest.raises(InputError, match=r"short.txt: the training text has \d+ tokens, fewer than one BPTT window"):
-        data.setup()
+        prepare_lm(recipe)
 
 
 def test_recipe_rejects_a_tokenizer_the_task_does_not_use():
@@ -367,29 +373,30 @@ def test_a_forward_and_backward_pair_trains_and_generates_forward(tmp_path):
                                      "train.val_check_interval=1.0"], train=str(path))
     result = train(recipe, tmp_path / "run")
     lm = seqtag.load(result.model_dir)
-    assert lm.net.backward_lstm is not None
+    assert lm.net.backward_encoder is not None
     assert math.isfinite(result.metrics["dev"]["perplexity"])
     assert lm.generate("To", max_tokens=4, seed=0).startswith("To")
 
 
 def test_pretrained_vectors_start_a_word_model_and_are_refused_for_characters(tmp_path):
-    from seqtag.train import build_data, build_task
-
     corpus = _write(tmp_path / "corpus.txt", VERSE * 4)
     vectors = _write(tmp_path / "vectors.txt", "the " + " ".join(["0.5"] * 16) + "\nzebra " + " ".join(["1"] * 16) + "\n")
     recipe = load_recipe("word-lm", [*FAST, f"model.pretrained_vectors={vectors}", "model.freeze_embeddings=true"],
                          train=str(corpus), dev=str(corpus))
-    data = build_data(recipe)
-    data.setup()
-    net = build_task(recipe, data).net
-    assert torch.equal(net.embedding.weight[data.tokenizer.token_to_id("the")], torch.full((16,), 0.5))
-    assert data.tokenizer.token_to_id("zebra") is None      # vectors do not grow the model's output vocabulary
-    assert not net.embedding.weight.requires_grad
+    family = FAMILIES["lm"]
+    recipe = family.resolve(recipe)
+    prepared = prepare_lm(recipe)
+    net = family.build_network(recipe.model, prepared.sizes)
+    family.start_network(net, recipe, prepared)
+    weight = net.word_embedder().embedding.weight
+    the = prepared.tokenizer.token_to_id("the")
+    assert torch.equal(weight[the], torch.full((16,), 0.5))
+    assert prepared.tokenizer.token_to_id("zebra") is None  # vectors do not grow the model's output vocabulary
+    weight.sum().backward()
+    assert weight.grad[the].abs().sum() == 0 and weight.grad[1].abs().sum() > 0   # only pretrained rows frozen
     chars = load_recipe("char-lm", [*FAST, f"model.pretrained_vectors={vectors}"], train=str(corpus))
-    data = build_data(chars)
-    data.setup()
     with pytest.raises(SeqtagError, match="pretrained_vectors needs data.tokenizer 'word'"):
-        build_task(chars, data)
+        prepare_lm(chars)
 
 
 def test_an_interrupted_run_saves_its_best_weights_and_resumes_at_the_next_window(tmp_path, monkeypatch):
@@ -397,7 +404,7 @@ def test_an_interrupted_run_saves_its_best_weights_and_resumes_at_the_next_windo
     recipe = load_recipe("char-lm", [*FAST, "train.max_epochs=2", "train.val_check_interval=0.25",
                                      "train.patience=0"], train=str(path))
     seen: list[tuple[int, list[int]]] = []
-    original = LanguageModelTask.training_step
+    original = Task.training_step
 
     def spy(task, batch, batch_idx):
         if stop_at is not None and task.global_step == stop_at:
@@ -405,16 +412,14 @@ def test_an_interrupted_run_saves_its_best_weights_and_resumes_at_the_next_windo
         seen.append((batch_idx, batch["inputs"][0].tolist()))
         return original(task, batch, batch_idx)
 
-    monkeypatch.setattr(LanguageModelTask, "training_step", spy)
+    monkeypatch.setattr(Task, "training_step", spy)
     stop_at = 30
     first = train(recipe, tmp_path / "run")
     assert first.interrupted and (first.model_dir / "model.safetensors").is_file()
     seen.clear()
     stop_at = None
     result = train(recipe, tmp_path / "run", resume=True)
-    data = LanguageModelData(recipe.data)
-    data.setup()
-    windows = data.train_dataloader().dataset
+    windows = StreamWindows(prepare_lm(recipe).encoded["train"], recipe.data.batch_size, recipe.data.bptt)
     checked = seen[0][0]                     # the batches done when the last dev check saved last.ckpt
     assert 0 < checked <= 30
     assert seen[0][1] == windows[checked]["inputs"][0].tolist()   # not the stream's first window again

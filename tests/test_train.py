@@ -38,11 +38,38 @@ def test_training_learns_and_saves_a_model_directory(trained_ner):
     assert names == ["char_tokenizer.json", "config.json", "labels.json", "metrics.json", "model.safetensors",
                      "word_tokenizer.json"]
     config = json.loads((result.model_dir / "config.json").read_text())
-    assert config["format_version"] == 1
+    assert config["format_version"] == 2 and config["sizes"]["labels"] == len(config_labels(result.model_dir))
+    assert config["recipe"]["model"]["embedders"] == ["word", "char_cnn"] and config["recipe"]["model"]["head"] == "softmax"
     assert config["file_scheme"] == "iob1" and config["train_scheme"] == "bioes"
     assert result.metrics["dev"]["f1"] == 100.0
     assert json.loads((result.model_dir / "metrics.json").read_text())["test"]["f1"] == 100.0
     assert not list(result.model_dir.parent.glob(".model.*")), "no staging folder left behind"
+
+
+def config_labels(model_dir):
+    return json.loads((model_dir / "labels.json").read_text())
+
+
+def test_a_token_s_probability_is_its_file_scheme_label_s(trained_ner):
+    """Trained in BIOES, shown in IOB1: I-PER's probability sums B-, I-, E- and S-PER."""
+    import torch
+
+    result, _ = trained_ner
+    tagger = seqtag.load(result.model_dir)
+    words = ["Alan", "met", "Grace", "Hopper", "in", "Boston", "."]
+    labels, probabilities = tagger.tag([words])
+    encoded = tagger.featurizer.encode([words])
+    from seqtag.data.batching import collate
+
+    batch = collate([{key: encoded[key][0] for key in ("word_ids", "char_ids")}])
+    with torch.no_grad():
+        scores, _ = tagger.net(batch.features, batch.lengths, batch.mask)
+    distribution = scores[0].softmax(-1)
+    names = config_labels(result.model_dir)
+    for position, label in enumerate(labels[0]):
+        kind = label.split("-", 1)[-1]
+        wanted = [i for i, name in enumerate(names) if (name == "O" if label == "O" else name.endswith("-" + kind))]
+        assert probabilities[0][position] == pytest.approx(float(distribution[position, wanted].sum()), abs=1e-5)
 
 
 def test_loaded_model_predicts_in_the_files_scheme_with_offsets(trained_ner):

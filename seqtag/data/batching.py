@@ -17,20 +17,21 @@ IGNORE_INDEX = -100  # positions the loss and the metrics skip (padding)
 
 @dataclass
 class Batch:
-    word_ids: torch.Tensor         # (B, T) int64, PAD_ID past each length
-    char_ids: torch.Tensor | None  # (B, T, C) int64, PAD_ID past each word's length; None without characters
-    lengths: torch.Tensor          # (B,) int64, on the CPU (pack_padded_sequence wants it there)
-    mask: torch.Tensor             # (B, T) bool, True on real tokens
-    labels: torch.Tensor | None    # (B, T) int64, IGNORE_INDEX on padding; or (B,) for a label per text;
-                                   # None when predicting
+    features: dict[str, torch.Tensor]  # what the embedders read: "word_ids" (B, T), "char_ids" (B, T, C), ...
+                                       # PAD_ID past each length
+    lengths: torch.Tensor              # (B,) int64, on the CPU (pack_padded_sequence wants it there)
+    mask: torch.Tensor                 # (B, T) bool, True on real tokens
+    labels: torch.Tensor | None        # (B, T) int64, IGNORE_INDEX on padding; or (B,) for a label per text;
+                                       # None when predicting
 
     def to(self, device: torch.device | str) -> "Batch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.word_ids), move(self.char_ids), self.lengths, move(self.mask), move(self.labels))
+        return Batch({key: move(value) for key, value in self.features.items()}, self.lengths, move(self.mask),
+                     move(self.labels))
 
 
 def collate(rows: Sequence[dict]) -> Batch:
-    """Pad a list of encoded rows into a Batch.
+    """Pad a list of encoded rows into a Batch: the one batching path of training and prediction.
 
     A row has "word_ids", optionally "char_ids" (absent when the model reads no characters),
     and "label_ids" (one per token) or "label_id" (one per text), or no label when predicting.
@@ -42,18 +43,19 @@ def collate(rows: Sequence[dict]) -> Batch:
     # which is one tensor copy per field instead of a Python loop over words.
     word_ids = torch.full((size, longest), PAD_ID, dtype=torch.long)
     word_ids[mask] = torch.as_tensor([i for row in rows for i in row["word_ids"]], dtype=torch.long)
-    char_ids = None
+    features = {"word_ids": word_ids}
     if "char_ids" in rows[0]:
         widest = max((len(chars) for row in rows for chars in row["char_ids"]), default=1)
         char_ids = torch.full((size, longest, widest), PAD_ID, dtype=torch.long)
         char_ids[mask] = _pad_ragged([chars for row in rows for chars in row["char_ids"]], widest)
+        features["char_ids"] = char_ids
     labels = None
     if "label_ids" in rows[0]:
         labels = torch.full((size, longest), IGNORE_INDEX, dtype=torch.long)
         labels[mask] = torch.as_tensor([i for row in rows for i in row["label_ids"]], dtype=torch.long)
     elif "label_id" in rows[0]:
         labels = torch.as_tensor([row["label_id"] for row in rows], dtype=torch.long)
-    return Batch(word_ids, char_ids, lengths, mask, labels)
+    return Batch(features, lengths, mask, labels)
 
 
 def _pad_ragged(lists: list[list[int]], width: int) -> torch.Tensor:
@@ -67,10 +69,23 @@ def _pad_ragged(lists: list[list[int]], width: int) -> torch.Tensor:
     return torch.from_numpy(padded)
 
 
-def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (sorted, then cut), so little is padding."""
+MAX_BATCH_TOKENS = 16_384  # caps evaluation and prediction memory on very long inputs, whatever the batch size
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
+    """Indices sorted by length, cut into batches of at most `batch_size` rows and `max_tokens` padded tokens,
+    so little is padding and a very long input gets a batch of its own."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    batches, current, longest = [], [], 0
+    for index in order:
+        longest = max(longest, lengths[index])
+        if current and (len(current) >= batch_size or longest * (len(current) + 1) > max_tokens):
+            batches.append(current)
+            current, longest = [], lengths[index]
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
 
 
 class BucketBatchSampler:
@@ -111,12 +126,18 @@ class BucketBatchSampler:
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._all_batches()
         if self.world_size > 1:
-            per_rank = math.ceil(len(batches) / self.world_size)
-            batches = (batches * 2)[: per_rank * self.world_size][self.rank::self.world_size]
+            if self.shuffle:
+                # Training ranks must take the same number of steps: the last batches repeat to even them out.
+                per_rank = math.ceil(len(batches) / self.world_size)
+                batches = (batches * 2)[: per_rank * self.world_size]
+            # Evaluation is never padded, so each sentence is counted once over all ranks.
+            batches = batches[self.rank::self.world_size]
         return iter(batches)
 
     def __len__(self) -> int:
         count = math.ceil(len(self.lengths) / self.batch_size) if not self.shuffle else sum(
             math.ceil(min(self.pool_size, len(self.lengths) - s) / self.batch_size)
             for s in range(0, len(self.lengths), self.pool_size))
+        if not self.shuffle:
+            return len(range(self.rank, len(length_batches(self.lengths, self.batch_size)), self.world_size))
         return math.ceil(count / self.world_size)

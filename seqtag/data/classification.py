@@ -1,21 +1,20 @@
-"""From labelled texts to ids for classification: reading with the recipe's settings,
-the seeded dev split, label checks, tokenizers and encoding.
-
-The counterpart of `corpus.py` for a label per text; no Lightning here either.
-"""
+"""Classification data: labelled texts read with the recipe's settings, the seeded dev split, tokenizers,
+classes and encoding."""
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import Dataset
 
-from ..config import DataConfig, ModelConfig
-from ..errors import InputError, SeqtagError
+from ..config import DataConfig, Recipe
+from ..errors import SeqtagError
 from . import text_readers
-from .vocab import TextEncoder, build_char_tokenizer, build_text_tokenizer
+from .featurizer import Featurizer, LabelCodec, reads_characters
+from .splits import Prepared, split_sources
+from .vectors import match_vectors, read_vectors
+from .vocab import build_char_tokenizer, build_text_tokenizer
 
 log = logging.getLogger("seqtag")
 
@@ -63,15 +62,6 @@ def hold_out(train: Dataset, size: int, seed: int, split: str) -> tuple[Dataset,
     return parts["train"], parts["test"]
 
 
-def check_labels(dataset: Dataset, labels: Sequence[str], source: str) -> None:
-    """Every label of a dev/test split must have been seen in training; the error names the line."""
-    known = set(labels)
-    for label, line in zip(dataset["label"], dataset["line"]):
-        if label not in known:
-            raise InputError(source, line or None, f"label {label!r} does not occur in the training data, so the "
-                                                   f"model cannot predict it; training labels: {', '.join(labels)}")
-
-
 def label_list(labels: Sequence[str]) -> list[str]:
     """Sorted, numerically when every label is an integer ("2" before "10")."""
     distinct = set(labels)
@@ -79,45 +69,56 @@ def label_list(labels: Sequence[str]) -> list[str]:
     return sorted(distinct, key=(lambda s: (int(s), s)) if numeric else None)
 
 
-@dataclass
-class TextPreprocessor:
-    """Everything that turns texts into ids and ids back into labels; saved with the model."""
-
-    encoder: TextEncoder
-    labels: list[str]
-
-    def __post_init__(self) -> None:
-        self.label_index = {label: i for i, label in enumerate(self.labels)}
-
-    @property
-    def columns(self) -> list[str]:
-        return ["word_ids", "label_id"] + (["char_ids"] if self.encoder.chars is not None else [])
-
-    def encode_rows(self, batch: dict[str, list]) -> dict[str, list]:
-        """`datasets.map(batched=True)` function: texts (and labels) to ids."""
-        encoded = self.encoder.encode(batch["text"])
-        if "label" in batch:
-            encoded["label_id"] = [self.label_index[label] for label in batch["label"]]
-        return encoded
-
-    def encode_dataset(self, dataset: Dataset, source: str = "") -> tuple[Dataset, int]:
-        """The encoded rows, and how many texts were cut at max_length (logged too)."""
-        encoded = dataset.map(self.encode_rows, batched=True, batch_size=1000, desc="encoding")
-        truncated = sum(encoded["truncated"])
-        if truncated:
-            log.info("%s: %d of %d texts cut to data.max_length=%d tokens", source, truncated, len(encoded),
-                     self.encoder.max_length)
-        return encoded.select_columns(self.columns), truncated
-
-
-def build_text_preprocessor(data: DataConfig, model: ModelConfig, train: Dataset,
-                            labels: list[str]) -> TextPreprocessor:
-    """Tokenizer (and character vocabulary) from the training texts."""
-    texts = train["text"]
+def prepare_classification(recipe: Recipe, cache_dir: str | None = None) -> Prepared:
+    """Read labelled texts, hold out seeded dev (and, if asked, test) splits where no file is given, build the
+    tokenizers and the class list from the training texts only, and encode every split. A dev or test class
+    never seen in training is counted, reported and scored as an error."""
+    data, model = recipe.data, recipe.model
+    sources = split_sources(data)
+    rows = {}
+    for split, source in sources.items():
+        rows[split] = read_texts(data, source, cache_dir)
+        log.info("%s: read %d texts from %s", split, len(rows[split]), source)
+    labels = label_list(rows["train"]["label"])
+    if len(labels) < 2:
+        raise SeqtagError(f"{sources['train']}: every training text has the label {labels[0]!r}; a classifier "
+                          "needs at least two labels.")
+    record: dict = {"split": None}
+    fractions = {"test": data.test_fraction, "dev": data.dev_fraction}
+    held = [split for split, fraction in fractions.items() if split not in rows and fraction > 0]
+    if held:
+        # Test first, then dev from the rest, both seeded; the record goes into config.json.
+        total, seed = len(rows["train"]), data.split_seed
+        for split in held:
+            size = max(1, round(fractions[split] * total))
+            rows["train"], rows[split] = hold_out(rows["train"], size, seed, split)
+            sources[split] = f"{sources['train']} (held-out {split})"
+        record["split"] = {"seed": seed, **{f"{s}_fraction": fractions[s] for s in held},
+                           **{s: len(rows[s]) for s in ("train", *held)}}
+        log.info("held out of the training texts (seed %d): %s", seed,
+                 ", ".join(f"{s} {len(rows[s])}" for s in held))
+        # The held-out texts' classes come from the training file; the list is rebuilt from what is left.
+        labels = label_list(rows["train"]["label"])
+    texts = rows["train"]["text"]
     words = build_text_tokenizer(texts, data.tokenizer, data.vocab_size, data.min_freq, data.lowercase,
                                  data.normalization)
     chars = None
-    if model.char_encoder != "none":
-        chars = build_char_tokenizer(TextEncoder(words, None, data.max_word_length).tokens(texts))
-    encoder = TextEncoder(words, chars, data.max_word_length, data.max_length)
-    return TextPreprocessor(encoder, labels)
+    if reads_characters(model.embedders):
+        chars = build_char_tokenizer(Featurizer(words, None, None, data.max_word_length, raw_text=True).tokens(texts))
+    featurizer = Featurizer(words, chars, LabelCodec(labels), data.max_word_length, raw_text=True,
+                            max_length=data.max_length)
+    encoded, record["truncated"], record["unseen_labels"] = {}, {}, {}
+    for split, dataset in rows.items():
+        encoded[split], report = featurizer.encode_dataset(dataset, sources[split])
+        record["truncated"][split] = report["truncated"]
+        if report["unseen_labels"]:
+            record["unseen_labels"][split] = report["unseen_labels"]
+    pretrained = {}
+    if model.pretrained_vectors:
+        if data.tokenizer != "word":
+            raise SeqtagError(f"model.pretrained_vectors needs data.tokenizer 'word'; {data.tokenizer!r} pieces "
+                              "have no pretrained word vectors.")
+        vectors = read_vectors(model.pretrained_vectors, model.word_dim, model.pretrained_max_words)
+        pretrained = match_vectors(vectors, words.get_vocab(), data.lowercase)
+    sizes = {"words": words.get_vocab_size(), "chars": chars.get_vocab_size() if chars else 0, "labels": len(labels)}
+    return Prepared(sources, rows, encoded, sizes, featurizer=featurizer, pretrained=pretrained, record=record)

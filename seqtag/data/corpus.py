@@ -1,24 +1,20 @@
-"""From files to ids: reading with the recipe's settings, tag-scheme checks, vocabularies, encoding.
-
-No Lightning here, so prediction imports stay light."""
+"""Tagging data: reading with the recipe's settings, tag-scheme checks, vocabularies, labels, encoding."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import pyarrow.compute as pc
 from datasets import Dataset
 
-from ..config import DataConfig, ModelConfig
+from ..config import DataConfig, Recipe
 from ..errors import InputError, SeqtagError
 from . import readers, schemes
-from .vectors import read_vectors
-from .vocab import Encoder, build_char_tokenizer, build_word_tokenizer
+from .featurizer import Featurizer, LabelCodec, reads_characters, span_label_list
+from .splits import Prepared, split_sources
+from .vectors import match_vectors, read_vectors
+from .vocab import build_char_tokenizer, build_word_tokenizer
 
 log = logging.getLogger("seqtag")
-
-ENCODED_COLUMNS = ["word_ids", "char_ids", "label_ids"]
 
 
 def read_corpus(config: DataConfig, source: str, cache_dir: str | None = None) -> Dataset:
@@ -61,64 +57,38 @@ def check_scheme(dataset: Dataset, scheme: str, source: str) -> None:
                              f"{reason}. Fix the label, or declare the file's scheme with --set data.scheme=...")
 
 
-def span_label_list(types: Sequence[str], scheme: str) -> list[str]:
-    """All labels a span scheme can produce for these types, "O" first."""
-    prefixes = "BIES" if scheme == "bioes" else "BI"
-    return ["O"] + [f"{p}-{t}" for t in sorted(types) for p in prefixes]
-
-
-@dataclass
-class Preprocessor:
-    """Everything that turns tokens into ids and ids back into labels; saved with the model."""
-
-    encoder: Encoder
-    labels: list[str]
-    file_scheme: str    # the scheme of the user's files ("none" for plain tags)
-    train_scheme: str   # the scheme the network predicts in ("none" for plain tags)
-
-    def __post_init__(self) -> None:
-        self.label_index = {label: i for i, label in enumerate(self.labels)}
-
-    def to_train_scheme(self, labels: Sequence[str]) -> list[str]:
-        if self.file_scheme == "none" or self.file_scheme == self.train_scheme:
-            return list(labels)
-        return schemes.convert(labels, self.train_scheme)
-
-    def to_file_scheme(self, labels: Sequence[str]) -> list[str]:
-        if self.file_scheme == "none" or self.file_scheme == self.train_scheme:
-            return list(labels)
-        return schemes.convert(labels, self.file_scheme)
-
-    def encode_rows(self, batch: dict[str, list]) -> dict[str, list]:
-        """`datasets.map(batched=True)` function: tokens (and labels) to ids."""
-        encoded = self.encoder.encode(batch["tokens"])
-        if "labels" in batch:
-            encoded["label_ids"] = [[self.label_index[label] for label in self.to_train_scheme(labels)]
-                                    for labels in batch["labels"]]
-        return encoded
-
-    def encode_dataset(self, dataset: Dataset) -> Dataset:
-        return dataset.map(self.encode_rows, batched=True, batch_size=1000,
-                           desc="encoding").select_columns(ENCODED_COLUMNS)
-
-
-def build_preprocessor(data: DataConfig, model: ModelConfig, corpora: dict[str, Dataset],
-                       file_scheme: str) -> tuple[Preprocessor, dict[str, "torch.Tensor"]]:  # noqa: F821
-    """Vocabularies from the training split, labels from every split; pretrained vectors by word id."""
+def prepare_tagging(recipe: Recipe, cache_dir: str | None = None) -> Prepared:
+    """Read every split, check the tag scheme, and build the vocabularies and the label list from the
+    training split only (dev and test labels never seen in training are counted, reported and scored as
+    errors); then encode every split."""
+    data, model = recipe.data, recipe.model
+    sources = split_sources(data)
+    rows = {}
+    for split, source in sources.items():
+        rows[split] = read_corpus(data, source, cache_dir)
+        log.info("%s: %s from %s", split, readers.describe(rows[split]), source)
+    file_scheme = resolve_scheme(data.scheme, rows["train"], sources["train"])
+    for split, source in sources.items():
+        check_scheme(rows[split], file_scheme, source)
     vectors = {}
     if model.pretrained_vectors:
         vectors = read_vectors(model.pretrained_vectors, model.word_dim, model.pretrained_max_words)
-    words = build_word_tokenizer(corpora["train"]["tokens"], data.min_freq, data.lowercase, extra_words=vectors)
-    chars = build_char_tokenizer(corpora["train"]["tokens"])
-    all_labels = [labels for ds in corpora.values() for labels in ds["labels"]]
+    train_tokens = rows["train"]["tokens"]
+    words = build_word_tokenizer(train_tokens, data.min_freq, data.lowercase, extra_words=vectors)
+    chars = build_char_tokenizer(train_tokens) if reads_characters(model.embedders) else None
+    train_labels = rows["train"]["labels"]
     if file_scheme == "none":
-        train_scheme, labels = "none", sorted({label for seq in all_labels for label in seq})
+        codec = LabelCodec(sorted({label for labels in train_labels for label in labels}))
     else:
-        train_scheme = data.train_scheme
-        labels = span_label_list({span[0] for seq in all_labels for span in schemes.spans(seq)}, train_scheme)
-    vocab = words.get_vocab()
-    fold = str.lower if data.lowercase else str
-    by_id = {vocab[fold(word)]: vector for word, vector in vectors.items() if fold(word) in vocab}
-    return Preprocessor(Encoder(words, chars, data.max_word_length), labels, file_scheme, train_scheme), by_id
-
-
+        types = {span[0] for labels in train_labels for span in schemes.spans(labels)}
+        codec = LabelCodec(span_label_list(types, data.train_scheme), file_scheme, data.train_scheme)
+    featurizer = Featurizer(words, chars, codec, data.max_word_length)
+    encoded, unseen = {}, {}
+    for split, dataset in rows.items():
+        encoded[split], report = featurizer.encode_dataset(dataset, sources[split])
+        if report["unseen_labels"]:
+            unseen[split] = report["unseen_labels"]
+    sizes = {"words": words.get_vocab_size(), "chars": chars.get_vocab_size() if chars else 0, "labels": len(codec)}
+    return Prepared(sources, rows, encoded, sizes, featurizer=featurizer,
+                    pretrained=match_vectors(vectors, words.get_vocab(), data.lowercase),
+                    record={"unseen_labels": unseen})

@@ -24,17 +24,17 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
-import pytorch_lightning as pl
 import torch
 from datasets import Dataset, Features, Sequence, Value
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
 from tokenizers.models import BPE, WordLevel
 from torch.utils.data import DataLoader
 
-from ..config import DataConfig
+from ..config import DataConfig, Recipe
 from ..errors import InputError, SeqtagError
 from .batching import IGNORE_INDEX
-from .module import split_sources
+from .splits import Prepared, split_sources
+from .vectors import match_vectors, read_vectors
 from .readers import _build, _file_key, _read_lines, _unwrap_errors, load_hub_split
 from .vocab import PAD, PAD_ID, UNK, _word_level
 
@@ -144,8 +144,7 @@ def build_lm_tokenizer(config: DataConfig, texts: Iterator[list[str]]) -> Tokeni
     tokenizer.pre_tokenizer = pre_tokenizer
     if config.lowercase:
         tokenizer.normalizer = normalizers.Lowercase()
-    assert tokenizer.token_to_id(EOS) == EOS_ID
-    return tokenizer
+    return tokenizer  # <eos> is first after <pad> and <unk>: EOS_ID
 
 
 def token_level(tokenizer: Tokenizer) -> str:
@@ -343,83 +342,67 @@ def read_stream(config: DataConfig, tokenizer: Tokenizer, source: str, cache_dir
 
 
 # ---------------------------------------------------------------------------
-# The DataModule
+# Preparation
 
 
-class LanguageModelData(pl.LightningDataModule):
-    """Reads the recipe's text, trains the tokenizer on the training part and serves BPTT windows.
+def prepare_lm(recipe: Recipe, cache_dir: str | None = None) -> Prepared:
+    """Read the recipe's text, train the tokenizer on the training part and encode every split as a stream.
 
     Without a dev file, the last `data.dev_fraction` of the training text is the dev text.
     """
+    config, sources = recipe.data, split_sources(recipe.data)
+    lines = {split: read_text(config, source, cache_dir) for split, source in sources.items()}
+    cut, record = None, {"split": None}
+    if "dev" not in lines:
+        cut = find_cut(lines["train"], config.dev_fraction, whole_lines=config.tokenizer == "word")
+        record["split"] = {"dev_fraction": config.dev_fraction, "row": cut[0], "character": cut[1]}
+        sources["dev"] = f"{sources['train']} (last {config.dev_fraction:.0%})"
+    tokenizer = build_lm_tokenizer(config, training_text(lines["train"], cut))
+    log.info("tokenizer: %s, %d tokens", config.tokenizer, tokenizer.get_vocab_size())
+    streams: dict[str, TokenStream] = {}
+    for split, ds in lines.items():
+        encoded = encode_text(ds, tokenizer, cut if split == "train" else None)
+        if split == "train" and cut:
+            boundary = cut[0] + (1 if cut[1] else 0)  # the cut line's head is the last training row
+            streams["train"] = TokenStream.from_dataset(encoded, 0, boundary)
+            streams["dev"] = TokenStream.from_dataset(encoded, boundary)
+        else:
+            streams[split] = TokenStream.from_dataset(encoded)
+    for split, stream in streams.items():
+        log.info("%s: %d tokens, %d characters from %s", split, len(stream), stream.chars, sources[split])
+    check_lengths(config, streams, sources)
+    pretrained = {}
+    if recipe.model.pretrained_vectors:
+        if config.tokenizer != "word":
+            raise SeqtagError("model.pretrained_vectors needs data.tokenizer 'word' in a language model; characters "
+                              "and BPE pieces have no pretrained word vectors.")
+        # The vectors do not extend the vocabulary: every vocabulary word is also an output of the softmax.
+        vectors = read_vectors(recipe.model.pretrained_vectors, recipe.model.word_dim,
+                               recipe.model.pretrained_max_words)
+        pretrained = match_vectors(vectors, tokenizer.get_vocab(), config.lowercase)
+    record["train_tokens"] = len(streams["train"])
+    return Prepared(sources, streams, streams, {"words": tokenizer.get_vocab_size(), "chars": 0, "labels": 0},
+                    tokenizer=tokenizer, pretrained=pretrained, record=record)
 
-    def __init__(self, data: DataConfig, backward: bool = False, cache_dir: str | None = None):
-        super().__init__()
-        self.config = data
-        self.backward = backward
-        self.cache_dir = cache_dir
-        self.streams: dict[str, TokenStream] = {}
-        self.tokenizer: Tokenizer | None = None
-        self.split: dict | None = None  # where the dev text was cut from the training text, when it was
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.tokenizer is not None:
-            return
-        config, sources = self.config, split_sources(self.config)
-        lines = {split: read_text(config, source, self.cache_dir) for split, source in sources.items()}
-        cut = None
-        if "dev" not in lines:
-            cut = find_cut(lines["train"], config.dev_fraction, whole_lines=config.tokenizer == "word")
-            self.split = {"dev_fraction": config.dev_fraction, "row": cut[0], "character": cut[1]}
-            sources["dev"] = f"{sources['train']} (last {config.dev_fraction:.0%})"
-        self.tokenizer = build_lm_tokenizer(config, training_text(lines["train"], cut))
-        log.info("tokenizer: %s, %d tokens", config.tokenizer, self.tokenizer.get_vocab_size())
-        for split, ds in lines.items():
-            encoded = encode_text(ds, self.tokenizer, cut if split == "train" else None)
-            if split == "train" and cut:
-                boundary = cut[0] + (1 if cut[1] else 0)  # the cut line's head is the last training row
-                self.streams["train"] = TokenStream.from_dataset(encoded, 0, boundary)
-                self.streams["dev"] = TokenStream.from_dataset(encoded, boundary)
-            else:
-                self.streams[split] = TokenStream.from_dataset(encoded)
-        for split, stream in self.streams.items():
-            log.info("%s: %d tokens, %d characters from %s", split, len(stream), stream.chars, sources[split])
-        self._check_lengths(sources)
-
-    def _check_lengths(self, sources: dict[str, str]) -> None:
-        config, train = self.config, self.streams["train"]
-        if len(train) < config.bptt + 1:
-            raise InputError(sources["train"], None,
-                             f"the training text has {len(train)} tokens, fewer than one BPTT window "
-                             f"(data.bptt + 1 = {config.bptt + 1}); give more text or lower data.bptt")
-        if len(train) // config.batch_size < 2:
-            raise InputError(sources["train"], None,
-                             f"the training text has {len(train)} tokens, too few to cut into data.batch_size="
-                             f"{config.batch_size} columns of at least 2; lower data.batch_size")
-        if len(self.streams["dev"]) < 2:
-            raise InputError(sources["dev"], None, "the dev text has fewer than 2 tokens; give a longer dev file "
-                             "or raise data.dev_fraction")
-        windows = StreamWindows(train, config.batch_size, config.bptt)
-        if windows.column_length < config.bptt + 1:
-            log.warning("training columns hold %d tokens, less than one BPTT window of %d: lower data.batch_size "
-                        "for full windows", windows.column_length, config.bptt + 1)
-        if windows.dropped:
-            log.info("train: the last %d tokens do not fill the %d columns and are left out of training",
-                     windows.dropped, config.batch_size)
-
-    def _rank(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
-    def _resumed_window(self) -> int:
-        """The first window a run resumed in mid-epoch has not trained on. Lightning restores the epoch's batch
-        count from the checkpoint but would restart a plain loader at the stream's beginning."""
-        loop = self.trainer.fit_loop if self.trainer is not None else None
-        return loop.epoch_loop.batch_progress.current.completed if loop is not None and loop.restarting else 0
-
-    def train_dataloader(self) -> DataLoader:
-        return window_loader(self.streams["train"], self.config.batch_size, self.config.bptt, False,
-                             self.backward, *self._rank(), first_window=self._resumed_window)
-
-    def val_dataloader(self) -> DataLoader:
-        return window_loader(self.streams["dev"], self.config.eval_batch_size, self.config.bptt, True,
-                             self.backward, *self._rank())
+def check_lengths(config: DataConfig, streams: dict[str, TokenStream], sources: dict[str, str]) -> None:
+    """Clear errors for text too short to train on, and notes on what the columns leave out."""
+    train = streams["train"]
+    if len(train) < config.bptt + 1:
+        raise InputError(sources["train"], None,
+                         f"the training text has {len(train)} tokens, fewer than one BPTT window "
+                         f"(data.bptt + 1 = {config.bptt + 1}); give more text or lower data.bptt")
+    if len(train) // config.batch_size < 2:
+        raise InputError(sources["train"], None,
+                         f"the training text has {len(train)} tokens, too few to cut into data.batch_size="
+                         f"{config.batch_size} columns of at least 2; lower data.batch_size")
+    if len(streams["dev"]) < 2:
+        raise InputError(sources["dev"], None, "the dev text has fewer than 2 tokens; give a longer dev file "
+                         "or raise data.dev_fraction")
+    windows = StreamWindows(train, config.batch_size, config.bptt)
+    if windows.column_length < config.bptt + 1:
+        log.warning("training columns hold %d tokens, less than one BPTT window of %d: lower data.batch_size "
+                    "for full windows", windows.column_length, config.bptt + 1)
+    if windows.dropped:
+        log.info("train: the last %d tokens do not fill the %d columns and are left out of training",
+                 windows.dropped, config.batch_size)

@@ -37,3 +37,17 @@ def read_vectors(path: str | Path, dim: int, limit: int) -> dict[str, torch.Tens
                 raise InputError(path, number, "expected numbers after the word.") from None
             vectors.setdefault(parts[0], values)
     return vectors
+
+
+def match_vectors(vectors: dict[str, torch.Tensor], vocab: dict[str, int], lowercase: bool
+                  ) -> dict[int, torch.Tensor]:
+    """Pretrained vectors (in file order) for the ids of a vocabulary. With `lowercase`, a vocabulary word
+    takes the first case variant the file lists ("Paris" before "paris" when the file has it first): files
+    list frequent forms first, so the first is the best estimate."""
+    fold = str.lower if lowercase else str
+    by_id: dict[int, torch.Tensor] = {}
+    for word, vector in vectors.items():
+        index = vocab.get(fold(word))
+        if index is not None:
+            by_id.setdefault(index, vector)
+    return by_id

@@ -79,8 +79,7 @@ def build_text_tokenizer(texts: Sequence[str], kind: str = "word", vocab_size: i
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.train_from_iterator(texts, trainer(vocab_size=vocab_size, min_frequency=min_freq,
                                                  special_tokens=[PAD, UNK], show_progress=False), length=len(texts))
-    assert tokenizer.token_to_id(PAD) == PAD_ID and tokenizer.token_to_id(UNK) == UNK_ID
-    return tokenizer
+    return tokenizer  # the trainer puts the special tokens first, in order: PAD_ID, UNK_ID
 
 
 def _distinct(sentences: Sequence[Sequence[str]]) -> dict[str, int]:
@@ -94,9 +93,7 @@ def _distinct(sentences: Sequence[Sequence[str]]) -> dict[str, int]:
 
 def _lookup(tokenizer: Tokenizer, items: list[str]) -> list[int]:
     """One id per item: a WordLevel model without pre-tokenizer looks each pre-tokenized item up whole."""
-    ids = tokenizer.encode([item or PAD for item in items], is_pretokenized=True).ids if items else []
-    assert len(ids) == len(items), "a word-level vocabulary must give exactly one id per item"
-    return ids
+    return tokenizer.encode([item or PAD for item in items], is_pretokenized=True).ids if items else []
 
 
 def char_index(chars: Tokenizer) -> dict[str, int]:
@@ -106,7 +103,6 @@ def char_index(chars: Tokenizer) -> dict[str, int]:
     exactly a look-up in its vocabulary (unknown → <unk>); a dict does that without building
     an Encoding for every character, which matters on the prediction path.
     """
-    assert chars.normalizer is None, "character vocabularies keep case and form; no normalizer"
     return chars.get_vocab()
 
 
@@ -120,48 +116,3 @@ def spell(char_ids: dict[str, int], sentences: Sequence[Sequence[str]], max_word
     get = char_ids.get
     spelled = [[get(char, UNK_ID) for char in word[:max_word_length]] or [UNK_ID] for word in distinct]
     return [[spelled[distinct[word]] for word in sentence] for sentence in sentences]
-
-
-class TextEncoder:
-    """Turns raw texts into word (or sub-word) ids, and optionally character ids, cut at `max_length` tokens."""
-
-    def __init__(self, words: Tokenizer, chars: Tokenizer | None, max_word_length: int, max_length: int = 0):
-        self.words = words
-        self.chars = chars
-        self.char_ids = char_index(chars) if chars is not None else None
-        self.max_word_length = max_word_length
-        self.max_length = max_length
-
-    def encode(self, texts: Sequence[str]) -> dict[str, list]:
-        """{"word_ids", ["char_ids",] "truncated"} for a batch of texts; a text with no token gets one <unk>."""
-        encodings = self.words.encode_batch(list(texts), add_special_tokens=False)
-        limit = self.max_length or None
-        word_ids = [e.ids[:limit] or [UNK_ID] for e in encodings]
-        out = {"word_ids": word_ids, "truncated": [limit is not None and len(e.ids) > limit for e in encodings]}
-        if self.chars is not None:
-            tokens = [e.tokens[:limit] or [UNK] for e in encodings]
-            out["char_ids"] = spell(self.char_ids, tokens, self.max_word_length)
-        return out
-
-    def tokens(self, texts: Sequence[str]) -> list[list[str]]:
-        """The token strings of each text (what the character encoder spells)."""
-        return [e.tokens for e in self.words.encode_batch(list(texts), add_special_tokens=False)]
-
-
-class Encoder:
-    """Turns token lists into the id lists the network reads; shared by training and prediction."""
-
-    def __init__(self, words: Tokenizer, chars: Tokenizer, max_word_length: int):
-        self.words = words
-        self.chars = chars
-        self.char_ids = char_index(chars)
-        self.max_word_length = max_word_length
-
-    def encode(self, sentences: Sequence[Sequence[str]]) -> dict[str, list]:
-        """{"word_ids": [[...]], "char_ids": [[[...], ...]]} for a batch of sentences."""
-        # Words repeat a lot (Zipf), so each distinct word is looked up and spelled out once,
-        # the words in one tokenizer call.
-        distinct = _distinct(sentences)
-        distinct_word_ids = _lookup(self.words, list(distinct))
-        word_ids = [[distinct_word_ids[distinct[word]] for word in sentence] for sentence in sentences]
-        return {"word_ids": word_ids, "char_ids": spell(self.char_ids, sentences, self.max_word_length, distinct)}

@@ -1,0 +1,200 @@
+"""One featurizer for every family that reads words: items → the feature ids a network's embedders ask
+for (word ids, character ids), and label strings ↔ label ids. Training and prediction both use it.
+
+An item is a list of tokens (tagging) or a raw text (classification, split by the trained tokenizer).
+No Lightning and no `datasets` import here, so prediction stays light.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from tokenizers import Tokenizer
+
+from . import schemes
+from .vocab import UNK, UNK_ID, _distinct, _lookup, char_index, spell
+
+log = logging.getLogger("seqtag")
+
+
+class LabelCodec:
+    """Label strings ↔ ids. Ids are append-only: `add` never renumbers a label already in the list.
+
+    For span schemes the network works in `train_scheme` (e.g. BIOES) while the user's files are in
+    `file_scheme` (e.g. IOB2); `to_train` and `to_file` convert whole sequences. A label never seen
+    in training gets an id past the head's outputs (in memory only), so the loss skips it and every
+    metric counts it as an error; `unseen` counts them.
+    """
+
+    def __init__(self, labels: Sequence[str], file_scheme: str = "none", train_scheme: str = "none"):
+        self.labels = list(labels)
+        self.index = {label: i for i, label in enumerate(self.labels)}
+        self.file_scheme, self.train_scheme = file_scheme, train_scheme
+        self.unseen: dict[str, int] = {}  # label → occurrences, in the order first met
+        self._unseen_ids: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def is_span(self) -> bool:
+        return self.train_scheme != "none"
+
+    def add(self, label: str) -> int:
+        """The id of `label`, appended at the end when new."""
+        if label not in self.index:
+            self.index[label] = len(self.labels)
+            self.labels.append(label)
+        return self.index[label]
+
+    def id(self, label: str) -> int:
+        found = self.index.get(label)
+        if found is not None:
+            return found
+        self.unseen[label] = self.unseen.get(label, 0) + 1
+        return len(self.labels) + self._unseen_ids.setdefault(label, len(self._unseen_ids))
+
+    def name(self, label_id: int) -> str:
+        if label_id < len(self.labels):
+            return self.labels[label_id]
+        return list(self._unseen_ids)[label_id - len(self.labels)]
+
+    def to_train(self, labels: Sequence[str]) -> list[str]:
+        if self.file_scheme == self.train_scheme or not self.is_span:
+            return list(labels)
+        return schemes.convert(labels, self.train_scheme)
+
+    def to_file(self, labels: Sequence[str]) -> list[str]:
+        if self.file_scheme == self.train_scheme or not self.is_span:
+            return list(labels)
+        return schemes.convert(labels, self.file_scheme)
+
+    def file_labels(self) -> list[str]:
+        """The labels the model can output, in the files' scheme."""
+        if not self.is_span or self.file_scheme == self.train_scheme:
+            return list(self.labels)
+        types = sorted({label.split("-", 1)[1] for label in self.labels if "-" in label})
+        return span_label_list(types, self.file_scheme)
+
+    def file_probabilities(self, probabilities: Sequence[float]) -> dict[str, float]:
+        """Each file-scheme label's probability from the train-scheme distribution of one token: the sum over
+        the train labels it stands for (IOB2 B-PER = BIOES B-PER + S-PER; I-PER = I-PER + E-PER)."""
+        if not self.is_span or self.file_scheme == self.train_scheme:
+            return dict(zip(self.labels, probabilities))
+        folded: dict[str, float] = {}
+        for label, probability in zip(self.labels, probabilities):
+            key = _fold_label(label, self.file_scheme)
+            folded[key] = folded.get(key, 0.0) + probability
+        return folded
+
+
+def _fold_label(label: str, file_scheme: str) -> str:
+    """The file-scheme label a train-scheme label turns into token by token (outside any context):
+    BIOES S-/E- become IOB2 B-/I-. IOB1 folds B- and I- into I-, its usual spelling of an entity token."""
+    if "-" not in label:
+        return label
+    prefix, kind = label.split("-", 1)
+    if file_scheme == "iob1":
+        return f"I-{kind}"
+    if file_scheme == "iob2":
+        return f"{ {'S': 'B', 'E': 'I'}.get(prefix, prefix)}-{kind}"
+    return label
+
+
+def reads_characters(embedders: Sequence[str]) -> bool:
+    """Whether a network with these embedders spells words out, so it needs a character vocabulary."""
+    return any(name.startswith("char_") for name in embedders)
+
+
+def span_label_list(types: Sequence[str], scheme: str) -> list[str]:
+    """All labels a span scheme can produce for these types, "O" first."""
+    prefixes = "BIES" if scheme == "bioes" else "BI"
+    return ["O"] + [f"{p}-{t}" for t in sorted(types) for p in prefixes]
+
+
+class Featurizer:
+    """Turns items into the id lists a network reads, and labels into label ids.
+
+    `words` looks tokens up whole (tagging, pre-tokenized input) or, with `raw_text`, splits raw texts
+    into word or sub-word tokens (classification; at most `max_length` tokens, 0 keeps all). `chars`,
+    when the network spells words, gives character ids per token.
+    """
+
+    def __init__(self, words: Tokenizer, chars: Tokenizer | None, labels: LabelCodec | None,
+                 max_word_length: int, raw_text: bool = False, max_length: int = 0):
+        self.words = words
+        self.chars = chars
+        self.labels = labels
+        self.char_ids = char_index(chars) if chars is not None else None
+        self.max_word_length = max_word_length
+        self.raw_text = raw_text
+        self.max_length = max_length
+
+    @property
+    def item_column(self) -> str:
+        return "text" if self.raw_text else "tokens"
+
+    @property
+    def label_column(self) -> str:
+        return "label" if self.raw_text else "labels"
+
+    def tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        """The token strings of raw texts (what the character encoder spells)."""
+        return [e.tokens for e in self.words.encode_batch(list(texts), add_special_tokens=False)]
+
+    def encode(self, items: Sequence) -> dict[str, list]:
+        """{"word_ids", ["char_ids",] "truncated"} for a batch of items."""
+        if self.raw_text:
+            encodings = self.words.encode_batch(list(items), add_special_tokens=False)
+            limit = self.max_length or None
+            out = {"word_ids": [e.ids[:limit] or [UNK_ID] for e in encodings],   # an empty text reads as <unk>
+                   "truncated": [limit is not None and len(e.ids) > limit for e in encodings]}
+            tokens = [e.tokens[:limit] or [UNK] for e in encodings]
+            distinct = None
+        else:
+            # Words repeat a lot (Zipf): each distinct word is looked up and spelled out once.
+            tokens, distinct = items, _distinct(items)
+            distinct_ids = _lookup(self.words, list(distinct))
+            out = {"word_ids": [[distinct_ids[distinct[word]] for word in sentence] for sentence in items],
+                   "truncated": [False] * len(items)}
+        if self.chars is not None:
+            out["char_ids"] = spell(self.char_ids, tokens, self.max_word_length, distinct)
+        return out
+
+    def encode_labels(self, labels: Sequence) -> list:
+        """Label ids per token (a list per sentence) or per text."""
+        if self.raw_text:
+            return [self.labels.id(label) for label in labels]
+        return [[self.labels.id(label) for label in self.labels.to_train(sequence)] for sequence in labels]
+
+    @property
+    def columns(self) -> list[str]:
+        """The encoded columns training keeps."""
+        return ["word_ids", "label_ids" if not self.raw_text else "label_id"] + (
+            ["char_ids"] if self.chars is not None else [])
+
+    def encode_rows(self, batch: dict[str, list]) -> dict[str, list]:
+        """`datasets.map(batched=True)` function: items (and labels) to ids."""
+        encoded = self.encode(batch[self.item_column])
+        if self.label_column in batch:
+            encoded["label_id" if self.raw_text else "label_ids"] = self.encode_labels(batch[self.label_column])
+        return encoded
+
+    def encode_dataset(self, dataset, source: str = "") -> tuple:
+        """The encoded rows (a `datasets.Dataset`) and a report: how many texts were cut at max_length and the
+        labels never seen in training with their counts (both logged too)."""
+        before = dict(self.labels.unseen) if self.labels is not None else {}
+        # No cache: unseen labels are counted inside the map, so it must really run.
+        encoded = dataset.map(self.encode_rows, batched=True, batch_size=1000, desc="encoding",
+                              load_from_cache_file=False)
+        report = {"truncated": sum(encoded["truncated"]), "unseen_labels": {}}
+        if report["truncated"]:
+            log.info("%s: %d of %d texts cut to data.max_length=%d tokens", source, report["truncated"],
+                     len(encoded), self.max_length)
+        if self.labels is not None:
+            report["unseen_labels"] = {label: count - before.get(label, 0) for label, count in
+                                       self.labels.unseen.items() if count > before.get(label, 0)}
+            if report["unseen_labels"]:
+                log.warning("%s: labels never seen in training, scored as errors: %s", source, ", ".join(
+                    f"{label} ×{count}" for label, count in report["unseen_labels"].items()))
+        return encoded.select_columns(self.columns), report

@@ -1,0 +1,342 @@
+"""Task families, each declared once: how its data is read and featurized, which network it builds, its
+training step and dev figures, the files it saves, its predictor and how its figures are printed.
+
+`train`, saving, `seqtag.load`, evaluation and the CLI read these declarations; none of them branches on
+the task name. Adding a family is one class here plus one line in `FAMILIES`.
+
+Nothing here imports Lightning: the training loop (`tasks.py`) calls these plain functions, and
+`seqtag.load` only needs the predictor side. Data preparation imports its readers when it runs.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .config import FORMATS, TOKENIZERS, ModelConfig, Recipe
+from .data.featurizer import Featurizer, LabelCodec
+from .errors import SeqtagError
+from .language_model import LanguageModel, window_nats
+from .metrics import confusion_scores, perplexity, span_scores
+from .networks import Network, State
+from .predict import Predictor, SequenceTagger, TextClassifier
+
+DEV_SCORE = "dev_score"            # accuracy or span F1 (tagging), accuracy or macro-F1 (classification)
+DEV_PERPLEXITY = "dev_perplexity"  # language models; lower is better
+
+
+class Family:
+    """The declaration every family fills in. Class attributes say what the family is; the methods are the
+    steps that differ between families."""
+
+    name: str
+    formats: tuple[str, ...]           # data.format values its readers take (config.FORMATS)
+    tokenizers: tuple[str, ...] = ()   # data.tokenizer values (config.TOKENIZERS; empty: the files' words)
+    embedders: tuple[str, ...]         # the default token embedders
+    heads: tuple[str, ...]             # heads it can use, the default first
+    causal = False                     # a left-to-right network that carries its state (language models)
+    monitor, mode = DEV_SCORE, "max"   # the dev figure that early stopping and model selection watch
+    files: tuple[str, ...]             # what its model directory holds besides config/weights/metrics
+
+    # -- the recipe -----------------------------------------------------------
+
+    def resolve(self, recipe: Recipe) -> Recipe:
+        """The recipe with this family's defaults filled in (so config.json records what was built) and its
+        choices checked."""
+        model = recipe.model  # data.format and data.tokenizer were checked by the Recipe itself
+        head = model.head or self.heads[0]
+        if head not in self.heads:
+            raise SeqtagError(f"model.head is {head!r}, which task {self.name!r} cannot use; expected one of "
+                              f"{', '.join(map(repr, self.heads))}.")
+        embedders = list(model.embedders) or list(self.embedders)
+        return replace(recipe, model=replace(model, head=head, embedders=embedders))
+
+    # -- data and network -----------------------------------------------------
+
+    def prepare(self, recipe: Recipe, cache_dir: str | None = None):
+        """Read, check and featurize every split (a `seqtag.data.splits.Prepared`)."""
+        raise NotImplementedError
+
+    def build_network(self, model: ModelConfig, sizes: dict[str, int]) -> Network:
+        return Network(model, sizes, model.embedders, model.head, causal=self.causal)
+
+    def start_network(self, net: Network, recipe: Recipe, prepared) -> None:
+        """Set what training starts from beyond random weights: pretrained word vectors."""
+        if prepared.pretrained:
+            count = net.word_embedder().set_rows(prepared.pretrained, recipe.model.freeze_embeddings)
+            prepared.record["pretrained_rows"] = count
+
+    # -- training ---------------------------------------------------------------
+
+    def train_loss(self, net: Network, batch, state: State | None) -> tuple[torch.Tensor, State | None, int]:
+        """The loss of one training batch, the state to carry to the next batch, and the batch's size."""
+        scores, _ = net(batch.features, batch.lengths, batch.mask)
+        return net.head.loss(scores, batch.labels, batch.mask), None, int(batch.mask.sum())
+
+    def dev_counts(self, net: Network, batch, state: State | None, labels: LabelCodec | None
+                   ) -> tuple[torch.Tensor, State | None]:
+        """Summable counts for one dev batch (summed over batches and ranks), and the state to carry."""
+        raise NotImplementedError
+
+    def dev_figures(self, counts: torch.Tensor, labels: LabelCodec | None, recipe: Recipe) -> dict[str, float]:
+        """The dev figures from the summed counts; holds `self.monitor`."""
+        raise NotImplementedError
+
+    # -- saving and loading -----------------------------------------------------
+
+    def save_parts(self, prepared) -> tuple[dict, list[str] | None, dict]:
+        """(tokenizer files, label list, config.json entries) to save beside the weights."""
+        featurizer: Featurizer = prepared.featurizer
+        tokenizers = {"word_tokenizer.json": featurizer.words, "char_tokenizer.json": featurizer.chars}
+        return tokenizers, featurizer.labels.labels, {}
+
+    def required_files(self, config: dict) -> tuple[str, ...]:
+        model = config.get("recipe", {}).get("model", {})
+        reads_chars = any(name.startswith("char_") for name in model.get("embedders", ()))
+        return tuple(name for name in self.files if name != "char_tokenizer.json" or reads_chars)
+
+    def predictor(self, net: Network, prepared, recipe: Recipe, device="cpu") -> Predictor:
+        """The predictor for a network just trained (final evaluation uses it, as `seqtag.load` would)."""
+        raise NotImplementedError
+
+    def load(self, parts: dict, path: Path, device="cpu"):
+        """A predictor from a model directory's parts (see `artifact.read_model_files`)."""
+        raise NotImplementedError
+
+    def evaluation_splits(self, prepared) -> dict:
+        return {split: prepared.rows[split] for split in ("dev", "test") if split in prepared.rows}
+
+    def figures_line(self, metrics: dict) -> str:
+        """One line of the figures `evaluate` computed."""
+        raise NotImplementedError
+
+
+def _network(parts: dict, family: Family) -> tuple[Network, Recipe]:
+    """Rebuild the network a config.json describes and load its weights."""
+    from .config import recipe_from_dict
+
+    config = parts["config"]
+    recipe = recipe_from_dict(config["recipe"], where=str(parts["path"] / "config.json"), saved=True)
+    net = family.build_network(recipe.model, config["sizes"])
+    try:
+        net.load_state_dict(parts["state_dict"])
+    except RuntimeError as err:
+        raise SeqtagError(f"{parts['path']}: model.safetensors does not match config.json "
+                          f"({str(err).splitlines()[0]}).") from None
+    return net, recipe
+
+
+class Tagging(Family):
+    """A label per token: POS tags, entities, chunks. Dev figure: accuracy, or span F1 for span schemes."""
+
+    name = "tagging"
+    formats = FORMATS["tagging"]
+    embedders = ("word", "char_cnn")
+    heads = ("softmax",)
+    files = ("word_tokenizer.json", "char_tokenizer.json", "labels.json")
+
+    def prepare(self, recipe: Recipe, cache_dir: str | None = None):
+        from .data.corpus import prepare_tagging
+
+        return prepare_tagging(recipe, cache_dir)
+
+    def dev_counts(self, net, batch, state, labels):
+        scores, _ = net(batch.features, batch.lengths, batch.mask)
+        predicted, _ = net.head.decode(scores, batch.mask)
+        tokens = batch.mask.sum()
+        loss = net.head.loss(scores, batch.labels, batch.mask).detach() * tokens
+        if not labels.is_span:
+            correct = ((predicted == batch.labels) & batch.mask).sum()
+            return torch.stack([correct.float(), tokens.float(), loss, tokens.float()]).cpu(), None
+        gold_seqs, predicted_seqs = [], []
+        for gold_row, pred_row, n in zip(batch.labels.tolist(), predicted.tolist(), batch.lengths.tolist()):
+            gold_seqs.append([labels.name(i) for i in gold_row[:n]])
+            predicted_seqs.append([labels.labels[i] for i in pred_row[:n]])
+        scores = span_scores(gold_seqs, predicted_seqs)
+        return torch.tensor([scores["correct_spans"], scores["gold_spans"], scores["predicted_spans"],
+                             float(loss), float(tokens)]), None
+
+    def dev_figures(self, counts, labels, recipe):
+        *counts, loss, tokens = counts.tolist()
+        if not labels.is_span:
+            correct, total = counts
+            score = 100.0 * correct / total if total else 0.0
+        else:
+            correct, gold, predicted = counts
+            precision = correct / predicted if predicted else 0.0
+            recall = correct / gold if gold else 0.0
+            score = 100.0 * 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {DEV_SCORE: score, "dev_loss": loss / tokens if tokens else 0.0}
+
+    def save_parts(self, prepared):
+        tokenizers, labels, extra = super().save_parts(prepared)
+        codec = prepared.featurizer.labels
+        return tokenizers, labels, {"file_scheme": codec.file_scheme, "train_scheme": codec.train_scheme}
+
+    def predictor(self, net, prepared, recipe, device="cpu"):
+        return SequenceTagger(net, prepared.featurizer, recipe.data, device=device)
+
+    def load(self, parts, path, device="cpu"):
+        net, recipe = _network({**parts, "path": path}, self)
+        config = parts["config"]
+        codec = LabelCodec(parts["labels"], config["file_scheme"], config["train_scheme"])
+        featurizer = Featurizer(parts["words"], parts["chars"], codec, recipe.data.max_word_length)
+        return SequenceTagger(net, featurizer, recipe.data, parts["metrics"], path, device)
+
+    def figures_line(self, metrics):
+        counts = f"({metrics['sentences']} sentences, {metrics['tokens']} tokens)"
+        if "f1" in metrics:
+            return f"F1 {metrics['f1']:.2f}  P {metrics['precision']:.2f}  R {metrics['recall']:.2f}  {counts}"
+        return f"accuracy {metrics['accuracy']:.2f}  {counts}"
+
+
+class Classification(Family):
+    """A label per text: sentiment, topics. Dev figure: accuracy or macro-F1 (train.dev_metric)."""
+
+    name = "classification"
+    formats = FORMATS["classification"]
+    tokenizers = TOKENIZERS["classification"]
+    embedders = ("word", "char_cnn")
+    heads = ("pooled",)
+    files = ("word_tokenizer.json", "char_tokenizer.json", "labels.json")
+
+    def prepare(self, recipe: Recipe, cache_dir: str | None = None):
+        from .data.classification import prepare_classification
+
+        return prepare_classification(recipe, cache_dir)
+
+    def start_network(self, net, recipe, prepared):
+        super().start_network(net, recipe, prepared)
+        if recipe.train.class_weights == "balanced":
+            # n / (k · count) per class, so every class weighs as much in the loss as the others.
+            ids = torch.as_tensor(prepared.encoded["train"]["label_id"], dtype=torch.long)
+            size = prepared.sizes["labels"]
+            counts = torch.bincount(ids, minlength=size).float()
+            net.head.class_weights = len(ids) / (size * counts.clamp(min=1))
+            prepared.record["class_weights"] = dict(zip(prepared.featurizer.labels.labels,
+                                                        net.head.class_weights.tolist()))
+
+    def dev_counts(self, net, batch, state, labels):
+        scores, _ = net(batch.features, batch.lengths, batch.mask)
+        predicted, _ = net.head.decode(scores, batch.mask)
+        size = len(labels)
+        # A gold class never seen in training goes to an extra last row: always an error.
+        cells = batch.labels.clamp(max=size) * size + predicted                           # (B,)
+        return torch.bincount(cells, minlength=(size + 1) * size).view(size + 1, size).cpu(), None
+
+    def dev_figures(self, counts, labels, recipe):
+        size = len(labels)
+        scores = confusion_scores(counts[:size].tolist(), labels.labels)
+        unseen = int(counts[size].sum())
+        accuracy = 100.0 * sum(int(counts[i, i]) for i in range(size)) / max(1, int(counts.sum()))
+        figure = scores["macro_f1"] if recipe.train.dev_metric == "macro_f1" else accuracy
+        return {DEV_SCORE: figure, "dev_unseen": float(unseen)}
+
+    def save_parts(self, prepared):
+        tokenizers, labels, _ = super().save_parts(prepared)
+        return tokenizers, labels, {"split": prepared.record.get("split"),
+                                    "truncated": prepared.record.get("truncated")}
+
+    def predictor(self, net, prepared, recipe, device="cpu"):
+        return TextClassifier(net, prepared.featurizer, recipe.data, device=device)
+
+    def load(self, parts, path, device="cpu"):
+        net, recipe = _network({**parts, "path": path}, self)
+        data = recipe.data
+        featurizer = Featurizer(parts["words"], parts["chars"], LabelCodec(parts["labels"]), data.max_word_length,
+                                raw_text=True, max_length=data.max_length)
+        return TextClassifier(net, featurizer, data, parts["metrics"], path, device)
+
+    def figures_line(self, metrics):
+        return f"accuracy {metrics['accuracy']:.2f}  macro-F1 {metrics['macro_f1']:.2f}  ({metrics['texts']} texts)"
+
+
+class LanguageModelling(Family):
+    """The next token of a text stream, left to right (optionally with a right-to-left twin). Dev figure:
+    perplexity of the forward model over every dev token."""
+
+    name = "lm"
+    formats = FORMATS["lm"]
+    tokenizers = TOKENIZERS["lm"]
+    embedders = ("word",)
+    heads = ("next_token",)
+    causal = True
+    monitor, mode = DEV_PERPLEXITY, "min"
+    files = ("tokenizer.json",)
+
+    def resolve(self, recipe: Recipe) -> Recipe:
+        recipe = super().resolve(recipe)
+        if recipe.model.embedders != ["word"]:
+            raise SeqtagError(f"model.embedders is {recipe.model.embedders!r}; a language model reads token ids "
+                              "only: use [word].")
+        return recipe
+
+    def prepare(self, recipe: Recipe, cache_dir: str | None = None):
+        from .data.lm import prepare_lm
+
+        return prepare_lm(recipe, cache_dir)
+
+    @staticmethod
+    def _directions(net: Network) -> list[bool]:
+        return [False, True] if net.backward_encoder is not None else [False]
+
+    def _windows(self, net, batch, state) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list]:
+        """(nats, tokens) per direction for one BPTT window, and the states to carry (one per direction)."""
+        state = state or [None] * len(self._directions(net))
+        sums, carried = [], []
+        for backward, direction_state in zip(self._directions(net), state):
+            nats, count, direction_state = window_nats(net, batch, direction_state, backward)
+            sums.append((nats, count))
+            carried.append(direction_state)
+        return sums, carried
+
+    def train_loss(self, net, batch, state):
+        sums, state = self._windows(net, batch, state)
+        loss = torch.stack([nats / count.clamp(min=1) for nats, count in sums]).mean()
+        return loss, state, int(sums[0][1])
+
+    def dev_counts(self, net, batch, state, labels):
+        sums, state = self._windows(net, batch, state)
+        return torch.stack([torch.stack([nats.detach(), count.to(nats.dtype)]) for nats, count in sums]).cpu(), state
+
+    def dev_figures(self, counts, labels, recipe):
+        losses = (counts[:, 0] / counts[:, 1].clamp(min=1)).tolist()    # (directions, 2): nats, tokens
+        figures = {"dev_loss": losses[0], DEV_PERPLEXITY: perplexity(losses[0])}
+        if len(losses) > 1:
+            figures["dev_backward_perplexity"] = perplexity(losses[1])
+        return figures
+
+    def save_parts(self, prepared):
+        return {"tokenizer.json": prepared.tokenizer}, None, {"split": prepared.record.get("split")}
+
+    def required_files(self, config):
+        return self.files
+
+    def predictor(self, net, prepared, recipe, device="cpu"):
+        return LanguageModel(net, prepared.tokenizer, recipe.data, device=device)
+
+    def load(self, parts, path, device="cpu"):
+        net, recipe = _network({**parts, "path": path}, self)
+        return LanguageModel(net, parts["tokenizer"], recipe.data, parts["metrics"], path, device)
+
+    def evaluation_splits(self, prepared):
+        return {split: prepared.encoded[split] for split in ("dev", "test") if split in prepared.encoded}
+
+    def figures_line(self, metrics):
+        bits = f"  bits/char {metrics['bits_per_char']:.4f}" if "bits_per_char" in metrics else ""
+        return (f"perplexity {metrics['perplexity']:.2f}  loss {metrics['loss']:.4f} nats/token{bits}  "
+                f"({metrics['tokens']} tokens)")
+
+
+FAMILIES: dict[str, Family] = {family.name: family for family in (Tagging(), Classification(), LanguageModelling())}
+
+
+def family_of(config: dict, path: Path | None = None) -> Family:
+    """The family a recipe's task or a saved config.json names."""
+    task = config.get("task") if isinstance(config, dict) else config
+    if task not in FAMILIES:
+        where = f"{path / 'config.json'}: " if path is not None else ""
+        raise SeqtagError(f"{where}task is {task!r}; expected one of {', '.join(map(repr, FAMILIES))}.")
+    return FAMILIES[task]
+
