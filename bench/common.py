@@ -38,14 +38,14 @@ def raw_sentences(conllu_path: Path | str) -> list[str]:
         return [line[len(prefix):].rstrip("\n") for line in handle if line.startswith(prefix)]
 
 
-def toolkit_run(recipe, data, initial_state: dict, batches: int, out: str) -> float:
+def toolkit_run(data, initial_state: dict, batches: int, out: str) -> float:
     """Seconds for `batches` training steps through seqtag's Trainer set-up (make_trainer, the task, its
     logging and checkpoint callbacks), from the given initial weights; Trainer start-up is not counted."""
     import time
 
     import pytorch_lightning as pl
 
-    from seqtag.train import build_task, make_trainer
+    from seqtag.train import make_trainer, new_task
 
     class EpochTimer(pl.Callback):
         def on_train_epoch_start(self, trainer, module):
@@ -54,9 +54,9 @@ def toolkit_run(recipe, data, initial_state: dict, batches: int, out: str) -> fl
         def on_train_epoch_end(self, trainer, module):
             self.seconds = time.perf_counter() - self.start
 
-    task = build_task(recipe, data)
+    task = new_task(data)
     task.load_state_dict(initial_state)
-    trainer, _ = make_trainer(recipe, ROOT / out)
+    trainer, _ = make_trainer(data.recipe, ROOT / out)
     timer = EpochTimer()
     trainer.callbacks.append(timer)
     trainer.fit_loop.max_epochs = 1

@@ -20,14 +20,15 @@ import torch.nn.functional as F
 
 from seqtag.config import load_recipe
 from seqtag.data.batching import IGNORE_INDEX
-from seqtag.train import build_data, build_task
+from seqtag.train import new_task, prepare_data
 
 FILES = {"char-lm": lambda: {"train": str(common.SHAKESPEARE)},
          "word-lm": lambda: {"train": str(common.WIKITEXT / "valid.txt")}}
 
 
-def bare_run(recipe, data, initial_state, batches: int) -> float:
-    task = build_task(recipe, data)
+def bare_run(data, initial_state, batches: int) -> float:
+    recipe = data.recipe
+    task = new_task(data)
     task.load_state_dict(initial_state)
     net = task.net.train()
     cfg = recipe.train
@@ -37,8 +38,8 @@ def bare_run(recipe, data, initial_state, batches: int) -> float:
     for step, batch in enumerate(data.train_dataloader()):
         if step == batches:
             break
-        logits, state = net(batch["inputs"], state)
-        state = (state[0].detach(), state[1].detach())
+        logits, state = net({"word_ids": batch["inputs"]}, state=state)
+        state = (state[0].detach(), state[1].detach())  # the LSTM's (h, c)
         loss = F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), ignore_index=IGNORE_INDEX)
         common.plain_step(net, optimizer, loss, cfg.gradient_clip)
     return time.perf_counter() - start
@@ -54,21 +55,20 @@ def main() -> None:
 
     recipe = load_recipe(args.recipe, ["train.progress_bar=false", "train.patience=0", "train.lr_schedule=none",
                                        "train.val_check_interval=1.0", *args.overrides], **FILES[args.recipe]())
-    data = build_data(recipe)
-    data.setup("fit")
+    data = prepare_data(recipe)
     pl.seed_everything(0, verbose=False)
-    initial_state = copy.deepcopy(build_task(recipe, data).state_dict())
+    initial_state = copy.deepcopy(new_task(data).state_dict())
     tokens = sum(int((batch["targets"] != IGNORE_INDEX).sum())
                  for _, batch in zip(range(args.batches), data.train_dataloader()))
 
     out = f"runs/bench-lm-speed-{args.recipe}"
     # Warm-up, not counted: the first runs pay for allocations and lazy initialisation.
-    common.toolkit_run(recipe, data, initial_state, 5, out)
-    bare_run(recipe, data, initial_state, 5)
+    common.toolkit_run(data, initial_state, 5, out)
+    bare_run(data, initial_state, 5)
     toolkit, bare = [], []
     for repeat in range(args.repeats):
-        toolkit.append(tokens / common.toolkit_run(recipe, data, initial_state, args.batches, out))
-        bare.append(tokens / bare_run(recipe, data, initial_state, args.batches))
+        toolkit.append(tokens / common.toolkit_run(data, initial_state, args.batches, out))
+        bare.append(tokens / bare_run(data, initial_state, args.batches))
         print(f"repeat {repeat + 1}: toolkit {toolkit[-1]:,.0f} tok/s, bare {bare[-1]:,.0f} tok/s", flush=True)
     ratio = common.median(toolkit) / common.median(bare)
     paired = common.median([t / b for t, b in zip(toolkit, bare)])

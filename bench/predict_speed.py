@@ -19,8 +19,8 @@ import common
 import torch
 
 import seqtag
-from seqtag.data.batching import collate
-from seqtag.predict import SequenceTagger, _batches
+from seqtag.data.batching import collate, length_batches
+from seqtag.predict import SequenceTagger
 from seqtag.text import split_words
 
 
@@ -34,24 +34,24 @@ def main() -> None:
     tagger = seqtag.load(args.model)
     if isinstance(tagger, SequenceTagger):
         texts = common.raw_sentences(common.EWT / "en_ewt-ud-test.conllu")
-        encoded = tagger.preprocessor.encoder.encode([[w for w, _, _ in split_words(text)] for text in texts])
+        encoded = tagger.featurizer.encode([[w for w, _, _ in split_words(text)] for text in texts])
     else:
         texts = [line.rstrip("\n") for name in ("rt-polarity.pos", "rt-polarity.neg")
                  for line in open(common.MR / name, encoding="utf-8")]
-        encoded = tagger.preprocessor.encoder.encode(texts)
+        encoded = tagger.featurizer.encode(texts)
     # The bare side's input, built outside the timed region.
     keys = [key for key in ("word_ids", "char_ids") if key in encoded]
     lengths = [len(ids) for ids in encoded["word_ids"]]
     tokens = sum(lengths)
     batches = [collate([{key: encoded[key][i] for key in keys} for i in indices])
-               for indices in _batches(lengths, args.batch_size)]
+               for indices in length_batches(lengths, args.batch_size)]
     net = tagger.net.eval()
 
     def bare() -> float:
         start = time.perf_counter()
         with torch.inference_mode():
             for batch in batches:
-                net(batch.word_ids, batch.char_ids, batch.lengths, batch.mask)
+                net(batch.features, batch.lengths, batch.mask)
         return time.perf_counter() - start
 
     def toolkit() -> float:

@@ -20,14 +20,15 @@ import torch.nn.functional as F
 
 from seqtag.config import load_recipe
 from seqtag.data.batching import IGNORE_INDEX
-from seqtag.train import build_data, build_task
+from seqtag.train import new_task, prepare_data
 
 
-def bare_run(recipe, data, initial_state, batches: int) -> float:
-    task = build_task(recipe, data)
+def bare_run(data, initial_state, batches: int) -> float:
+    recipe = data.recipe
+    task = new_task(data)
     task.load_state_dict(initial_state)
     net = task.net.train()
-    weight = getattr(task, "class_weights", None)
+    weight = net.head.class_weights if hasattr(net.head, "class_weights") else None
     cfg = recipe.train
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader = data.train_dataloader()
@@ -36,7 +37,7 @@ def bare_run(recipe, data, initial_state, batches: int) -> float:
     for step, batch in enumerate(loader):
         if step == batches:
             break
-        logits = net(batch.word_ids, batch.char_ids, batch.lengths, batch.mask)
+        logits, _ = net(batch.features, batch.lengths, batch.mask)
         # (B, T, L) tags or (B, L) classes: one row of scores per label
         loss = F.cross_entropy(logits.flatten(0, -2), batch.labels.flatten(), weight=weight, ignore_index=IGNORE_INDEX)
         common.plain_step(net, optimizer, loss, cfg.gradient_clip)
@@ -56,10 +57,9 @@ def main() -> None:
         files = {"train": f"{common.MR / 'rt-polarity.pos'},{common.MR / 'rt-polarity.neg'}"}
     recipe = load_recipe(args.recipe, ["train.progress_bar=false", "train.patience=0", "train.lr_schedule=none"],
                          **files)
-    data = build_data(recipe)
-    data.setup("fit")
+    data = prepare_data(recipe)
     pl.seed_everything(0, verbose=False)
-    initial_state = copy.deepcopy(build_task(recipe, data).state_dict())
+    initial_state = copy.deepcopy(new_task(data).state_dict())
 
     # Tokens in the measured batches: the same for both loops.
     loader = data.train_dataloader()
@@ -71,12 +71,12 @@ def main() -> None:
         tokens += int(batch.lengths.sum())
 
     # Warm-up, not counted: the first runs pay for allocations and lazy initialisation.
-    common.toolkit_run(recipe, data, initial_state, 10, f"runs/bench-train-speed-{args.recipe}")
-    bare_run(recipe, data, initial_state, 10)
+    common.toolkit_run(data, initial_state, 10, f"runs/bench-train-speed-{args.recipe}")
+    bare_run(data, initial_state, 10)
     toolkit, bare = [], []
     for repeat in range(args.repeats):
-        toolkit.append(tokens / common.toolkit_run(recipe, data, initial_state, args.batches, f"runs/bench-train-speed-{args.recipe}"))
-        bare.append(tokens / bare_run(recipe, data, initial_state, args.batches))
+        toolkit.append(tokens / common.toolkit_run(data, initial_state, args.batches, f"runs/bench-train-speed-{args.recipe}"))
+        bare.append(tokens / bare_run(data, initial_state, args.batches))
         print(f"repeat {repeat + 1}: toolkit {toolkit[-1]:,.0f} tok/s, bare {bare[-1]:,.0f} tok/s", flush=True)
     ratio = common.median(toolkit) / common.median(bare)
     paired = common.median([t / b for t, b in zip(toolkit, bare)])  # each repeat's pair shares the machine's state

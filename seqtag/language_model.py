@@ -14,7 +14,7 @@ import torch
 from tokenizers import Tokenizer
 
 from .config import DataConfig
-from .data.lm import EOS_ID, TokenStream, decode, read_stream, token_level, window_loader
+from .data.streams import EOS_ID, TokenStream, decode, token_level, window_loader
 from .data.vocab import PAD_ID, UNK_ID
 from .errors import InputError, SeqtagError
 from .metrics import language_model_scores, perplexity
@@ -111,8 +111,12 @@ class LanguageModel:
     def evaluate(self, source: str | Path | TokenStream, batch_size: int | None = None) -> dict:
         """Perplexity, loss (nats per token), bits per character (character and BPE models) and the number of
         tokens predicted, over a file read with the model's reader settings (or a TokenStream)."""
-        stream = source if isinstance(source, TokenStream) else read_stream(self.data_config, self.tokenizer,
-                                                                            str(source))
+        if isinstance(source, TokenStream):
+            stream = source
+        else:
+            from .data.lm import read_stream  # reading files needs `datasets`; generation does not
+
+            stream = read_stream(self.data_config, self.tokenizer, str(source))
         if len(stream) < 2:
             raise InputError(str(source), None, "holds fewer than 2 tokens; there is nothing to predict")
         columns = batch_size or self.data_config.eval_batch_size

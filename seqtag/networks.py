@@ -181,14 +181,30 @@ class SoftmaxHead(nn.Module):
         return self.linear(self.dropout(states))                   # (B, T, L)
 
     def loss(self, scores: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # Gold ids outside [0, L) are padding or labels never seen in training: they carry no gradient.
-        known = mask & (gold >= 0) & (gold < self.num_labels)
-        return nn.functional.cross_entropy(scores[known], gold[known]) if known.any() else scores.sum() * 0.0
+        """Mean cross-entropy over the real tokens whose gold label the head has."""
+        return _known_label_loss(scores, gold, mask, self.num_labels)
 
     def decode(self, scores: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Best label id per token (B, T) and every label's probability (B, T, L)."""
         probabilities = scores.float().softmax(-1)
         return probabilities.argmax(-1), probabilities
+
+
+def _known_label_loss(scores: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor | None, num_labels: int,
+                      weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy where gold ids outside [0, num_labels) — padding, or labels never seen in training —
+    carry no gradient. A batch with no known label gives 0, not NaN."""
+    known = (gold >= 0) & (gold < num_labels)
+    if mask is not None:
+        known &= mask
+    gold = gold.masked_fill(~known, -100)
+    flat_scores, flat_gold = scores.reshape(-1, scores.size(-1)), gold.reshape(-1)
+    if weight is None:
+        total = nn.functional.cross_entropy(flat_scores, flat_gold, ignore_index=-100, reduction="sum")
+        return total / known.sum().clamp(min=1)
+    if not known.any():
+        return scores.sum() * 0.0
+    return nn.functional.cross_entropy(flat_scores, flat_gold, weight=weight, ignore_index=-100)
 
 
 class Pooling(nn.Module):
@@ -233,10 +249,8 @@ class PooledHead(nn.Module):
         return self.linear(self.dropout(self.pool(states, mask, lengths)))       # (B, L)
 
     def loss(self, scores: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        known = (gold >= 0) & (gold < self.num_labels)  # a class never seen in training carries no gradient
-        if not known.any():
-            return scores.sum() * 0.0
-        return nn.functional.cross_entropy(scores[known], gold[known], weight=self.class_weights)
+        """Mean cross-entropy over the texts whose gold class the head has (class-weighted when set)."""
+        return _known_label_loss(scores, gold, None, self.num_labels, self.class_weights)
 
     def decode(self, scores: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Best class per text (B,) and every class's probability (B, L)."""

@@ -104,12 +104,15 @@ class SequenceTagger(Predictor):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         codec = self.featurizer.labels
-        # Train-scheme probabilities → file-scheme ones: a 0/1 matrix summing the labels each one stands for.
-        keys = list(dict.fromkeys(_fold_label(label, codec.file_scheme) for label in codec.labels))
-        self._fold_index = {key: i for i, key in enumerate(keys)}
-        self._fold = torch.zeros(len(codec.labels), len(keys))
-        for i, label in enumerate(codec.labels):
-            self._fold[i, self._fold_index[_fold_label(label, codec.file_scheme)]] = 1.0
+        self._fold, self._fold_column = None, {}
+        if codec.is_span and codec.file_scheme != codec.train_scheme:
+            # Train-scheme probabilities → file-scheme ones: a 0/1 matrix summing the labels each one stands for.
+            keys = list(dict.fromkeys(_fold_label(label, codec.file_scheme) for label in codec.labels))
+            self._fold = torch.zeros(len(codec.labels), len(keys))
+            for i, label in enumerate(codec.labels):
+                self._fold[i, keys.index(_fold_label(label, codec.file_scheme))] = 1.0
+            file_labels = self.labels + [f"B-{label[2:]}" for label in self.labels if label.startswith("I-")]
+            self._fold_column = {label: keys.index(_fold_label(label, codec.file_scheme)) for label in file_labels}
 
     @property
     def labels(self) -> list[str]:
@@ -120,14 +123,22 @@ class SequenceTagger(Predictor):
             ) -> tuple[list[list[str]], list[list[float]]]:
         """Labels (in the files' scheme) and their probabilities for pre-tokenized sentences."""
         codec = self.featurizer.labels
+        names = codec.labels
         labels: list[list[str]] = [[] for _ in sentences]
         probabilities: list[list[float]] = [[] for _ in sentences]
         for indices, label_ids, label_probabilities in self._decoded(sentences, batch_size):
-            folded = label_probabilities @ self._fold                                        # (B, T, K)
+            if self._fold is None:  # the files' scheme is the network's: the best label's own probability
+                best = label_probabilities.gather(-1, label_ids[..., None]).squeeze(-1).tolist()  # (B, T)
+                for i, ids, row in zip(indices, label_ids.tolist(), best):
+                    n = len(sentences[i])
+                    labels[i] = [names[j] for j in ids[:n]]
+                    probabilities[i] = row[:n]
+                continue
+            folded = label_probabilities @ self._fold                                          # (B, T, K)
             for row, (i, ids) in enumerate(zip(indices, label_ids.tolist())):
                 n = len(sentences[i])
-                labels[i] = codec.to_file([codec.labels[j] for j in ids[:n]])
-                columns = [self._fold_index[_fold_label(label, codec.file_scheme)] for label in labels[i]]
+                labels[i] = codec.to_file([names[j] for j in ids[:n]])
+                columns = [self._fold_column[label] for label in labels[i]]
                 probabilities[i] = folded[row, torch.arange(n), columns].tolist()
         return labels, probabilities
 

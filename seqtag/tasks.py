@@ -123,7 +123,7 @@ class DataModule(pl.LightningDataModule):
         data = self.recipe.data
         size = data.batch_size if training else data.eval_batch_size
         if self.family.causal:
-            from .data.lm import window_loader
+            from .data.streams import window_loader
 
             return window_loader(self.prepared.encoded[split], size, data.bptt, pad=not training,
                                  backward=self.recipe.model.lm_directions == "both", *(),

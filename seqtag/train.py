@@ -9,7 +9,7 @@ import shutil
 import signal
 import threading
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -22,7 +22,7 @@ from . import __version__
 from .artifact import save_model
 from .config import Recipe
 from .errors import SeqtagError
-from .families import Family, family_of
+from .families import family_of
 from .tasks import DataModule, Task
 
 log = logging.getLogger("seqtag")
@@ -48,9 +48,10 @@ def csv_logger(out_dir: Path, keep_rows: bool) -> CSVLogger:
     return logger
 
 
-def make_trainer(recipe: Recipe, family: Family, out_dir: Path, smoke: bool = False,
+def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False,
                  resume: bool = False) -> tuple[pl.Trainer, ModelCheckpoint]:
     cfg = recipe.train
+    family = family_of(recipe.task)
     monitor, mode = family.monitor, family.mode  # e.g. highest dev F1, or lowest dev perplexity
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                                  save_top_k=1, save_last=True, enable_version_counter=False)
@@ -94,6 +95,26 @@ def fit(trainer: pl.Trainer, task: pl.LightningModule, data: pl.LightningDataMod
             signal.signal(signal.SIGINT, handler)
 
 
+def prepare_data(recipe: Recipe, cache_dir: str | None = None) -> DataModule:
+    """The recipe's data, read and featurized by its family (the recipe with the family's defaults is
+    `data.recipe`)."""
+    family = family_of(recipe.task)
+    data = DataModule(family, family.resolve(recipe), cache_dir)
+    data.setup("fit")
+    return data
+
+
+def new_task(data: DataModule) -> Task:
+    """A freshly started network for prepared data, inside the Lightning task that trains it."""
+    family, recipe, prepared = data.family, data.recipe, data.prepared
+    net = family.build_network(recipe.model, prepared.sizes)
+    family.start_network(net, recipe, prepared)
+    if "pretrained_rows" in prepared.record:
+        log.info("pretrained vectors set for %d of %d words", prepared.record["pretrained_rows"],
+                 prepared.sizes["words"])
+    return Task(family, net, recipe, prepared.featurizer.labels if prepared.featurizer else None)
+
+
 def is_relaunched_rank() -> bool:
     """True in the processes Lightning starts for ranks above 0 (they run this same program again)."""
     return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
@@ -121,16 +142,10 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
         shutil.rmtree(out_dir / "logs", ignore_errors=True)
 
     pl.seed_everything(recipe.train.seed, workers=True, verbose=False)
-    data = DataModule(family, recipe, cache_dir)
-    data.setup("fit")
+    data = prepare_data(recipe, cache_dir)
+    task = new_task(data)
     prepared = data.prepared
-    net = family.build_network(recipe.model, prepared.sizes)
-    family.start_network(net, recipe, prepared)
-    if "pretrained_rows" in prepared.record:
-        log.info("pretrained vectors set for %d of %d words", prepared.record["pretrained_rows"],
-                 prepared.sizes["words"])
-    task = Task(family, net, recipe, prepared.featurizer.labels if prepared.featurizer else None)
-    trainer, checkpoint = make_trainer(recipe, family, out_dir, smoke, resume)
+    trainer, checkpoint = make_trainer(recipe, out_dir, smoke, resume)
     with warnings.catch_warnings():
         if family.causal:  # its loader picks up mid-epoch itself (WindowOrder), so this warning is wrong
             warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 import seqtag
 from cli import app
 from seqtag.config import DataConfig, load_recipe
-from seqtag.data.lm import (EOS_ID, StreamWindows, TokenStream, build_lm_tokenizer, decode,
-                            encode_text, find_cut, read_text, training_text)
+from seqtag.data.lm import build_lm_tokenizer, encode_text, find_cut, read_text, training_text
+from seqtag.data.streams import EOS_ID, StreamWindows, TokenStream, decode
 from seqtag.data.vocab import UNK_ID
 from seqtag.errors import InputError, SeqtagError
 from seqtag.config import ModelConfig
