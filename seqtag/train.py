@@ -33,6 +33,7 @@ class TrainResult:
     model_dir: Path
     metrics: dict          # {"dev": {...}, "test": {...}} as `evaluate` computes them
     interrupted: bool
+    rank: int = 0          # in a multi-process run, only rank 0 evaluates, writes and has figures
 
 
 def csv_logger(out_dir: Path, keep_rows: bool) -> CSVLogger:
@@ -153,7 +154,7 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
 
     trainer.strategy.barrier()  # every rank has finished training before rank 0 reads the best checkpoint
     if trainer.global_rank != 0:
-        return TrainResult(out_dir / "model", {}, trainer.interrupted)
+        return TrainResult(out_dir / "model", {}, trainer.interrupted, trainer.global_rank)
     if checkpoint.best_model_path:
         # Restore the best dev epoch; weights_only keeps torch.load from running pickled code.
         best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)

@@ -110,9 +110,14 @@ class BucketBatchSampler:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _evaluation_batches(self) -> list[list[int]]:
+        # Small enough batches that every rank gets at least one (Lightning refuses an empty loader).
+        size = min(self.batch_size, max(1, math.ceil(len(self.lengths) / self.world_size)))
+        return length_batches(self.lengths, size)
+
     def _all_batches(self) -> list[list[int]]:
         if not self.shuffle:
-            return length_batches(self.lengths, self.batch_size)
+            return self._evaluation_batches()
         rng = random.Random(self.seed * 100_003 + self.epoch)
         indices = list(range(len(self.lengths)))
         rng.shuffle(indices)
@@ -139,5 +144,5 @@ class BucketBatchSampler:
             math.ceil(min(self.pool_size, len(self.lengths) - s) / self.batch_size)
             for s in range(0, len(self.lengths), self.pool_size))
         if not self.shuffle:
-            return len(range(self.rank, len(length_batches(self.lengths, self.batch_size)), self.world_size))
+            return len(range(self.rank, len(self._evaluation_batches()), self.world_size))
         return math.ceil(count / self.world_size)
