@@ -6,6 +6,8 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
+# setuptools in the environment itself: tests/test_packaging.py builds the wheel without build isolation (no download).
+.venv/bin/python -m pip install --quiet "setuptools>=68"
 # torch first and pinned: this exact CPU build is what these machines carry; a bare "torch" would download a CUDA build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[test]"
