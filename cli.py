@@ -1,9 +1,16 @@
-"""The `seqtag` command: a thin typer layer over the library's functions."""
+"""The `seqtag` command: a thin typer layer over the library's functions.
+
+Output: results (figures, the saved model's path, predictions) go to stdout; logs, progress and
+errors to stderr. Nothing heavy is imported at module level, so `seqtag --help` is instant: each
+command imports what it uses (torch, datasets and Lightning come in through seqtag's modules).
+"""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import os
 import sys
 from itertools import islice
 from pathlib import Path
@@ -11,11 +18,93 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqtag.data.readers import decode_lines
+from seqtag.config import RECIPES_DIR
 from seqtag.errors import SeqtagError
 
+
+def recipe_descriptions() -> dict[str, str]:
+    """Each bundled recipe with its description: the first sentence of the comment that opens its YAML file
+    (read at import, a few small files; usage examples, indented in the comment, are left out)."""
+    described = {}
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        words = []
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                body = line.rstrip()[1:]
+                if not line.startswith("#") or not body.strip() or body.startswith("   "):
+                    break
+                words.append(body.strip())
+                if body.endswith((".", ":", ")")):
+                    break
+        described[path.stem] = " ".join(words).removesuffix(":")
+    return described
+
+
+def _recipe_list() -> str:
+    from rich.markup import escape  # typer renders help as Rich markup: a [ in a description is text
+
+    described = recipe_descriptions()
+    width = max(map(len, described), default=0)
+    rows = [f"  [bold]{name:<{width}}[/bold]  {escape(text)}" for name, text in described.items()]
+    return "Recipes (or give a path to a YAML file):\n" + "\n".join(rows)
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Sequence labelling with masked BiLSTMs and LSTM language models: train, evaluate, predict and generate.")
+                  help="Sequence labelling with masked BiLSTMs and LSTM language models: train, evaluate, predict and "
+                       "generate. Results go to stdout; logs and progress to stderr.")
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """A handler writing to whatever sys.stderr is when a record is emitted (tests swap it per run)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
+def _configure_output(quiet: bool, verbose: bool) -> None:
+    """Logs to stderr: seqtag's at INFO (DEBUG with --verbose, WARNING with --quiet), other libraries' warnings.
+    seqtag.progress reads the "seqtag" logger's level back to choose between a bar, epoch lines or silence."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _CurrentStderr)]:
+        root.removeHandler(handler)
+    handler = _CurrentStderr()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("seqtag").setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    if not verbose:
+        # The readers log one line per file; datasets' own bars would only repeat it. An environment
+        # variable rather than datasets.disable_progress_bars(), so that datasets is not imported here.
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from seqtag import __version__  # seqtag/__init__.py imports nothing heavy
+
+        typer.echo(f"seqtag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only results and errors (no logs, no progress).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print debug logs, library messages and warnings too.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print seqtag's version and exit.")] = False,
+):
+    """Options given before the command: seqtag --quiet train demo."""
+    if quiet and verbose:
+        raise typer.BadParameter("--quiet and --verbose contradict each other; give one of them.")
+    _configure_output(quiet, verbose)
 
 
 def user_errors(command):
@@ -32,14 +121,6 @@ def user_errors(command):
     return wrapper
 
 
-def _log_to_stderr() -> None:
-    import datasets
-
-    # The readers say what they read in one line each; datasets' own bars would only repeat it.
-    datasets.disable_progress_bars()
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-
-
 def _figures(metrics: dict) -> str:
     if "perplexity" in metrics:
         bits = f"  bits/char {metrics['bits_per_char']:.4f}" if "bits_per_char" in metrics else ""
@@ -53,10 +134,10 @@ def _figures(metrics: dict) -> str:
     return f"accuracy {metrics['accuracy']:.2f}  ({metrics['sentences']} sentences, {metrics['tokens']} tokens)"
 
 
-@app.command()
+@app.command(epilog=_recipe_list())
 @user_errors
 def train(
-    recipe: Annotated[str, typer.Argument(help="A recipe name from recipes/ (e.g. demo, ud-pos, mr, sst2, imdb, sentiment, char-lm, word-lm, bpe-lm) or a YAML path.")],
+    recipe: Annotated[str, typer.Argument(help="A recipe name (listed below) or a path to a YAML recipe.")],
     train: Annotated[Optional[Path], typer.Option("--train", help="Training file.")] = None,
     dev: Annotated[Optional[Path], typer.Option("--dev", help="Development file (early stopping).")] = None,
     test: Annotated[Optional[Path], typer.Option("--test", help="Test file, scored at the end.")] = None,
@@ -65,16 +146,22 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     smoke: Annotated[bool, typer.Option("--smoke", help="One training step and one dev batch, to check the setup.")] = False,
 ):
-    """Train a tagger, classifier or language model from a recipe; prints the saved model's path and its
-    dev/test figures."""
+    """Train a tagger, classifier or language model from a recipe; prints the saved model's path and figures.
+
+    Results go to stdout. Progress goes to stderr: a bar on a terminal, one line per epoch elsewhere."""
     from seqtag.config import load_recipe
+    from seqtag.progress import quiet_libraries
     from seqtag.train import train as run_training
 
-    _log_to_stderr()
+    quiet_libraries()
     loaded = load_recipe(recipe, set_ or [], train=train, dev=dev, test=test)
-    result = run_training(loaded, out or Path("runs") / loaded.name, resume=resume, smoke=smoke)
+    # Whatever a library prints while training is progress, not a result: keep it off stdout.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_training(loaded, out or Path("runs") / loaded.name, resume=resume, smoke=smoke)
+    if result.rank:  # a second process of a multi-process run: rank 0 reports
+        return
     if result.interrupted:
-        typer.echo("Training was interrupted; the best weights so far were saved. Continue with --resume.")
+        typer.echo("Training was interrupted; the best weights so far were saved. Continue with --resume.", err=True)
     typer.echo(f"model: {result.model_dir}")
     for split in ("dev", "test"):
         if split in result.metrics:
@@ -91,7 +178,6 @@ def evaluate(
     """Score a model on a labelled file (a language model: on text), read with the model's own reader settings."""
     import seqtag
 
-    _log_to_stderr()
     metrics = seqtag.load(model).evaluate(file)
     if as_json:
         typer.echo(json.dumps(metrics))
@@ -114,6 +200,7 @@ def predict(
 ):
     """Tag raw text (or pre-tokenized lines), or classify one text per line; writes JSON lines (or CoNLL) to standard output."""
     import seqtag
+    from seqtag.data.readers import decode_lines
     from seqtag.language_model import LanguageModel
     from seqtag.predict import TextClassifier
 

@@ -55,11 +55,15 @@ def test_predict_raw_text_to_jsonl_and_pretokenized_to_conll(demo_model, tmp_pat
 
 
 def _error(result, *needles):
+    """One paragraph on stderr starting "error: " (after any log lines), nothing on stdout, exit code 2."""
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    assert result.output.startswith("error: ")
+    assert result.stdout == ""
+    stderr = "\n" + result.stderr
+    assert "\nerror: " in stderr, result.stderr
+    message = stderr[stderr.index("\nerror: ") + 1:]
     for needle in needles:
-        assert needle in result.output
+        assert needle in message
 
 
 def test_unknown_set_key_is_named_with_a_suggestion():
