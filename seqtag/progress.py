@@ -36,17 +36,20 @@ DEV_FIGURES = {"dev_score": "dev score", "dev_perplexity": "dev perplexity"}
 LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric", "lightning")
 
 
-def quiet_libraries(verbose: bool = False) -> None:
+def quiet_libraries(verbose: bool | None = None) -> None:
     """Keep library chatter out of the CLI's output.
 
     Lightning's info lines (GPU/TPU availability, "💡 Tip" advertisements, "`Trainer.fit` stopped")
     are dropped; its warnings pass on to the handlers the CLI set up, so they land on stderr. Library
     deprecation and future warnings, and Lightning's "possible user warning" hints (such as the logging
     interval being longer than a smoke run), are ignored; `datasets` draws no bars of its own (the
-    readers log one line per file). With `verbose` all of it stays, and Lightning logs at info level.
+    readers log one line per file). With `verbose` (by default the CLI's --verbose, see `output_flags`) all of
+    it stays, and Lightning logs at info level.
     """
     import datasets
     from lightning_fabric.utilities.warnings import PossibleUserWarning
+
+    verbose = output_flags()[1] if verbose is None else verbose
 
     for name in LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)

@@ -88,6 +88,15 @@ def test_quiet_hides_the_progress_too(tmp_path):
     assert result.stderr == ""
 
 
+def test_verbose_adds_debug_format_and_library_messages(tmp_path):
+    result = runner.invoke(app, ["--verbose", "train", "demo", "--smoke", "--out", str(tmp_path), *SMALL,
+                                 "--set", "train.progress_bar=false"])
+    assert result.exit_code == 0, result.output
+    assert "INFO seqtag: train: read 400 sentences" in result.stderr
+    assert "GPU available" in result.stderr
+    assert result.stdout.startswith("model: ")
+
+
 def test_quiet_and_verbose_together_are_refused():
     result = runner.invoke(app, ["--quiet", "--verbose", "train", "demo"])
     assert result.exit_code == 2
