@@ -41,16 +41,15 @@ def quiet_libraries(verbose: bool | None = None) -> None:
 
     Lightning's info lines (GPU/TPU availability, "💡 Tip" advertisements, "`Trainer.fit` stopped")
     are dropped; its warnings pass on to the handlers the CLI set up, so they land on stderr. Library
-    deprecation and future warnings, and Lightning's "possible user warning" hints (such as the logging
-    interval being longer than a smoke run), are ignored; `datasets` draws no bars of its own (the
-    readers log one line per file). With `verbose` (by default the CLI's --verbose, see `output_flags`) all of
-    it stays, and Lightning logs at info level.
+    deprecation and future warnings, Lightning's "possible user warning" hints (such as the logging
+    interval being longer than a smoke run) and its warnings that a resumed run's folders are not empty
+    are ignored; `datasets` draws no bars of its own (the readers log one line per file). With `verbose`
+    (by default the CLI's --verbose, see `output_flags`) all of it stays, and Lightning logs at info level.
     """
     import datasets
     from lightning_fabric.utilities.warnings import PossibleUserWarning
 
     verbose = output_flags()[1] if verbose is None else verbose
-
     for name in LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
         logger.setLevel(logging.INFO if verbose else logging.WARNING)
@@ -63,6 +62,8 @@ def quiet_libraries(verbose: bool | None = None) -> None:
     datasets.disable_progress_bars()
     for category in (DeprecationWarning, FutureWarning, PossibleUserWarning):
         warnings.filterwarnings("ignore", category=category)
+    # --resume reuses the run's folders on purpose (and seqtag.train keeps the old CSV rows itself).
+    warnings.filterwarnings("ignore", message="(Checkpoint|Experiment logs) directory .* exists and is not empty")
 
 
 def output_flags() -> tuple[bool, bool]:

@@ -1,14 +1,17 @@
 """What the CLI prints where: results on stdout; logs, progress and errors on stderr; no library chatter.
 
-The typer runner used here keeps stdout and stderr apart (`result.stdout`, `result.stderr`), and its
-stderr is not a terminal, so training reports one plain line per epoch.
+The typer runner used here keeps stdout and stderr apart, and its stderr is not a terminal, so training
+reports one plain line per epoch. pytest records Python warnings instead of letting them reach stderr;
+`invoke` hands them back, so that the stderr checked here is the one a person would see.
 """
 from __future__ import annotations
 
 import io
 import re
+import shutil
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,12 +42,27 @@ WIRED = "progress_callbacks" in Path(seqtag.train.__file__).read_text(encoding="
 needs_wiring = pytest.mark.skipif(not WIRED, reason="seqtag/train.py does not use seqtag.progress yet")
 
 
+@dataclass
+class Run:
+    exit_code: int
+    stdout: str
+    stderr: str   # with the warnings Python would have printed there
+
+
+def invoke(*args: str) -> Run:
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")  # filters the CLI adds go in front of this one and still apply
+        result = runner.invoke(app, list(args))
+    printed = "".join(f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}\n" for w in shown)
+    return Run(result.exit_code, result.stdout, result.stderr + printed)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Two epochs of the demo recipe, with the progress bar left on (stderr is not a terminal here)."""
     out = tmp_path_factory.mktemp("demo")
-    result = runner.invoke(app, ["train", "demo", "--out", str(out), *SMALL, "--set", "train.max_epochs=2"])
-    assert result.exit_code == 0, result.output
+    result = invoke("train", "demo", "--out", str(out), *SMALL, "--set", "train.max_epochs=2")
+    assert result.exit_code == 0, result.stderr
     return out, result
 
 
@@ -63,6 +81,15 @@ def test_train_stderr_has_the_logs_and_no_library_chatter(trained):
         assert needle not in result.stderr, f"{needle!r} in stderr:\n{result.stderr}"
 
 
+def test_resume_does_not_warn_about_its_own_folders(trained, tmp_path):
+    out, _ = trained
+    shutil.copytree(out, tmp_path / "run")
+    result = invoke("train", "demo", "--out", str(tmp_path / "run"), "--resume", *SMALL, "--set", "train.max_epochs=3")
+    assert result.exit_code == 0, result.stderr
+    for needle in (*CHATTER, "exists and is not empty"):
+        assert needle not in result.stderr, f"{needle!r} in stderr:\n{result.stderr}"
+
+
 @needs_wiring
 def test_train_stderr_has_one_line_per_epoch_and_why_it_ended(trained):
     _, result = trained
@@ -74,26 +101,27 @@ def test_train_stderr_has_one_line_per_epoch_and_why_it_ended(trained):
 
 
 def test_quiet_prints_only_results(tmp_path):
-    result = runner.invoke(app, ["--quiet", "train", "demo", "--smoke", "--out", str(tmp_path), *SMALL,
-                                 "--set", "train.progress_bar=false"])
-    assert result.exit_code == 0, result.output
+    result = invoke("--quiet", "train", "demo", "--smoke", "--out", str(tmp_path), *SMALL,
+                    "--set", "train.progress_bar=false")
+    assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.startswith("model: ") and "dev: " in result.stdout
 
 
 @needs_wiring
 def test_quiet_hides_the_progress_too(tmp_path):
-    result = runner.invoke(app, ["-q", "train", "demo", "--smoke", "--out", str(tmp_path), *SMALL])
-    assert result.exit_code == 0, result.output
+    result = invoke("-q", "train", "demo", "--smoke", "--out", str(tmp_path), *SMALL)
+    assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
 
 
-def test_verbose_adds_debug_format_and_library_messages(tmp_path):
-    result = runner.invoke(app, ["--verbose", "train", "demo", "--smoke", "--out", str(tmp_path), *SMALL,
-                                 "--set", "train.progress_bar=false"])
-    assert result.exit_code == 0, result.output
+def test_verbose_adds_debug_format_and_library_messages_and_warnings(tmp_path):
+    result = invoke("--verbose", "train", "demo", "--smoke", "--out", str(tmp_path), *SMALL,
+                    "--set", "train.progress_bar=false")
+    assert result.exit_code == 0, result.stderr
     assert "INFO seqtag: train: read 400 sentences" in result.stderr
     assert "GPU available" in result.stderr
+    assert "log_every_n_steps" in result.stderr  # a warning the default output leaves out
     assert result.stdout.startswith("model: ")
 
 
