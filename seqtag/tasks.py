@@ -7,19 +7,15 @@ dev pass.
 """
 from __future__ import annotations
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
 from .config import Recipe, TrainConfig
-from .data.batching import BucketBatchSampler, collate
+from .data.batching import BucketBatchSampler, EncodedBatches
 from .families import Family
 from .networks import Network
-
-try:
-    from pyarrow import compute as _arrow_compute
-except ImportError:  # pragma: no cover - pyarrow comes with datasets
-    _arrow_compute = None
 
 
 class Task(pl.LightningModule):
@@ -129,12 +125,12 @@ class DataModule(pl.LightningDataModule):
                                  backward=self.recipe.model.lm_directions == "both", *(),
                                  rank=self._rank()[0], world_size=self._rank()[1],
                                  first_window=self._resumed_window if training else (lambda: 0))
-        encoded = self.prepared.encoded[split]
-        lengths = _arrow_compute.list_value_length(encoded.data.column("word_ids")).to_pylist()
+        batches = EncodedBatches(self.prepared.encoded[split])
         rank, world_size = self._rank()
-        sampler = BucketBatchSampler(lengths, size, shuffle=training, seed=self.recipe.train.seed, rank=rank,
-                                     world_size=world_size)
-        return DataLoader(encoded, batch_sampler=sampler, collate_fn=collate)
+        sampler = BucketBatchSampler(np.diff(batches.word_offsets).tolist(), size, shuffle=training,
+                                     seed=self.recipe.train.seed, rank=rank, world_size=world_size)
+        # Each item the sampler yields is a list of row indices, which EncodedBatches turns into a Batch.
+        return DataLoader(batches, sampler=sampler, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", training=True)

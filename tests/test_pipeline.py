@@ -79,7 +79,7 @@ def test_label_ids_are_append_only():
     codec = LabelCodec(["O", "B-PER", "I-PER"])
     assert codec.add("B-LOC") == 3 and codec.add("B-PER") == 1
     assert codec.labels == ["O", "B-PER", "I-PER", "B-LOC"]
-    assert codec.id("X") == 4 and codec.name(4) == "X" and codec.unseen == {"X": 1}
+    assert codec.id("X") == 4 and codec.name(4) == "X" and codec.id("Y") == 5 and codec.id("X") == 4
 
 
 def test_prediction_imports_neither_lightning_nor_training(tmp_path):

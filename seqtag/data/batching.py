@@ -1,4 +1,4 @@
-"""Length-bucketed batches and the collate function shared by training and prediction."""
+"""Length-bucketed batches, and the one padding step that training and prediction share."""
 from __future__ import annotations
 
 import math
@@ -31,42 +31,119 @@ class Batch:
 
 
 def collate(rows: Sequence[dict]) -> Batch:
-    """Pad a list of encoded rows into a Batch: the one batching path of training and prediction.
+    """Pad a list of encoded rows into a Batch (prediction, and anything holding rows in memory).
 
     A row has "word_ids", optionally "char_ids" (absent when the model reads no characters),
     and "label_ids" (one per token) or "label_id" (one per text), or no label when predicting.
     """
-    lengths = torch.as_tensor([len(row["word_ids"]) for row in rows], dtype=torch.long)
-    size, longest = len(rows), int(lengths.max())
+    lengths = np.fromiter((len(row["word_ids"]) for row in rows), dtype=np.int64, count=len(rows))
+    words = _flat(row["word_ids"] for row in rows)
+    chars = char_lengths = None
+    if "char_ids" in rows[0]:
+        spelled = [chars for row in rows for chars in row["char_ids"]]
+        char_lengths = np.fromiter(map(len, spelled), dtype=np.int64, count=len(spelled))
+        chars = _flat(spelled)
+    labels = None
+    if "label_ids" in rows[0]:
+        labels = _flat(row["label_ids"] for row in rows)
+    elif "label_id" in rows[0]:
+        labels = np.fromiter((row["label_id"] for row in rows), dtype=np.int64, count=len(rows))
+    return pad(lengths, words, chars, char_lengths, labels, per_token="label_id" not in rows[0])
+
+
+def _flat(lists) -> np.ndarray:
+    return np.fromiter(chain.from_iterable(lists), dtype=np.int64)
+
+
+def pad(lengths: np.ndarray, words: np.ndarray, chars: np.ndarray | None = None,
+        char_lengths: np.ndarray | None = None, labels: np.ndarray | None = None, per_token: bool = True) -> Batch:
+    """The one padding step of every batch: flat ids (sentence after sentence) into (B, T) tensors.
+
+    `chars`/`char_lengths` are the characters of every token, token after token; `labels` holds one label
+    per token (`per_token`, as many as `words`) or one per row.
+    """
+    lengths = torch.from_numpy(np.ascontiguousarray(lengths, dtype=np.int64))
+    size, longest = len(lengths), int(lengths.max())
     mask = torch.arange(longest)[None, :] < lengths[:, None]
     # Fill through the mask: it visits (sentence, position) in the order the rows are flattened,
     # which is one tensor copy per field instead of a Python loop over words.
     word_ids = torch.full((size, longest), PAD_ID, dtype=torch.long)
-    word_ids[mask] = torch.as_tensor([i for row in rows for i in row["word_ids"]], dtype=torch.long)
+    word_ids[mask] = torch.from_numpy(words.astype(np.int64, copy=False))
     features = {"word_ids": word_ids}
-    if "char_ids" in rows[0]:
-        widest = max((len(chars) for row in rows for chars in row["char_ids"]), default=1)
+    if chars is not None:
+        widest = max(1, int(char_lengths.max())) if len(char_lengths) else 1
         char_ids = torch.full((size, longest, widest), PAD_ID, dtype=torch.long)
-        char_ids[mask] = _pad_ragged([chars for row in rows for chars in row["char_ids"]], widest)
+        char_ids[mask] = _pad_ragged(chars, char_lengths, widest)
         features["char_ids"] = char_ids
-    labels = None
-    if "label_ids" in rows[0]:
-        labels = torch.full((size, longest), IGNORE_INDEX, dtype=torch.long)
-        labels[mask] = torch.as_tensor([i for row in rows for i in row["label_ids"]], dtype=torch.long)
-    elif "label_id" in rows[0]:
-        labels = torch.as_tensor([row["label_id"] for row in rows], dtype=torch.long)
-    return Batch(features, lengths, mask, labels)
+    tensor_labels = None
+    if labels is not None and per_token:
+        tensor_labels = torch.full((size, longest), IGNORE_INDEX, dtype=torch.long)
+        tensor_labels[mask] = torch.from_numpy(labels.astype(np.int64, copy=False))
+    elif labels is not None:
+        tensor_labels = torch.from_numpy(labels.astype(np.int64, copy=False))
+    return Batch(features, lengths, mask, tensor_labels)
 
 
-def _pad_ragged(lists: list[list[int]], width: int) -> torch.Tensor:
-    """(N, width) tensor of the lists padded with PAD_ID, built with one flat copy instead of N small ones."""
-    word_lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-    flat = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(word_lengths.sum()))
-    rows = np.repeat(np.arange(len(lists)), word_lengths)
-    starts = np.repeat(np.cumsum(word_lengths) - word_lengths, word_lengths)
-    padded = np.full((len(lists), width), PAD_ID, dtype=np.int64)
+def _pad_ragged(flat: np.ndarray, lengths: np.ndarray, width: int) -> torch.Tensor:
+    """(N, width) tensor of N runs of `flat` (their lengths given), padded with PAD_ID, in one copy."""
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    padded = np.full((len(lengths), width), PAD_ID, dtype=np.int64)
     padded[rows, np.arange(len(flat)) - starts] = flat
     return torch.from_numpy(padded)
+
+
+def _ranges(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in a flat array of the items of `rows` (row r holds offsets[r]:offsets[r+1]), and their
+    lengths."""
+    starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
+    positions = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
+    return positions, lengths
+
+
+class EncodedBatches(torch.utils.data.Dataset):
+    """Batches cut straight out of an encoded split's Arrow columns: indexed by a list of row indices (what a
+    batch sampler yields), it returns the padded Batch. The ids stay in the Arrow buffers as flat arrays with
+    their offsets, so no row is turned into Python lists on the way."""
+
+    def __init__(self, encoded):
+        if getattr(encoded, "_indices", None) is not None:
+            encoded = encoded.flatten_indices()
+        table = encoded.data
+        self.words, self.word_offsets = _list_column(table.column("word_ids"))
+        self.chars = self.char_offsets = None
+        if "char_ids" in table.column_names:
+            tokens = table.column("char_ids").combine_chunks()
+            self.chars, self.char_offsets = _list_column(tokens.flatten())
+        self.labels = self.label_offsets = None
+        if "label_ids" in table.column_names:
+            self.labels, self.label_offsets = _list_column(table.column("label_ids"))
+        elif "label_id" in table.column_names:
+            self.labels = table.column("label_id").to_numpy()
+
+    def __len__(self) -> int:
+        return len(self.word_offsets) - 1
+
+    def __getitem__(self, rows) -> Batch:
+        rows = np.asarray(rows, dtype=np.int64)
+        tokens, lengths = _ranges(self.word_offsets, rows)
+        chars = char_lengths = None
+        if self.chars is not None:
+            positions, char_lengths = _ranges(self.char_offsets, tokens)
+            chars = self.chars[positions]
+        labels = None
+        if self.labels is not None:
+            labels = self.labels[tokens] if self.label_offsets is not None else self.labels[rows]
+        return pad(lengths, self.words[tokens], chars, char_lengths, labels, per_token=self.label_offsets is not None)
+
+
+def _list_column(column) -> tuple[np.ndarray, np.ndarray]:
+    """(values, offsets) of an Arrow list column, offsets starting at 0."""
+    import pyarrow as pa  # comes with `datasets`, which made the column
+
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    offsets = array.offsets.to_numpy().astype(np.int64)
+    return array.flatten().to_numpy(zero_copy_only=False), offsets - offsets[0]
 
 
 MAX_BATCH_TOKENS = 16_384  # caps evaluation and prediction memory on very long inputs, whatever the batch size

@@ -23,15 +23,14 @@ class LabelCodec:
     For span schemes the network works in `train_scheme` (e.g. BIOES) while the user's files are in
     `file_scheme` (e.g. IOB2); `to_train` and `to_file` convert whole sequences. A label never seen
     in training gets an id past the head's outputs (in memory only), so the loss skips it and every
-    metric counts it as an error; `unseen` counts them.
+    metric counts it as an error.
     """
 
     def __init__(self, labels: Sequence[str], file_scheme: str = "none", train_scheme: str = "none"):
         self.labels = list(labels)
         self.index = {label: i for i, label in enumerate(self.labels)}
         self.file_scheme, self.train_scheme = file_scheme, train_scheme
-        self.unseen: dict[str, int] = {}  # label → occurrences, in the order first met
-        self._unseen_ids: dict[str, int] = {}
+        self._unseen_ids: dict[str, int] = {}  # label never seen in training → its in-memory id - len(labels)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -51,7 +50,6 @@ class LabelCodec:
         found = self.index.get(label)
         if found is not None:
             return found
-        self.unseen[label] = self.unseen.get(label, 0) + 1
         return len(self.labels) + self._unseen_ids.setdefault(label, len(self._unseen_ids))
 
     def name(self, label_id: int) -> str:
@@ -180,21 +178,30 @@ class Featurizer:
             encoded["label_id" if self.raw_text else "label_ids"] = self.encode_labels(batch[self.label_column])
         return encoded
 
+    def unseen_labels(self, dataset) -> dict[str, int]:
+        """Labels of `dataset` the codec does not have (in the training scheme), with their counts. They get
+        their in-memory ids here, in the order met, before encoding: so ids do not depend on the encoding cache."""
+        if self.labels is None or self.label_column not in dataset.column_names:
+            return {}
+        counts: dict[str, int] = {}
+        for value in dataset[self.label_column]:
+            for label in ([value] if self.raw_text else self.labels.to_train(value)):
+                if label not in self.labels.index:
+                    counts[label] = counts.get(label, 0) + 1
+        for label in counts:
+            self.labels.id(label)
+        return counts
+
     def encode_dataset(self, dataset, source: str = "") -> tuple:
         """The encoded rows (a `datasets.Dataset`) and a report: how many texts were cut at max_length and the
         labels never seen in training with their counts (both logged too)."""
-        before = dict(self.labels.unseen) if self.labels is not None else {}
-        # No cache: unseen labels are counted inside the map, so it must really run.
-        encoded = dataset.map(self.encode_rows, batched=True, batch_size=1000, desc="encoding",
-                              load_from_cache_file=False)
-        report = {"truncated": sum(encoded["truncated"]), "unseen_labels": {}}
+        report = {"unseen_labels": self.unseen_labels(dataset)}
+        encoded = dataset.map(self.encode_rows, batched=True, batch_size=1000, desc="encoding")
+        report["truncated"] = sum(encoded["truncated"])
         if report["truncated"]:
             log.info("%s: %d of %d texts cut to data.max_length=%d tokens", source, report["truncated"],
                      len(encoded), self.max_length)
-        if self.labels is not None:
-            report["unseen_labels"] = {label: count - before.get(label, 0) for label, count in
-                                       self.labels.unseen.items() if count > before.get(label, 0)}
-            if report["unseen_labels"]:
-                log.warning("%s: labels never seen in training, scored as errors: %s", source, ", ".join(
-                    f"{label} ×{count}" for label, count in report["unseen_labels"].items()))
+        if report["unseen_labels"]:
+            log.warning("%s: labels never seen in training, scored as errors: %s", source, ", ".join(
+                f"{label} ×{count}" for label, count in report["unseen_labels"].items()))
         return encoded.select_columns(self.columns), report
