@@ -121,17 +121,10 @@ def user_errors(command):
     return wrapper
 
 
-def _figures(metrics: dict) -> str:
-    if "perplexity" in metrics:
-        bits = f"  bits/char {metrics['bits_per_char']:.4f}" if "bits_per_char" in metrics else ""
-        return (f"perplexity {metrics['perplexity']:.2f}  loss {metrics['loss']:.4f} nats/token{bits}  "
-                f"({metrics['tokens']} tokens)")
-    if "macro_f1" in metrics:
-        return f"accuracy {metrics['accuracy']:.2f}  macro-F1 {metrics['macro_f1']:.2f}  ({metrics['texts']} texts)"
-    if "f1" in metrics:
-        return (f"F1 {metrics['f1']:.2f}  P {metrics['precision']:.2f}  R {metrics['recall']:.2f}  "
-                f"({metrics['sentences']} sentences, {metrics['tokens']} tokens)")
-    return f"accuracy {metrics['accuracy']:.2f}  ({metrics['sentences']} sentences, {metrics['tokens']} tokens)"
+def _figures(task: str, metrics: dict) -> str:
+    from seqtag.families import family_of
+
+    return family_of(task).figures_line(metrics)
 
 
 @app.command(epilog=_recipe_list())
@@ -165,7 +158,7 @@ def train(
     typer.echo(f"model: {result.model_dir}")
     for split in ("dev", "test"):
         if split in result.metrics:
-            typer.echo(f"{split}: {_figures(result.metrics[split])}")
+            typer.echo(f"{split}: {_figures(loaded.task, result.metrics[split])}")
 
 
 @app.command()
@@ -178,11 +171,12 @@ def evaluate(
     """Score a model on a labelled file (a language model: on text), read with the model's own reader settings."""
     import seqtag
 
-    metrics = seqtag.load(model).evaluate(file)
+    loaded = seqtag.load(model)
+    metrics = loaded.evaluate(file)
     if as_json:
         typer.echo(json.dumps(metrics))
         return
-    typer.echo(_figures(metrics))
+    typer.echo(_figures(loaded.task, metrics))
     for label, scores in metrics.get("per_label", {}).items():
         typer.echo(f"  {label:<20} P {scores['precision']:6.2f}  R {scores['recall']:6.2f}  "
                    f"F1 {scores['f1']:6.2f}  support {scores['support']}")
@@ -201,34 +195,19 @@ def predict(
     """Tag raw text (or pre-tokenized lines), or classify one text per line; writes JSON lines (or CoNLL) to standard output."""
     import seqtag
     from seqtag.data.readers import decode_lines
-    from seqtag.language_model import LanguageModel
-    from seqtag.predict import TextClassifier
+    from seqtag.families import family_of
 
-    if output not in ("jsonl", "conll"):
-        raise SeqtagError(f"--output is {output!r}; expected jsonl or conll.")
-    tagger = seqtag.load(model)
-    if isinstance(tagger, LanguageModel):
-        raise SeqtagError(f"{model} is a language model; use `seqtag generate` (or `seqtag evaluate` for perplexity).")
-    classify = isinstance(tagger, TextClassifier)
-    if classify and (pretokenized or output != "jsonl"):
-        raise SeqtagError(f"{model} is a text classifier: it reads one raw text per line and writes JSON lines; "
-                          "drop --pretokenized and --output conll.")
+    loaded = seqtag.load(model)
+    family = family_of(loaded.task)
+    family.check_prediction_options(model, pretokenized, output)
     if file != "-" and not Path(file).is_file():
         raise SeqtagError(f"{file}: file not found; give a text file with one sentence per line, or - for stdin.")
     with (sys.stdin.buffer if file == "-" else open(file, "rb")) as stream:
         lines = (text for _, text in decode_lines(stream, "<stdin>" if file == "-" else file))
-        # Read and tag in chunks so arbitrarily long inputs stream through in bounded memory.
+        # Read and predict in chunks so arbitrarily long inputs stream through in bounded memory.
         while chunk := list(islice(lines, 4096)):
-            if classify:
-                for result in tagger.predict(chunk, top_k=top_k, batch_size=batch_size):
-                    typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
-                continue
-            items = [line.split() for line in chunk] if pretokenized else chunk
-            for sentence in tagger.predict(items, batch_size=batch_size):
-                if output == "jsonl":
-                    typer.echo(json.dumps(sentence.to_dict(), ensure_ascii=False))
-                else:
-                    typer.echo("".join(f"{w}\t{l}\n" for w, l in zip(sentence.words, sentence.labels)))
+            for line in family.prediction_lines(loaded, chunk, pretokenized, output, top_k, batch_size):
+                typer.echo(line)
 
 
 @app.command()
@@ -245,10 +224,9 @@ def generate(
 ):
     """Continue a prompt with a language model; prints the prompt and the generated text."""
     import seqtag
-    from seqtag.language_model import LanguageModel
 
     lm = seqtag.load(model)
-    if not isinstance(lm, LanguageModel):
+    if not hasattr(lm, "generate"):
         raise SeqtagError(f"{model} is not a language model; `seqtag generate` needs a model trained with task: lm.")
     typer.echo(lm.generate(prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                            seed=seed, greedy=greedy))

@@ -9,6 +9,8 @@ Nothing here imports Lightning: the training loop (`tasks.py`) calls these plain
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -104,6 +106,16 @@ class Family:
         """A predictor from a model directory's parts (see `artifact.read_model_files`)."""
         raise NotImplementedError
 
+    def check_prediction_options(self, model_dir, pretokenized: bool, output: str) -> None:
+        """Refuse `seqtag predict` options this family's models cannot honour, before any input is read."""
+        if output not in ("jsonl", "conll"):
+            raise SeqtagError(f"--output is {output!r}; expected jsonl or conll.")
+
+    def prediction_lines(self, model, lines: list[str], pretokenized: bool, output: str, top_k: int | None,
+                         batch_size: int) -> Iterator[str]:
+        """What `seqtag predict` prints for a chunk of input lines."""
+        raise NotImplementedError
+
     def evaluation_splits(self, prepared) -> dict:
         return {split: prepared.rows[split] for split in ("dev", "test") if split in prepared.rows}
 
@@ -184,6 +196,14 @@ class Tagging(Family):
         featurizer = Featurizer(parts["words"], parts["chars"], codec, recipe.data.max_word_length)
         return SequenceTagger(net, featurizer, recipe.data, parts["metrics"], path, device)
 
+    def prediction_lines(self, model, lines, pretokenized, output, top_k, batch_size):
+        items = [line.split() for line in lines] if pretokenized else lines
+        for sentence in model.predict(items, batch_size=batch_size):
+            if output == "jsonl":
+                yield json.dumps(sentence.to_dict(), ensure_ascii=False)
+            else:  # CoNLL: token and label per line, a blank line after each sentence
+                yield "".join(f"{w}\t{l}\n" for w, l in zip(sentence.words, sentence.labels))
+
     def figures_line(self, metrics):
         counts = f"({metrics['sentences']} sentences, {metrics['tokens']} tokens)"
         if "f1" in metrics:
@@ -247,6 +267,16 @@ class Classification(Family):
         featurizer = Featurizer(parts["words"], parts["chars"], LabelCodec(parts["labels"]), data.max_word_length,
                                 raw_text=True, max_length=data.max_length)
         return TextClassifier(net, featurizer, data, parts["metrics"], path, device)
+
+    def check_prediction_options(self, model_dir, pretokenized, output):
+        super().check_prediction_options(model_dir, pretokenized, output)
+        if pretokenized or output != "jsonl":
+            raise SeqtagError(f"{model_dir} is a text classifier: it reads one raw text per line and writes JSON "
+                              "lines; drop --pretokenized and --output conll.")
+
+    def prediction_lines(self, model, lines, pretokenized, output, top_k, batch_size):
+        for result in model.predict(lines, top_k=top_k, batch_size=batch_size):
+            yield json.dumps(result.to_dict(), ensure_ascii=False)
 
     def figures_line(self, metrics):
         return f"accuracy {metrics['accuracy']:.2f}  macro-F1 {metrics['macro_f1']:.2f}  ({metrics['texts']} texts)"
@@ -322,6 +352,10 @@ class LanguageModelling(Family):
 
     def evaluation_splits(self, prepared):
         return {split: prepared.encoded[split] for split in ("dev", "test") if split in prepared.encoded}
+
+    def check_prediction_options(self, model_dir, pretokenized, output):
+        raise SeqtagError(f"{model_dir} is a language model; use `seqtag generate` (or `seqtag evaluate` for "
+                          "perplexity).")
 
     def figures_line(self, metrics):
         bits = f"  bits/char {metrics['bits_per_char']:.4f}" if "bits_per_char" in metrics else ""

@@ -71,6 +71,8 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 class LanguageModel:
     """A trained language model with its tokenizer."""
 
+    task = "lm"  # its family in seqtag.families
+
     def __init__(self, net: Network, tokenizer: Tokenizer, data_config: DataConfig,
                  metrics: dict | None = None, path: Path | None = None, device: str | torch.device = "cpu"):
         self.device = torch.device(device)

@@ -101,6 +101,8 @@ class SequenceTagger(Predictor):
     probability is the mean of its tokens' probabilities.
     """
 
+    task = "tagging"  # its family in seqtag.families
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         codec = self.featurizer.labels
@@ -219,6 +221,8 @@ class Classification:
 
 class TextClassifier(Predictor):
     """A trained text classifier: a label per raw text, with the probability of every class."""
+
+    task = "classification"  # its family in seqtag.families
 
     @property
     def labels(self) -> list[str]:
