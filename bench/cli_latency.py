@@ -1,8 +1,8 @@
 """How long a person waits for the command line: `seqtag --help`, and `seqtag predict` of one sentence.
 
 Each command runs as its own process, the way a person starts it (the `seqtag` script beside this
-Python, else `python -m seqtag`); one run warms the file cache, then the median of --repeats runs is
-printed with its target. Without --model, a demo tagger is trained first (--smoke, a few seconds).
+Python, else `python -m seqtag`); one run warms the file cache, then the medians of --repeats runs'
+wall time and CPU time (user + system, steadier when other work shares the machine) are printed. Without --model, a demo tagger is trained first (--smoke, a few seconds).
 With --imports, the slowest top-level imports of the predict run are listed (python -X importtime).
 
     .venv/bin/python bench/cli_latency.py [--model runs/demo/model] [--repeats 5] [--imports]
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -28,10 +29,14 @@ def seqtag_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "seqtag"]
 
 
-def wall_time(command: list[str], stdin: str = "") -> float:
+def timed(command: list[str], stdin: str = "") -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run; CPU time (user + system) is steadier on a busy machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, input=stdin, text=True, check=True, capture_output=True, cwd=common.ROOT)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def slowest_imports(command: list[str], stdin: str, count: int = 8) -> list[tuple[float, str]]:
@@ -66,10 +71,12 @@ def main() -> None:
                 "seqtag predict (one sentence)": ([*seqtag, "predict", model], SENTENCE)}
         print(f"command: {' '.join(seqtag)}   median of {args.repeats} runs after one warm-up")
         for name, (command, stdin) in runs.items():
-            wall_time(command, stdin)
-            seconds = common.median([wall_time(command, stdin) for _ in range(args.repeats)])
+            timed(command, stdin)
+            walls, cpus = zip(*(timed(command, stdin) for _ in range(args.repeats)))
+            seconds = common.median(list(walls))
             verdict = "ok" if seconds <= TARGETS[name] else "over"
-            print(f"{name:<32} {seconds:6.2f} s   (target {TARGETS[name]:.0f} s: {verdict})")
+            print(f"{name:<32} {seconds:6.2f} s wall  {common.median(list(cpus)):6.2f} s CPU   "
+                  f"(target {TARGETS[name]:.0f} s wall: {verdict})")
         if args.imports:
             print("slowest imports of the predict run (cumulative seconds):")
             for seconds, module in slowest_imports(["predict", model], SENTENCE):
