@@ -194,7 +194,7 @@ def predict(
 ):
     """Tag raw text (or pre-tokenized lines), or classify one text per line; writes JSON lines (or CoNLL) to standard output."""
     import seqtag
-    from seqtag.data.readers import decode_lines
+    from seqtag.data.lines import decode_lines
     from seqtag.families import family_of
 
     loaded = seqtag.load(model)

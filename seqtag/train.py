@@ -23,6 +23,7 @@ from .artifact import save_model
 from .config import Recipe
 from .errors import SeqtagError
 from .families import family_of
+from .progress import end_reason, has_progress_bar, progress_callbacks
 from .tasks import DataModule, Task
 
 log = logging.getLogger("seqtag")
@@ -60,6 +61,7 @@ def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False,
     if cfg.patience > 0:
         # Not strict: a run stopped by max_steps or max_time before its first dev check has no score yet.
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience, strict=False))
+    callbacks += progress_callbacks(cfg)  # a bar on a terminal, one line per epoch elsewhere (stderr)
     limits = (dict(limit_train_batches=1, max_epochs=1, limit_val_batches=1) if smoke
               else dict(max_epochs=cfg.max_epochs, max_steps=cfg.max_steps or -1,
                    val_check_interval=cfg.val_check_interval))
@@ -67,7 +69,7 @@ def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False,
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, precision=cfg.precision,
         gradient_clip_val=cfg.gradient_clip or None, callbacks=callbacks,
         logger=csv_logger(out_dir, keep_rows=resume), log_every_n_steps=10,
-        enable_progress_bar=cfg.progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
+        enable_progress_bar=has_progress_bar(callbacks), enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False,  # our bucketing sampler shards by rank itself
         max_time={"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None,
         **limits)
@@ -155,6 +157,7 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
     trainer.strategy.barrier()  # every rank has finished training before rank 0 reads the best checkpoint
     if trainer.global_rank != 0:
         return TrainResult(out_dir / "model", {}, trainer.interrupted, trainer.global_rank)
+    log.info("training ended: %s", end_reason(trainer))
     if checkpoint.best_model_path:
         # Restore the best dev epoch; weights_only keeps torch.load from running pickled code.
         best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)

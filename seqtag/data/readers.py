@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, Features, Sequence, Value, load_dataset
 
 from seqtag.errors import InputError, SeqtagError
+
+from .lines import decode_lines
 
 FEATURES = Features(
     {
@@ -35,7 +37,6 @@ FEATURES = Features(
 CONLLU_FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 
 _COLUMN_SEPARATOR = re.compile(r"[ \t]+")
-_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 # ---------------------------------------------------------------------------
@@ -213,29 +214,6 @@ def _read_lines(path: str, shown_path: str, keep_line_end: bool = False) -> Iter
     """Yield (1-based line number, text without line ending) of a file, decoding each line as UTF-8."""
     with open(path, "rb") as file:
         yield from decode_lines(file, shown_path, keep_line_end)
-
-
-def decode_lines(raw_lines: Iterable[bytes], shown_path: str, keep_line_end: bool = False
-                 ) -> Iterator[tuple[int, str]]:
-    """Decode byte lines as UTF-8, one by one, so an invalid byte is reported with its exact line.
-
-    With `keep_line_end` a line keeps its ending, as "\n" whatever the file used (raw text for
-    language models, where line breaks are characters to predict)."""
-    for number, raw in enumerate(raw_lines, start=1):
-        if number == 1 and raw.startswith(_UTF8_BOM):
-            raw = raw[len(_UTF8_BOM):]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            column = len(raw[: error.start].decode("utf-8", errors="replace")) + 1
-            raise InputError(
-                shown_path,
-                number,
-                f"is not valid UTF-8 (byte 0x{raw[error.start]:02x} at column {column}); "
-                "save the file as UTF-8",
-            ) from None
-        stripped = text.rstrip("\r\n")
-        yield number, stripped + "\n" if keep_line_end and len(stripped) < len(text) else stripped
 
 
 def _shorten(line: str, limit: int = 60) -> str:
