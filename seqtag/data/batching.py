@@ -168,20 +168,23 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = MA
 class BucketBatchSampler:
     """Yields batches of indices of similar length, in a seeded random order each epoch.
 
-    Sentences are shuffled first and then sorted by length within large pools, so
-    batch contents change between epochs while padding stays low. Under DDP each rank
-    takes every `world_size`-th batch (padded to an equal count) of the same order.
+    Sentences are shuffled, then sorted by length (a stable sort, so sentences of one length
+    come in a new random order each epoch), cut into batches, and the batches shuffled: batch
+    contents change between epochs while padding stays as low as a full sort gives. With
+    `pool_batches`, the sort runs within pools of that many batches instead of the whole split.
+    Under DDP each rank takes every `world_size`-th batch (padded to an equal count) of the
+    same order.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, pool_batches: int = 50):
+                 rank: int = 0, world_size: int = 1, pool_batches: int | None = None):
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
-        self.pool_size = batch_size * pool_batches
+        self.pool_size = batch_size * pool_batches if pool_batches else max(1, len(self.lengths))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
