@@ -5,7 +5,7 @@ same DataLoader: bucketed sampler, same seed and epoch, same collate) with the s
 optimizer and gradient clipping. Runs alternate toolkit/bare to share the machine's
 noise; the ratio of medians is printed.
 
-    .venv/bin/python bench/train_speed.py [--recipe ud-pos|mr] [--batches 60] [--repeats 5]
+    .venv/bin/python bench/train_speed.py [--recipe ud-pos|mr] [--batches 60] [--repeats 5] [--set model.cell=gru]
 """
 from __future__ import annotations
 
@@ -49,14 +49,15 @@ def main() -> None:
     parser.add_argument("--recipe", choices=["ud-pos", "mr"], default="ud-pos")
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="a recipe override, e.g. model.cell=gru")
     args = parser.parse_args()
 
     if args.recipe == "ud-pos":
         files = {"train": common.ewt_files()["train"], "dev": common.ewt_files()["dev"]}
     else:
         files = {"train": f"{common.MR / 'rt-polarity.pos'},{common.MR / 'rt-polarity.neg'}"}
-    recipe = load_recipe(args.recipe, ["train.progress_bar=false", "train.patience=0", "train.lr_schedule=none"],
-                         **files)
+    recipe = load_recipe(args.recipe, ["train.progress_bar=false", "train.patience=0", "train.lr_schedule=none",
+                                       *args.overrides], **files)
     data = prepare_data(recipe)
     pl.seed_everything(0, verbose=False)
     initial_state = copy.deepcopy(new_task(data).state_dict())
@@ -80,7 +81,9 @@ def main() -> None:
         print(f"repeat {repeat + 1}: toolkit {toolkit[-1]:,.0f} tok/s, bare {bare[-1]:,.0f} tok/s", flush=True)
     ratio = common.median(toolkit) / common.median(bare)
     paired = common.median([t / b for t, b in zip(toolkit, bare)])  # each repeat's pair shares the machine's state
-    print(f"batches {args.batches}, tokens {tokens:,}, torch threads {torch.get_num_threads()}")
+    parameters = sum(p.numel() for p in new_task(data).net.parameters())
+    print(f"batches {args.batches}, tokens {tokens:,}, torch threads {torch.get_num_threads()}, "
+          f"cell {data.recipe.model.cell}, parameters {parameters:,}")
     print(f"median toolkit {common.median(toolkit):,.0f} tok/s | median bare {common.median(bare):,.0f} tok/s | "
           f"ratio {ratio:.3f} | median paired ratio {paired:.3f}")
     print(f"peak RSS {common.peak_rss_mb():.0f} MiB")
