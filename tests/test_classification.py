@@ -20,6 +20,12 @@ from seqtag.train import train
 
 POSITIVE = ["a good and fun film", "great acting , good story", "fun , great and moving", "a good great film"]
 NEGATIVE = ["a bad and boring film", "awful acting , bad story", "boring , awful and dull", "a bad awful film"]
+# Dev and test texts are new: the training words in combinations (not reorderings) training never showed, so a
+# score on them measures what the model learned, not what it memorised.
+DEV = [("a fun and moving film", "pos"), ("good story , fun acting", "pos"), ("moving and great", "pos"),
+       ("a dull and boring film", "neg"), ("dull , awful story", "neg"), ("awful acting , dull film", "neg")]
+TEST = [("good and moving", "pos"), ("a great and fun story", "pos"), ("fun acting , great film", "pos"),
+        ("a dull and awful film", "neg"), ("bad acting , boring story", "neg"), ("awful , bad and boring", "neg")]
 FAST = ["train.progress_bar=false", "model.hidden_size=8", "model.word_dim=8", "model.char_hidden=4",
         "model.char_dim=4", "model.num_layers=1"]
 
@@ -39,11 +45,11 @@ def _class_files(tmp_path):
     return f"{tmp_path / 'reviews.pos'},{tmp_path / 'reviews.neg'}"
 
 
-def _class_folders(root):
-    for label, texts in (("pos", POSITIVE), ("neg", NEGATIVE)):
-        (root / label).mkdir(parents=True)
-        for i, text in enumerate(texts):
-            (root / label / f"{i}.txt").write_text(text + "\n", encoding="utf-8")
+def _class_folders(root, rows=None):
+    """One folder per label, one file per text (`rows`: (text, label) pairs, the training texts by default)."""
+    for i, (text, label) in enumerate(rows or _labelled()):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        (root / label / f"{i}.txt").write_text(text + "\n", encoding="utf-8")
     return root
 
 
@@ -165,7 +171,9 @@ def test_a_class_seen_only_in_dev_is_reported_and_scored_as_an_error(tmp_path, c
     assert json.loads((result.model_dir / "labels.json").read_text()) == ["neg", "pos"], "labels from train only"
     dev_figures = result.metrics["dev"]
     assert dev_figures["unseen_labels"] == {"neutral": 1} and dev_figures["texts"] == 2
-    assert dev_figures["accuracy"] <= 50.0 and dev_figures["per_label"]["neutral"]["recall"] == 0.0
+    good_is_right = seqtag.load(result.model_dir).predict("good").label == "pos"
+    assert dev_figures["accuracy"] == (50.0 if good_is_right else 0.0), "the neutral text counts, as an error"
+    assert dev_figures["per_label"]["neutral"]["recall"] == 0.0
 
 
 def test_class_files_need_two_labels_and_task_needs_a_text_format(tmp_path):
@@ -188,7 +196,8 @@ def test_text_tokenizers_lowercase_normalize_and_truncate(kind):
     assert tokenizer.token_to_id("<pad>") == PAD_ID and tokenizer.token_to_id("<unk>") == UNK_ID
     encoder = Featurizer(tokenizer, None, None, 30, raw_text=True, max_length=3)
     out = encoder.encode(["GOOD film , good film", "bad", ""])
-    assert [len(ids) for ids in out["word_ids"]] == [3, len(out["word_ids"][1]), 1]
+    whole = [tokenizer.encode(text).ids for text in ("GOOD film , good film", "bad")]
+    assert len(whole[0]) > 3 and out["word_ids"][:2] == [whole[0][:3], whole[1]], "the first max_length tokens"
     assert out["truncated"] == [True, False, False]
     assert out["word_ids"][2] == [UNK_ID], "an empty text is one unknown token"
     assert encoder.tokens(["Ｇｏｏｄ"])[0][0].startswith("g")
@@ -209,22 +218,32 @@ def test_classification_scores():
 @pytest.fixture(scope="module")
 def trained_classifier(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cls")
-    files = {split: _csv(tmp / f"{split}.csv", _labelled()) for split in ("train", "dev", "test")}
-    recipe = load_recipe("sentiment", [*FAST, "train.max_epochs=30", "train.lr=0.05", "model.dropout=0.0",
-                                       "model.word_dropout=0.0", "train.patience=0", "model.embedders=[word]",
-                                       "train.class_weights=balanced", "train.dev_metric=macro_f1"], **files)
+    files = {split: _csv(tmp / f"{split}.csv", rows) for split, rows in
+             (("train", _labelled()), ("dev", DEV), ("test", TEST))}
+    # Small batches and a constant rate: the epoch first at 100 on dev (the one kept) is then a well-trained one.
+    recipe = load_recipe("sentiment", [*FAST, "model.hidden_size=16", "model.word_dim=16", "data.batch_size=2",
+                                       "train.max_epochs=30", "train.lr=0.05", "train.lr_schedule=none",
+                                       "model.dropout=0.0", "model.word_dropout=0.0", "train.patience=0",
+                                       "model.embedders=[word]", "train.class_weights=balanced",
+                                       "train.dev_metric=macro_f1"], **files)
     return train(recipe, tmp / "run"), files
 
 
+@pytest.mark.slow
 def test_classifier_learns_and_saves_without_char_vocabulary(trained_classifier):
-    result, _ = trained_classifier
+    result, files = trained_classifier
     assert sorted(p.name for p in result.model_dir.iterdir()) == [
         "config.json", "labels.json", "metrics.json", "model.safetensors", "word_tokenizer.json"]
     config = json.loads((result.model_dir / "config.json").read_text())
     assert config["task"] == "classification" and config["split"] is None
+    # Unseen texts; with seeds 1 to 10 every run classified all of dev and test correctly.
     assert result.metrics["dev"]["accuracy"] == 100.0 and result.metrics["test"]["macro_f1"] == 100.0
+    assert result.metrics["test"]["texts"] == len(TEST)
+    fitted = seqtag.load(result.model_dir).evaluate(files["train"])
+    assert fitted["accuracy"] == 100.0 and fitted["texts"] == len(_labelled()), "the training texts are fitted"
 
 
+@pytest.mark.slow
 def test_loaded_classifier_predicts_raw_text_in_batches(trained_classifier):
     result, files = trained_classifier
     model = seqtag.load(result.model_dir)
@@ -236,8 +255,6 @@ def test_loaded_classifier_predicts_raw_text_in_batches(trained_classifier):
     assert [r.label for r in many][::2] == ["neg", "pos"] and all(len(r.top_k) == 1 for r in many)
     assert model.predict([]) == []
     assert model.evaluate(files["test"]) == result.metrics["test"]
-    with pytest.raises(SeqtagError, match="top_k is 0"):
-        model.predict("good", top_k=0)
 
 
 def test_missing_char_vocabulary_is_required_when_the_model_reads_characters(tmp_path):
@@ -264,30 +281,58 @@ def test_seeded_dev_and_test_splits_are_recorded_and_repeatable(tmp_path):
         load_recipe("mr", ["data.test_fraction=0.9"])
 
 
+def _sst2(path, rows):
+    path.write_text("sentence\tlabel\n" + "".join(f"{t} \t{int(l == 'pos')}\n" for t, l in rows))
+    return path
+
+
 def _recipe_files(name, tmp_path):
     if name == "sentiment":
-        return {s: _csv(tmp_path / f"{s}.csv", _labelled()) for s in ("train", "test")}
+        return {"train": _csv(tmp_path / "train.csv", _labelled()), "test": _csv(tmp_path / "test.csv", TEST)}
     if name == "sst2":
-        path = tmp_path / "train.tsv"
-        path.write_text("sentence\tlabel\n" + "".join(f"{t} \t{int(l == 'pos')}\n" for t, l in _labelled()))
-        return {"train": path, "dev": path}
+        return {"train": _sst2(tmp_path / "train.tsv", _labelled()), "dev": _sst2(tmp_path / "dev.tsv", DEV)}
     if name == "mr":
         return {"train": _class_files(tmp_path)}
-    return {"train": _class_folders(tmp_path / "train"), "test": _class_folders(tmp_path / "test")}
+    return {"train": _class_folders(tmp_path / "train"), "test": _class_folders(tmp_path / "test", TEST)}
+
+
+# The texts each smoke run must score: a given dev or test file whole, else the held-out tenth of training.
+SMOKE_TEXTS = {"sentiment": {"dev": 1, "test": len(TEST)}, "sst2": {"dev": len(DEV)}, "mr": {"dev": 1},
+               "imdb": {"dev": 1, "test": len(TEST)}}
 
 
 @pytest.mark.parametrize("name", ["sentiment", "sst2", "mr", "imdb"])
 def test_every_classification_recipe_has_a_working_smoke_run(name, tmp_path, caplog):
-    recipe = load_recipe(name, ["train.progress_bar=false", "data.max_length=4"], **_recipe_files(name, tmp_path))
+    files = _recipe_files(name, tmp_path)
+    recipe = load_recipe(name, ["train.progress_bar=false", "data.max_length=4"], **files)
     with caplog.at_level(logging.INFO, logger="seqtag"):
         result = train(recipe, tmp_path / "run", smoke=True)
     assert "texts cut to data.max_length=4 tokens" in caplog.text
     assert json.loads((result.model_dir / "config.json").read_text())["truncated"]["train"] > 0
     model = seqtag.load(result.model_dir)
-    assert "dev" in result.metrics
-    assert model.predict("a good film").label in model.labels
+    scored = {split: result.metrics[split]["texts"] for split in ("dev", "test") if split in result.metrics}
+    assert scored == SMOKE_TEXTS[name]
+    if "test" in files:
+        assert model.evaluate(files["test"]) == result.metrics["test"], "the loaded model scores as the trained one"
+    one, empty = model.predict(["a good film", ""])
+    assert one.label == max(one.probabilities, key=one.probabilities.get)
+    assert set(empty.probabilities) == set(model.labels), "an empty text still gets a distribution"
 
 
+def test_a_classifier_names_what_it_cannot_do(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    recipe = load_recipe("sentiment", [*FAST, "model.embedders=[word]"], train=_csv(tmp_path / "t.csv", _labelled()))
+    model_dir = train(recipe, tmp_path / "run", smoke=True).model_dir
+    with pytest.raises(SeqtagError, match="top_k is 0"):
+        seqtag.load(model_dir).predict("good", top_k=0)
+    bad = CliRunner().invoke(app, ["predict", str(model_dir), "-", "--output", "conll"], input="x\n")
+    assert bad.exit_code == 2 and "is a text classifier" in bad.output
+
+
+@pytest.mark.slow
 def test_cli_evaluate_json_and_predict_jsonl_for_a_classifier(trained_classifier, tmp_path):
     from typer.testing import CliRunner
 
@@ -298,14 +343,13 @@ def test_cli_evaluate_json_and_predict_jsonl_for_a_classifier(trained_classifier
     shown = runner.invoke(app, ["evaluate", str(result.model_dir), str(files["test"]), "--json"])
     assert shown.exit_code == 0, shown.output
     figures = json.loads(shown.stdout)
-    assert {"accuracy", "macro_f1", "per_label", "confusion", "texts"} <= set(figures) and figures["texts"] == 8
+    assert {"accuracy", "macro_f1", "per_label", "confusion", "texts"} <= set(figures)
+    assert figures["texts"] == len(TEST) and figures == result.metrics["test"]
     text = runner.invoke(app, ["evaluate", str(result.model_dir), str(files["test"])])
-    assert "macro-F1 100.00  (8 texts)" in text.stdout
+    assert f"macro-F1 {figures['macro_f1']:.2f}  ({len(TEST)} texts)" in text.stdout
     out = runner.invoke(app, ["predict", str(result.model_dir), "-", "--top-k", "1"],
                         input="a good fun film\n\nboring and awful\n")
     assert out.exit_code == 0, out.output
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [row["label"] for row in rows[::2]] == ["pos", "neg"] and len(rows) == 3
     assert set(rows[0]["probabilities"]) == {"neg", "pos"} and len(rows[0]["top_k"]) == 1
-    bad = runner.invoke(app, ["predict", str(result.model_dir), "-", "--output", "conll"], input="x\n")
-    assert bad.exit_code == 2 and "is a text classifier" in bad.output

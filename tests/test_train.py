@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -10,28 +12,33 @@ import seqtag
 from seqtag.config import load_recipe
 from seqtag.train import train
 
-from conftest import NER_SENTENCES, write_conll
+from conftest import CONLLU_COUNTS, NER_SENTENCES, NER_TEST, sentences_and_tokens, write_ner_splits
 
 FAST = ["train.progress_bar=false", "model.hidden_size=16", "model.word_dim=16", "model.char_hidden=8",
         "model.char_dim=8", "model.num_layers=1"]
 
 
 def _train_ner(ner_files, out, epochs=25, extra=()):
-    recipe = load_recipe("conll-ner", [*FAST, f"train.max_epochs={epochs}", "train.lr=0.02", "model.dropout=0.0",
-                                       "model.word_dropout=0.0", *extra],
+    # A constant rate: on unseen dev sentences the score stalls at times, and a plateau schedule would halve
+    # the rate before the training sentences are fitted.
+    recipe = load_recipe("conll-ner", [*FAST, f"train.max_epochs={epochs}", "train.lr=0.01", "train.lr_schedule=none",
+                                       "model.dropout=0.0", "model.word_dropout=0.0", *extra],
                          train=ner_files["train"], dev=ner_files["dev"], test=ner_files["test"])
     return train(recipe, out)
 
 
 @pytest.fixture(scope="module")
 def trained_ner(tmp_path_factory):
-    """An IOB1 NER model trained until it fits its four sentences."""
+    """An IOB1 NER model trained on six sentences, kept at its best epoch on five others (dev).
+
+    The tests using it are marked slow; the smoke runs below keep a quick train → load → predict round trip."""
     tmp = tmp_path_factory.mktemp("ner")
-    files = {s: write_conll(tmp / f"{s}.conll", NER_SENTENCES, docstart=True) for s in ("train", "dev", "test")}
-    result = _train_ner(files, tmp / "run", epochs=40, extra=["train.patience=0"])
+    files = write_ner_splits(tmp)
+    result = _train_ner(files, tmp / "run", epochs=25, extra=["train.patience=0", "data.batch_size=1"])
     return result, files
 
 
+@pytest.mark.slow
 def test_training_learns_and_saves_a_model_directory(trained_ner):
     result, _ = trained_ner
     names = sorted(p.name for p in result.model_dir.iterdir())
@@ -41,15 +48,26 @@ def test_training_learns_and_saves_a_model_directory(trained_ner):
     assert config["format_version"] == 2 and config["sizes"]["labels"] == len(config_labels(result.model_dir))
     assert config["recipe"]["model"]["embedders"] == ["word", "char_cnn"] and config["recipe"]["model"]["head"] == "softmax"
     assert config["file_scheme"] == "iob1" and config["train_scheme"] == "bioes"
+    # Dev and test hold sentences training never showed, made of its words. With seeds 1 to 10 every run
+    # reached dev F1 100 (the checkpoint is chosen on dev) and test F1 of at least 96.
     assert result.metrics["dev"]["f1"] == 100.0
-    assert json.loads((result.model_dir / "metrics.json").read_text())["test"]["f1"] == 100.0
+    assert result.metrics["test"]["f1"] >= 90.0
+    assert json.loads((result.model_dir / "metrics.json").read_text())["test"] == result.metrics["test"]
     assert not list(result.model_dir.parent.glob(".model.*")), "no staging folder left behind"
+
+
+@pytest.mark.slow
+def test_the_chosen_epoch_fits_the_training_sentences(trained_ner):
+    result, files = trained_ner
+    fitted = seqtag.load(result.model_dir).evaluate(files["train"])
+    assert fitted["f1"] == 100.0 and fitted["sentences"] == len(NER_SENTENCES)
 
 
 def config_labels(model_dir):
     return json.loads((model_dir / "labels.json").read_text())
 
 
+@pytest.mark.slow
 def test_a_token_s_probability_is_its_file_scheme_label_s(trained_ner):
     """Trained in BIOES, shown in IOB1: I-PER's probability sums B-, I-, E- and S-PER."""
     import torch
@@ -72,7 +90,9 @@ def test_a_token_s_probability_is_its_file_scheme_label_s(trained_ner):
         assert probabilities[0][position] == pytest.approx(float(distribution[position, wanted].sum()), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_loaded_model_predicts_in_the_files_scheme_with_offsets(trained_ner):
+    """Training sentences, which the model fits (see above), so the exact labels are known."""
     result, files = trained_ner
     tagger = seqtag.load(result.model_dir)
     text = "Alan met Grace Hopper in Boston."
@@ -91,6 +111,7 @@ def test_loaded_model_predicts_in_the_files_scheme_with_offsets(trained_ner):
     assert marie.tokens[0].start is None
 
 
+@pytest.mark.slow
 def test_predict_batches_keep_input_order_and_handle_empty_input(trained_ner):
     result, _ = trained_ner
     tagger = seqtag.load(result.model_dir)
@@ -102,14 +123,16 @@ def test_predict_batches_keep_input_order_and_handle_empty_input(trained_ner):
     assert tagger.predict([]) == []
 
 
+@pytest.mark.slow
 def test_evaluate_matches_training_figures(trained_ner):
     result, files = trained_ner
     metrics = seqtag.load(result.model_dir).evaluate(files["test"])
     assert metrics == result.metrics["test"]
-    assert metrics["sentences"] == 4 and metrics["tokens"] == 22
+    assert {key: metrics[key] for key in ("sentences", "tokens")} == sentences_and_tokens(NER_TEST)
     assert set(metrics["per_label"]) == {"PER", "LOC", "ORG"}
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(ner_files, tmp_path):
     out = tmp_path / "run"
     _train_ner(ner_files, out, epochs=2, extra=["train.patience=0"])
@@ -130,18 +153,27 @@ def test_resume_without_checkpoint_is_a_clear_error(ner_files, tmp_path):
 
 
 def _chunk_files(tmp_path):
-    sentences = [[(t, p, c) for t, p, c, _ in s] for s in NER_SENTENCES]
-    return {s: write_conll(tmp_path / f"{s}.txt", sentences) for s in ("train", "dev", "test")}
+    return write_ner_splits(tmp_path, ".txt", columns=slice(0, 3), docstart=False)
+
+
+# WNUT-17 style: token<TAB>IOB2 tag, with a tab-only line as one of the separators.
+WNUT = {"train": "Ada\tB-person\nLovelace\tI-person\nrocks\tO\n\t\nsee\tO\nParis\tB-location\n",
+        "dev": "Alan\tB-person\nsaw\tO\nParis\tB-location\n",
+        "test": "see\tO\nAda\tB-person\n\t\nParis\tB-location\nrocks\tO\n\nsee\tO\n"}
 
 
 def _wnut_files(tmp_path):
-    # WNUT-17 style: token<TAB>IOB2 tag, with a tab-only line as one of the separators.
-    text = "Ada\tB-person\nLovelace\tI-person\nrocks\tO\n\t\nsee\tO\nParis\tB-location\n"
-    paths = {}
-    for split in ("train", "dev", "test"):
-        paths[split] = tmp_path / f"{split}.wnut"
-        paths[split].write_text(text, encoding="utf-8")
+    paths = {split: tmp_path / f"{split}.wnut" for split in WNUT}
+    for split, path in paths.items():
+        path.write_text(WNUT[split], encoding="utf-8")
     return paths
+
+
+def _conll_counts(path) -> dict[str, int]:
+    """Sentences and tokens of a CoNLL file, counted here without the library's reader."""
+    blocks = [block for block in re.split(r"\n[ \t]*\n", Path(path).read_text(encoding="utf-8"))
+              if block.strip() and not block.startswith("-DOCSTART-")]
+    return {"sentences": len(blocks), "tokens": sum(len(block.strip().splitlines()) for block in blocks)}
 
 
 @pytest.mark.parametrize("name", ["demo", "ud-pos", "conll-ner", "wnut-ner", "conll-chunk"])
@@ -151,11 +183,17 @@ def test_every_recipe_has_a_working_smoke_run(name, tmp_path, ner_files, conllu_
     recipe = load_recipe(name, ["train.progress_bar=false"], **files)
     result = train(recipe, tmp_path / "run", smoke=True)
     tagger = seqtag.load(result.model_dir)
-    assert "dev" in result.metrics and "test" in result.metrics
-    sentence = tagger.predict("Ada Lovelace visited Paris .")
+    for split, path in (("dev", recipe.data.dev), ("test", recipe.data.test)):
+        # A smoke run trains on one batch, but scores the whole of each file.
+        expected = CONLLU_COUNTS[split] if name == "ud-pos" else _conll_counts(path)
+        assert {key: result.metrics[split][key] for key in ("sentences", "tokens")} == expected, split
+    assert tagger.evaluate(recipe.data.test) == result.metrics["test"], "the loaded model scores as the trained one"
+    sentence, empty = tagger.predict(["Ada Lovelace visited Paris .", ""])
     assert len(sentence.labels) == 5 and set(sentence.labels) <= set(tagger.labels)
+    assert empty.tokens == [] and empty.spans == []
 
 
+@pytest.mark.slow
 def test_an_empty_pretokenized_word_gets_a_finite_probability(trained_ner):
     result, _ = trained_ner
     sentence = seqtag.load(result.model_dir).predict([["", "Paris"]])[0]
