@@ -182,32 +182,85 @@ def evaluate(
                    f"F1 {scores['f1']:6.2f}  support {scores['support']}")
 
 
+# What `seqtag predict` reads, by the file's extension; raw lines (format "text") only from .txt or standard input.
+PREDICT_FORMATS = {".txt": "text", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
+                   ".conll": "conll", ".conllu": "conllu"}
+
+
+def _prediction_format(file: str, given: Optional[str], family) -> str:
+    """The input format for predict: --format, else the file's extension ("text" for standard input), among
+    the ones the model's family reads (raw lines always; tables for classifiers; CoNLL columns for taggers)."""
+    readable = ["text", *(f for f in dict.fromkeys(PREDICT_FORMATS.values()) if f in family.formats)]
+    choices = "|".join(readable)
+    if given is not None:
+        if given not in readable:
+            raise SeqtagError(f"--format is {given!r}; this model ({family.name}) reads {choices}.")
+        if file == "-" and given != "text":
+            raise SeqtagError(f"--format {given} reads a file; standard input is read as text, one item per line.")
+        return given
+    if file == "-":
+        return "text"
+    suffix = Path(file).suffix.lower()
+    if suffix not in PREDICT_FORMATS:
+        raise SeqtagError(f"{file}: the extension {suffix or '(none)'!r} does not say how to read the file; give "
+                          f"--format {choices} (text: each line is one input).")
+    fmt = PREDICT_FORMATS[suffix]
+    if fmt not in readable:
+        raise SeqtagError(f"{file}: a {suffix} file holds {fmt} data, which this model ({family.name}) does not "
+                          f"read; give --format text to read each line as one input (or use {choices}).")
+    return fmt
+
+
+def _prediction_inputs(file: str, fmt: str, data_config):
+    """The items to predict, in file order: raw lines; the text column of a table or JSON lines file, read with
+    the model's reader settings (data.text_column, data.header, data.quoting); or a CoNLL file's token lists."""
+    if fmt == "text":
+        from seqtag.data.lines import decode_lines
+
+        with (sys.stdin.buffer if file == "-" else open(file, "rb")) as stream:
+            yield from (text for _, text in decode_lines(stream, "<stdin>" if file == "-" else file))
+    elif fmt in ("conll", "conllu"):
+        from seqtag.data.readers import read_tokens
+
+        yield from read_tokens(file, fmt, data_config.token_column)
+    else:
+        from seqtag.data.text_readers import read_prediction_texts
+
+        yield from read_prediction_texts(file, fmt, data_config.text_column, data_config.header,
+                                         data_config.quoting)
+
+
 @app.command()
 @user_errors
 def predict(
     model: Annotated[Path, typer.Argument(help="A saved model directory.")],
-    file: Annotated[str, typer.Argument(help="Input file, one sentence (or text) per line; '-' reads standard input.")] = "-",
+    file: Annotated[str, typer.Argument(help="Input file: .txt (one sentence or text per line), .csv, .tsv or .jsonl (classifiers: the model's text column), .conll or .conllu (taggers: the tokens); '-' reads standard input as text.")] = "-",
     pretokenized: Annotated[bool, typer.Option("--pretokenized", help="Lines hold tokens separated by spaces.")] = False,
     output: Annotated[str, typer.Option("--output", help="jsonl or conll (taggers only).")] = "jsonl",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sentences per forward pass.")] = 256,
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Classifiers: how many ranked labels to list (default all).")] = None,
+    format_: Annotated[Optional[str], typer.Option("--format", help="How to read FILE: text, csv, tsv, jsonl, conll or conllu (default: by its extension).")] = None,
 ):
-    """Tag raw text (or pre-tokenized lines), or classify one text per line; writes JSON lines (or CoNLL) to standard output."""
+    """Tag raw text, pre-tokenized lines or a CoNLL file's tokens, or classify texts (one per line, or a table's
+    text column); writes one JSON line (or a CoNLL block) per input to standard output."""
     import seqtag
-    from seqtag.data.lines import decode_lines
     from seqtag.families import family_of
 
+    if batch_size < 1:
+        raise SeqtagError(f"--batch-size is {batch_size}; it must be 1 or more (sentences per forward pass).")
     loaded = seqtag.load(model)
     family = family_of(loaded.task)
     family.check_prediction_options(model, pretokenized, output)
+    fmt = _prediction_format(file, format_, family)
     if file != "-" and not Path(file).is_file():
         raise SeqtagError(f"{file}: file not found; give a text file with one sentence per line, or - for stdin.")
-    with (sys.stdin.buffer if file == "-" else open(file, "rb")) as stream:
-        lines = (text for _, text in decode_lines(stream, "<stdin>" if file == "-" else file))
-        # Read and predict in chunks so arbitrarily long inputs stream through in bounded memory.
-        while chunk := list(islice(lines, 4096)):
-            for line in family.prediction_lines(loaded, chunk, pretokenized, output, top_k, batch_size):
-                typer.echo(line)
+    items = _prediction_inputs(file, fmt, loaded.data_config)
+    # CoNLL input gives token lists, which a tagger's predict takes as they are (no --pretokenized splitting).
+    split_lines = pretokenized and fmt == "text"
+    # Read and predict in chunks so arbitrarily long inputs stream through in bounded memory.
+    while chunk := list(islice(items, 4096)):
+        for line in family.prediction_lines(loaded, chunk, split_lines, output, top_k, batch_size):
+            typer.echo(line)
 
 
 @app.command()

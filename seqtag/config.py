@@ -44,6 +44,7 @@ LM_FORMATS = ("text", "wikitext", "hub")
 FORMATS = {"tagging": TAGGING_FORMATS, "classification": TEXT_FORMATS, "lm": LM_FORMATS}
 TOKENIZERS = {"classification": ("word", "bpe", "wordpiece"), "lm": ("word", "char", "bpe")}
 TASKS = tuple(FORMATS)
+SEED_MAX = 2**32 - 1  # numpy's seeds are unsigned 32-bit; Lightning seeds numpy, torch and random with train.seed
 
 
 def used_by(*tasks: str, **field_args: Any) -> Any:
@@ -253,7 +254,7 @@ class TrainConfig:
     max_steps: int = 0
     """Stop after this many optimiser steps (0: no limit)."""
     max_time_minutes: float | None = None
-    """Stop training after this many minutes (the best checkpoint so far is kept)."""
+    """Stop training after this many minutes (the best checkpoint so far is kept); null: no time limit."""
     progress_bar: bool = True
     """Show Lightning's progress bar."""
     class_weights: str = used_by("classification", default="none")
@@ -271,6 +272,11 @@ class TrainConfig:
         _positive("train", "gradient_clip", self.gradient_clip, allow_zero=True)
         _positive("train", "patience", self.patience, allow_zero=True)
         _positive("train", "max_steps", self.max_steps, allow_zero=True)
+        if self.max_time_minutes is not None:
+            _positive("train", "max_time_minutes", self.max_time_minutes)
+        if not 0 <= self.seed <= SEED_MAX:
+            raise SeqtagError(f"train.seed is {self.seed!r}; it must be a whole number from 0 to {SEED_MAX} "
+                              "(the range numpy and torch seed from).")
         if not 0 < self.val_check_interval <= 1:
             raise SeqtagError(f"train.val_check_interval is {self.val_check_interval!r}; it must be in (0, 1] "
                               "(a fraction of an epoch).")

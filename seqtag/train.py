@@ -23,6 +23,7 @@ from .artifact import save_model
 from .config import Recipe
 from .errors import SeqtagError
 from .families import family_of
+from .hardware import check_training_hardware
 from .progress import end_reason, has_progress_bar, progress_callbacks
 from .tasks import DataModule, Task
 
@@ -134,6 +135,7 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
     """
     family = family_of(recipe.task)
     recipe = family.resolve(recipe)
+    check_training_hardware(recipe.train)  # before any data is read: settings this machine cannot run
     out_dir = Path(out_dir)
     last = out_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():

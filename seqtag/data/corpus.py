@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pyarrow.compute as pc
 from datasets import Dataset
@@ -35,6 +36,21 @@ def sentence_lengths(dataset: Dataset) -> list[int]:
     return pc.list_value_length(dataset.data.column("tokens")).to_pylist()
 
 
+_POSITION = re.compile(r"\(sentence (\d+), token (\d+)\)")
+
+
+def _positions_as_lines(message: str, lines: list[list[int]]) -> tuple[str, int | None]:
+    """`message` with each "(sentence S, token T)" of schemes.detect_scheme written as the file's "(line N)",
+    and the first such line."""
+    found: list[int] = []
+
+    def as_line(match: re.Match) -> str:
+        found.append(lines[int(match[1])][int(match[2])])
+        return f"(line {found[-1]})"
+
+    return _POSITION.sub(as_line, message), (found[0] if found else None)
+
+
 def resolve_scheme(declared: str, dataset: Dataset, source: str) -> str:
     """The declared scheme, or the one the training labels show when it is "auto"."""
     if declared != "auto":
@@ -42,19 +58,38 @@ def resolve_scheme(declared: str, dataset: Dataset, source: str) -> str:
     try:
         return schemes.detect_scheme(dataset["labels"])
     except ValueError as err:
-        raise SeqtagError(f"{source}: {err} Set it with --set data.scheme=iob1|iob2|bioes.") from None
+        message, line = _positions_as_lines(str(err), dataset["lines"])
+        raise InputError(source, line, f"{message}: set it with --set data.scheme=iob1|iob2|bioes.") from None
 
 
-def check_scheme(dataset: Dataset, scheme: str, source: str) -> None:
-    """Every label sequence must follow the scheme; the error points at the offending line."""
+def _has_prefixes(dataset: Dataset) -> bool:
+    return any(schemes._has_span_prefix(label) for labels in dataset["labels"] for label in labels)
+
+
+def check_scheme(dataset: Dataset, scheme: str, source: str, training: tuple[Dataset, str] | None = None) -> None:
+    """Every label sequence must follow the scheme; the error points at the offending line.
+
+    `training` (the training rows and their file) names the file the scheme comes from, and with scheme
+    "none" finds the mismatch that scores nothing: plain training labels (DRUG) beside prefixed ones (B-DRUG)
+    in this file, which could never be predicted."""
     if scheme == "none":
+        if training is not None and training[1] != source and not _has_prefixes(training[0]):
+            for labels, lines in zip(dataset["labels"], dataset["lines"]):
+                for label, line in zip(labels, lines):
+                    if schemes._has_span_prefix(label):
+                        raise InputError(source, line, f"label {label!r} has a span prefix, but the labels of "
+                                         f"the training file {training[1]} have none (they are plain, scheme "
+                                         "none), so this label can never be predicted; give both files the same "
+                                         "scheme: B-/I- prefixes in both, or in neither")
         return
+    origin = f" of the training file {training[1]}" if training is not None and training[1] != source else ""
     for labels, lines in zip(dataset["labels"], dataset["lines"]):
         problem = schemes.find_violation(labels, scheme)
         if problem is not None:
             index, reason = problem
-            raise InputError(source, lines[index], f"label {labels[index]!r} breaks the {scheme.upper()} scheme: "
-                             f"{reason}. Fix the label, or declare the file's scheme with --set data.scheme=...")
+            raise InputError(source, lines[index], f"label {labels[index]!r} breaks the {scheme.upper()} scheme"
+                             f"{origin}: {reason}. Fix the label, or declare the file's scheme with --set "
+                             "data.scheme=...")
 
 
 def prepare_tagging(recipe: Recipe, cache_dir: str | None = None) -> Prepared:
@@ -69,7 +104,7 @@ def prepare_tagging(recipe: Recipe, cache_dir: str | None = None) -> Prepared:
         log.info("%s: %s from %s", split, readers.describe(rows[split]), source)
     file_scheme = resolve_scheme(data.scheme, rows["train"], sources["train"])
     for split, source in sources.items():
-        check_scheme(rows[split], file_scheme, source)
+        check_scheme(rows[split], file_scheme, source, training=(rows["train"], sources["train"]))
     vectors = {}
     if model.pretrained_vectors:
         vectors = read_vectors(model.pretrained_vectors, model.word_dim, model.pretrained_max_words)

@@ -38,6 +38,7 @@ log = logging.getLogger("seqtag")
 
 LINES = Features({"text": Value("string")})
 ENCODED = Features({"ids": Sequence(Value("int32")), "chars": Value("int32")})
+_NO_TEXT = "holds no text (it is empty or only whitespace); expected the text to model"
 
 
 # ---------------------------------------------------------------------------
@@ -45,12 +46,13 @@ ENCODED = Features({"ids": Sequence(Value("int32")), "chars": Value("int32")})
 
 
 def text_files(spec: str) -> list[str]:
-    """The files named by `spec`: comma-separated paths, each of which may be a glob pattern."""
+    """The files named by `spec`: comma-separated paths, each of which may be a glob pattern (a file that
+    exists under the name given is taken as it is, even with [, * or ? in its name)."""
     files: list[str] = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
-        if glob.has_magic(part):
+        if glob.has_magic(part) and not Path(part).is_file():
             matches = sorted(p for p in glob.glob(part) if Path(p).is_file())
             if not matches:
                 raise SeqtagError(f"{part}: no file matches this pattern.")
@@ -62,14 +64,20 @@ def text_files(spec: str) -> list[str]:
     return files
 
 
-def _line_rows(files: list[dict], keep_line_end: bool) -> Iterator[dict]:
+def _line_rows(files: list[dict], keep_line_end: bool, source: str) -> Iterator[dict]:
+    """One row per line of the files; raises if no line holds anything but whitespace."""
+    has_text = False
     for key in files:
         for _, text in _read_lines(key["path"], key["shown_path"], keep_line_end):
+            has_text = has_text or (text != "" and not text.isspace())
             yield {"text": text}
+    if not has_text:
+        raise InputError(source, None, _NO_TEXT)
 
 
 def read_text(config: DataConfig, source: str, cache_dir: str | None = None) -> Dataset:
-    """One row per line of the files (or hub split) in `source`, in order, with a "text" column.
+    """One row per line of the files (or hub split) in `source`, in order, with a "text" column; text that
+    is empty or only whitespace is an error.
 
     Character and BPE models keep each line's "\\n" (a line break is a token to predict); word
     models drop it and close the line with <eos> when encoding.
@@ -85,15 +93,12 @@ def read_text(config: DataConfig, source: str, cache_dir: str | None = None) -> 
         end = "\n" if raw else ""
         ds = _unwrap_errors(ds.map, lambda b: {"text": [t.rstrip("\r\n") + end for t in b["text"]]},
                             batched=True, features=LINES, desc="Reading lines")
-    else:
-        files = [_file_key(path) for path in text_files(source)]
-        if not any(key["size"] for key in files):
-            raise InputError(source, None, "holds no text (it is empty); expected the text to model")
-        ds = _build(_line_rows, {"files": files, "keep_line_end": raw}, cache_dir, LINES)
-    if not any(pc.any(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(chunk)), 0)).as_py()
-               for chunk in ds.data.column("text").chunks):  # chunk by chunk: stops at the first real text
-        raise InputError(source, None, "holds no text (it is empty or only whitespace); expected the text to model")
-    return ds
+        if not any(pc.any(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(chunk)), 0)).as_py()
+                   for chunk in ds.data.column("text").chunks):  # chunk by chunk: stops at the first real text
+            raise InputError(source, None, _NO_TEXT)
+        return ds
+    files = [_file_key(path) for path in text_files(source)]
+    return _build(_line_rows, {"files": files, "keep_line_end": raw, "source": source}, cache_dir, LINES)
 
 
 # ---------------------------------------------------------------------------

@@ -11,6 +11,9 @@ file order:
 File readers parse with `Dataset.from_generator`, so the result is Arrow-cached on
 disk; the cache key includes the file's resolved path, size and mtime, so an edited
 file is read again.  Problems in the input raise `InputError` naming file and line.
+
+`read_tokens` reads the same files for prediction: tokens only, streamed, without `datasets`
+(which this module imports only where a Dataset is built, so `seqtag predict` stays quick).
 """
 from __future__ import annotations
 
@@ -18,21 +21,34 @@ import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
-
-import pyarrow.compute as pc
-from datasets import ClassLabel, Dataset, Features, Sequence, Value, load_dataset
+from typing import TYPE_CHECKING
 
 from seqtag.errors import InputError, SeqtagError
 
 from .lines import decode_lines
 
-FEATURES = Features(
-    {
-        "tokens": Sequence(Value("string")),
-        "labels": Sequence(Value("string")),
-        "lines": Sequence(Value("int32")),
-    }
-)
+if TYPE_CHECKING:
+    from datasets import Dataset, Features
+
+
+@functools.cache
+def tagging_features() -> Features:
+    """The columns every tagging reader returns (built on first use: importing datasets takes a second)."""
+    from datasets import Features, Sequence, Value
+
+    return Features(
+        {
+            "tokens": Sequence(Value("string")),
+            "labels": Sequence(Value("string")),
+            "lines": Sequence(Value("int32")),
+        }
+    )
+
+
+def __getattr__(name: str):
+    if name == "FEATURES":  # the old module constant, built on demand
+        return tagging_features()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 CONLLU_FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 
@@ -74,6 +90,21 @@ def read_conllu(
     return _build(_conllu_sentences, gen_kwargs, cache_dir)
 
 
+def read_tokens(path: str | Path, format: str, token_column: int = 0) -> Iterator[list[str]]:
+    """The token lists of a CoNLL ("conll", the tokens in `token_column`) or CoNLL-U ("conllu", FORM) file,
+    one per sentence in file order, for prediction: other columns are not needed, and a file of tokens alone
+    (one per line, a blank line after each sentence) is read too. Streams the file; needs no `datasets`."""
+    key = _file_key(path)
+    if format == "conll":
+        rows = _conll_sentences(**key, token_column=int(token_column), label_column=None)
+    elif format == "conllu":
+        rows = _conllu_sentences(**key, label_index=None)
+    else:
+        raise ValueError(f"read_tokens reads conll or conllu, not {format!r}")
+    for row in rows:
+        yield row["tokens"]
+
+
 def read_hub(
     name: str,
     split: str,
@@ -104,7 +135,7 @@ def read_hub(
         batched=True,
         with_indices=True,
         remove_columns=ds.column_names,
-        features=FEATURES,
+        features=tagging_features(),
         desc="Converting",
     )
 
@@ -113,6 +144,8 @@ def load_hub_split(name: str, split: str, config_name: str | None, cache_dir: st
                    fields: dict[str, str]) -> tuple[Dataset, str]:
     """A split from `datasets.load_dataset` and its name for messages; every field in `fields`
     (setting name -> field) must exist."""
+    from datasets import load_dataset
+
     source = f"{name} ({split} split)"
     try:
         ds = load_dataset(name, config_name, split=split, cache_dir=cache_dir)
@@ -130,6 +163,8 @@ def load_hub_split(name: str, split: str, config_name: str | None, cache_dir: st
 
 def count_tokens(ds: Dataset) -> int:
     """Number of tokens in `ds`, from Arrow list lengths (no Python loop over rows)."""
+    import pyarrow.compute as pc
+
     lengths = pc.list_value_length(ds.data.column("tokens"))
     indices = getattr(ds, "_indices", None)
     if indices is not None:
@@ -160,6 +195,8 @@ def _file_key(path: str | Path) -> dict:
         stat = resolved.stat()
     except FileNotFoundError:
         raise InputError(path, None, f"file not found (looked for {resolved})") from None
+    except OSError as error:  # a name too long, a folder on the way that may not be entered, ...
+        raise InputError(path, None, f"cannot be read: {error.strerror or error}") from None
     if resolved.is_dir():
         raise InputError(path, None, "is a directory; expected a file")
     return {
@@ -170,12 +207,15 @@ def _file_key(path: str | Path) -> dict:
     }
 
 
-def _build(generator, gen_kwargs: dict, cache_dir: str | None, features: Features = FEATURES) -> Dataset:
-    """Run `generator` through datasets' Arrow cache, re-raising our own errors."""
+def _build(generator, gen_kwargs: dict, cache_dir: str | None, features: Features | None = None) -> Dataset:
+    """Run `generator` through datasets' Arrow cache (the tagging columns unless `features` says otherwise),
+    re-raising our own errors."""
+    from datasets import Dataset
+
     return _unwrap_errors(
         Dataset.from_generator,
         generator,
-        features=features,
+        features=features or tagging_features(),
         gen_kwargs=gen_kwargs,
         cache_dir=cache_dir,
     )
@@ -212,7 +252,11 @@ def _find_seqtag_error(error: BaseException) -> SeqtagError | None:
 
 def _read_lines(path: str, shown_path: str, keep_line_end: bool = False) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, text without line ending) of a file, decoding each line as UTF-8."""
-    with open(path, "rb") as file:
+    try:
+        file = open(path, "rb")
+    except OSError as error:  # removed or made unreadable since it was found
+        raise InputError(shown_path, None, f"cannot be read: {error.strerror or error}") from None
+    with file:
         yield from decode_lines(file, shown_path, keep_line_end)
 
 
@@ -236,9 +280,12 @@ def _conll_sentences(
     size: int,
     mtime_ns: int,
     token_column: int,
-    label_column: int,
+    label_column: int | None,
 ) -> Iterator[dict]:
-    """Generator for `read_conll`; size and mtime_ns only serve as cache key."""
+    """Generator for `read_conll` (and, with no `label_column`, `read_tokens`); size and mtime_ns only serve
+    as cache key."""
+    roles = {"token_column": token_column} if label_column is None else {"token_column": token_column,
+                                                                          "label_column": label_column}
     tokens: list[str] = []
     labels: list[str] = []
     lines: list[int] = []
@@ -255,7 +302,7 @@ def _conll_sentences(
         columns = _COLUMN_SEPARATOR.split(line.strip(" \t"))
         if width is None:
             width, width_line = len(columns), number
-            for role, index in (("token_column", token_column), ("label_column", label_column)):
+            for role, index in roles.items():
                 if not -width <= index < width:
                     raise InputError(
                         shown_path,
@@ -272,7 +319,8 @@ def _conll_sentences(
                 f"'{_shorten(line)}'",
             )
         tokens.append(columns[token_column])
-        labels.append(columns[label_column])
+        if label_column is not None:
+            labels.append(columns[label_column])
         lines.append(number)
     if tokens:
         yield _sentence(tokens, labels, lines)
@@ -315,9 +363,11 @@ def _conllu_sentences(
     shown_path: str,
     size: int,
     mtime_ns: int,
-    label_index: int,
+    label_index: int | None,
 ) -> Iterator[dict]:
-    """Generator for `read_conllu`; size and mtime_ns only serve as cache key."""
+    """Generator for `read_conllu` (and, with no `label_index`, `read_tokens`); size and mtime_ns only serve
+    as cache key."""
+    used = (1,) if label_index is None else (1, label_index)  # FORM and the labels' field
     tokens: list[str] = []
     labels: list[str] = []
     lines: list[int] = []
@@ -343,15 +393,20 @@ def _conllu_sentences(
         if "-" in word_id or "." in word_id:
             # Multiword-token range or empty node: not part of the basic word sequence.
             continue
-        if not word_id.isdigit():
+        if not (word_id.isascii() and word_id.isdigit()):
             raise InputError(
                 shown_path,
                 number,
                 f"expected a word ID (an integer, a range like 3-4 or an empty node like 5.1) "
                 f"in the first field, found '{_shorten(word_id)}'",
             )
+        for index in used:
+            if not fields[index]:
+                raise InputError(shown_path, number, f"the {CONLLU_FIELDS[index].upper()} field is empty; "
+                                 "CoNLL-U writes _ for a field that has no value")
         tokens.append(fields[1])
-        labels.append(fields[label_index])
+        if label_index is not None:
+            labels.append(fields[label_index])
         lines.append(number)
     if tokens:
         yield _sentence(tokens, labels, lines)
@@ -371,6 +426,8 @@ def _conllu_sentences(
 
 def _class_label_names(feature) -> tuple[str, ...] | None:
     """Label names if `feature` is a sequence of ClassLabel, else None."""
+    from datasets import ClassLabel
+
     inner = feature[0] if isinstance(feature, list) else getattr(feature, "feature", None)
     if isinstance(inner, ClassLabel):
         return tuple(inner.names)
@@ -428,10 +485,11 @@ def _label_name(label_id: int, names: tuple[str, ...], source: str, row: int) ->
 
 
 __all__ = [
-    "FEATURES",
     "count_tokens",
     "describe",
     "read_conll",
     "read_conllu",
     "read_hub",
+    "read_tokens",
+    "tagging_features",
 ]

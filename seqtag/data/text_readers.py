@@ -14,6 +14,9 @@ silently dropped. Mistakes that no skipping can fix (a missing label column, byt
 that are not UTF-8, an empty class folder) always raise.
 
 File readers share the tagging readers' Arrow cache keyed by path, size and mtime.
+
+`read_prediction_texts` reads a CSV, TSV or JSON lines file for prediction: the text column only,
+streamed, every row kept (an empty text too, so outputs stay in step with rows), without `datasets`.
 """
 from __future__ import annotations
 
@@ -22,20 +25,37 @@ import functools
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
-
-from datasets import ClassLabel, Dataset, Features, Value
+from typing import TYPE_CHECKING
 
 from seqtag.errors import InputError, SeqtagError
 
 from .readers import _build, _file_key, _read_lines, _shorten, _unwrap_errors, load_hub_split
 
+if TYPE_CHECKING:
+    from datasets import Dataset, Features
+
 log = logging.getLogger("seqtag")
 
-TEXT_FEATURES = Features(
-    {"text": Value("string"), "label": Value("string"), "line": Value("int32"), "problem": Value("string")}
-)
+TEXT_COLUMNS = ("text", "label", "line", "problem")
+SEPARATORS = {"csv": ",", "tsv": "\t"}
+
+
+@functools.cache
+def text_features() -> Features:
+    """The columns every text reader returns (built on first use: importing datasets takes a second)."""
+    from datasets import Features, Value
+
+    return Features({"text": Value("string"), "label": Value("string"), "line": Value("int32"),
+                     "problem": Value("string")})
+
+
+def __getattr__(name: str):
+    if name == "TEXT_FEATURES":  # the old module constant, built on demand
+        return text_features()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _row(text: str, label: str, line: int) -> dict:
@@ -67,7 +87,7 @@ def read_table(path: str | Path, delimiter: str, text_column: int | str, label_c
     gen_kwargs = _file_key(path)
     gen_kwargs.update(delimiter=delimiter, text_column=text_column, label_column=label_column, header=header,
                       quoting=quoting, skip=skip)
-    return _build(_table_rows, gen_kwargs, cache_dir, TEXT_FEATURES)
+    return _build(_table_rows, gen_kwargs, cache_dir, text_features())
 
 
 def read_jsonl(path: str | Path, text_field: str, label_field: str, skip: bool = False,
@@ -75,7 +95,26 @@ def read_jsonl(path: str | Path, text_field: str, label_field: str, skip: bool =
     """JSON lines: one object per line with the text and the label in the named fields."""
     gen_kwargs = _file_key(path)
     gen_kwargs.update(text_field=str(text_field), label_field=str(label_field), skip=skip)
-    return _build(_jsonl_rows, gen_kwargs, cache_dir, TEXT_FEATURES)
+    return _build(_jsonl_rows, gen_kwargs, cache_dir, text_features())
+
+
+def read_prediction_texts(path: str | Path, format: str, text_column: int | str, header: bool = True,
+                          quoting: bool = True) -> Iterator[str]:
+    """The texts of a CSV, TSV or JSON lines file, one per row in file order, for prediction: the label column
+    is not needed, and an empty text is kept (its prediction is still one output line). A JSON lines file
+    names its fields, so an index given as `text_column` reads the field "text". Streams the file; needs no
+    `datasets`."""
+    key = _file_key(path)
+    if format == "jsonl":
+        field = text_column if isinstance(text_column, str) and not text_column.lstrip("-").isdigit() else "text"
+        rows = _jsonl_rows(**key, text_field=field, label_field=None, skip=False)
+    elif format in SEPARATORS:
+        rows = _table_rows(**key, delimiter=SEPARATORS[format], text_column=text_column, label_column=None,
+                           header=header, quoting=quoting, skip=False)
+    else:
+        raise ValueError(f"read_prediction_texts reads csv, tsv or jsonl, not {format!r}")
+    for row in rows:
+        yield row["text"]
 
 
 def class_file_label(path: str | Path) -> str:
@@ -96,35 +135,20 @@ def read_class_files(paths: list[str], skip: bool = False, cache_dir: str | None
     for path, label in zip(paths, labels):
         gen_kwargs = _file_key(path)
         gen_kwargs.update(label=label, skip=skip)
-        parts.append(_build(_class_file_rows, gen_kwargs, cache_dir, TEXT_FEATURES))
+        parts.append(_build(_class_file_rows, gen_kwargs, cache_dir, text_features()))
     return concatenate_datasets(parts)
 
 
 def read_class_folders(root: str | Path, skip: bool = False, cache_dir: str | None = None) -> Dataset:
     """A folder with one sub-folder per class (the label), each file in it one text (aclImdb/train/pos|neg)."""
-    resolved = Path(root).expanduser().resolve()
-    if not resolved.is_dir():
-        raise InputError(root, None, f"not a folder (looked for {resolved}); expected a folder with one "
-                                     "sub-folder per class, e.g. aclImdb/train holding pos/ and neg/")
-    classes = sorted(p for p in resolved.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise InputError(root, None, "has no class sub-folders; expected one sub-folder per class")
-    listing = hashlib.sha256()
-    for folder in classes:
-        found = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-        if not found:
-            raise InputError(folder, None, "this class folder is empty; expected one text file per example "
-                                           "(remove the folder if the class is not wanted)")
-        for file in found:
-            stat = file.stat()
-            listing.update(f"{file.relative_to(resolved)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    gen_kwargs = {"path": str(resolved), "shown_path": str(root), "listing": listing.hexdigest(), "skip": skip}
-    return _build(_folder_rows, gen_kwargs, cache_dir, TEXT_FEATURES)
+    return _build(_folder_rows, _folder_key(root, skip), cache_dir, text_features())
 
 
 def read_text_hub(name: str, split: str, text_field: str, label_field: str, config_name: str | None = None,
                   skip: bool = False, cache_dir: str | None = None) -> Dataset:
     """A split loaded with `datasets.load_dataset` (a hub id or a local folder of data files)."""
+    from datasets import ClassLabel
+
     ds, source = load_hub_split(name, split, config_name, cache_dir,
                                 {"data.text_column": text_field, "data.label_column": label_field})
     feature = ds.features[label_field]
@@ -132,7 +156,7 @@ def read_text_hub(name: str, split: str, text_field: str, label_field: str, conf
     convert = functools.partial(_hub_rows, source=source, text_field=text_field, label_field=label_field,
                                 names=names, skip=skip)
     return _unwrap_errors(ds.map, convert, batched=True, with_indices=True, remove_columns=ds.column_names,
-                          features=TEXT_FEATURES, desc="Converting")
+                          features=text_features(), desc="Converting")
 
 
 def drop_problems(dataset: Dataset, source: str) -> Dataset:
@@ -151,21 +175,36 @@ def drop_problems(dataset: Dataset, source: str) -> Dataset:
 # Generators (size and mtime_ns, or listing, only serve as cache key)
 
 
-def _column_index(column: int | str, names: list[str] | None, role: str, shown_path: str) -> int:
-    """0-based index of a column given by header name or index (as an int or a string of digits)."""
+def _separator_hint(fields: list[str], delimiter: str) -> str:
+    """When a row is one field holding the other usual separator, the likely fix (a TSV read as CSV or back)."""
+    if len(fields) != 1:
+        return ""
+    if delimiter == "," and "\t" in fields[0]:
+        return ("; the row holds tabs, so the file looks tab-separated: set --set data.format=tsv (or name the "
+                "file .tsv)")
+    if delimiter == "\t" and "," in fields[0]:
+        return ("; the row holds commas, so the file looks comma-separated: set --set data.format=csv (or name "
+                "the file .csv)")
+    return ""
+
+
+def _column_index(column: int | str, names: list[str] | None, role: str, shown_path: str, hint: str) -> int:
+    """0-based index of a column given by header name or index (as an int or a string of digits); `hint` ends
+    the message of a name missing from the header."""
     if isinstance(column, str) and not column.lstrip("-").isdigit():
         if names is None:
             raise InputError(shown_path, None, f"data.{role} is {column!r}, a column name, but data.header is "
                                                "false; give a 0-based column index instead")
         if column not in names:
             raise InputError(shown_path, 1, f"no column {column!r} (data.{role}) in the header; columns: "
-                                            f"{', '.join(map(repr, names))}")
+                                            f"{', '.join(map(repr, names))}{hint}")
         return names.index(column)
     return int(column)
 
 
 def _table_rows(path: str, shown_path: str, size: int, mtime_ns: int, delimiter: str, text_column, label_column,
                 header: bool, quoting: bool, skip: bool) -> Iterator[dict]:
+    """Rows of a CSV or TSV file; without a `label_column` (prediction) texts only, an empty text included."""
     lines = ((n, text + "\n") for n, text in _read_lines(path, shown_path))
     numbers = []  # the line number of each line handed to csv, so a row knows where it started
 
@@ -175,8 +214,10 @@ def _table_rows(path: str, shown_path: str, size: int, mtime_ns: int, delimiter:
             yield text
 
     reader = csv.reader(feed(), delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
+    roles = {"text_column": text_column} if label_column is None else {"text_column": text_column,
+                                                                        "label_column": label_column}
     names = None
-    consumed = 0
+    consumed = rows = 0
     try:
         if header:
             names = next(reader, None)
@@ -184,25 +225,32 @@ def _table_rows(path: str, shown_path: str, size: int, mtime_ns: int, delimiter:
                 raise InputError(shown_path, None, "is empty; expected a header row and then one row per text")
             consumed = len(numbers)
         width = len(names) if names else None
-        text_index = label_index = None
+        indices = None
         for fields in reader:
             line = numbers[consumed] if consumed < len(numbers) else len(numbers)
             consumed = len(numbers)
+            rows += 1
             if width is None:
                 width = len(fields)
-            if text_index is None:
-                text_index = _column_index(text_column, names, "text_column", shown_path)
-                label_index = _column_index(label_column, names, "label_column", shown_path)
-                for role, index in (("text_column", text_index), ("label_column", label_index)):
+            hint = _separator_hint(names or fields, delimiter)
+            if indices is None:
+                indices = {role: _column_index(column, names, role, shown_path, hint)
+                           for role, column in roles.items()}
+                for role, index in indices.items():
                     if not -width <= index < width:
                         raise InputError(shown_path, line, f"data.{role}={index} is out of range: the rows have "
-                                                           f"{width} fields, so expected 0 to {width - 1}")
+                                                           f"{width} field{'' if width == 1 else 's'}, so expected "
+                                                           f"0 to {width - 1}{hint}")
             if len(fields) != width:
                 shown = delimiter.join(fields)
                 yield _bad(shown_path, line, f"expected {width} fields, found {len(fields)}: '{_shorten(shown)}' "
-                                             "(a field holding the separator must be quoted)", skip)
+                                             f"(a field holding the separator must be quoted){hint}", skip)
                 continue
-            text, label = fields[text_index], fields[label_index]
+            text = fields[indices["text_column"]]
+            if label_column is None:
+                yield _row(text, "", line)
+                continue
+            label = fields[indices["label_column"]]
             problem = _text_problem(text) or (None if label.strip() else "the label is empty")
             if problem:
                 yield _bad(shown_path, line, problem, skip)
@@ -210,11 +258,42 @@ def _table_rows(path: str, shown_path: str, size: int, mtime_ns: int, delimiter:
             yield _row(text, label.strip(), line)
     except csv.Error as error:
         raise InputError(shown_path, numbers[-1] if numbers else None, f"cannot be read as CSV: {error}") from None
+    if not rows:
+        what = "has a header but no rows" if header else "is empty"
+        raise InputError(shown_path, None, f"{what}; expected one row per text"
+                                           f"{' after the header' if header else ''}")
 
 
-def _jsonl_rows(path: str, shown_path: str, size: int, mtime_ns: int, text_field: str, label_field: str,
+def _unpaired_surrogate(text: str) -> str | None:
+    """A description of the first lone UTF-16 surrogate in `text` (JSON's "\\ud800" escapes make them), or
+    None: such text cannot be stored or printed as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"an unpaired surrogate \\u{ord(text[error.start]):04x} at character {error.start + 1}"
+    return None
+
+
+def _json_value_problem(name: str, value, kind: str) -> str | None:
+    """Why a JSON value cannot be a text (`kind` "text") or a label ("label"), or None if it can."""
+    if value is None:
+        return f"the {name} is null"
+    if kind == "label" and not isinstance(value, (str, int, float, bool)):
+        return f"the {name} is a JSON {type(value).__name__}; expected a string or a number"
+    if kind == "text" and not isinstance(value, str):
+        return f"the {name} is a JSON {type(value).__name__}; expected a string"
+    surrogate = _unpaired_surrogate(str(value))
+    return f"the {name} holds {surrogate}" if surrogate else None
+
+
+def _jsonl_rows(path: str, shown_path: str, size: int, mtime_ns: int, text_field: str, label_field: str | None,
                 skip: bool) -> Iterator[dict]:
+    """Rows of a JSON lines file; without a `label_field` (prediction) texts only, an empty text included."""
+    fields = {"text_column": text_field} if label_field is None else {"text_column": text_field,
+                                                                       "label_column": label_field}
+    rows = 0
     for number, line in _read_lines(path, shown_path):
+        rows += 1
         if not line.strip():
             yield _bad(shown_path, number, "the line is blank; expected one JSON object per line", skip)
             continue
@@ -223,19 +302,34 @@ def _jsonl_rows(path: str, shown_path: str, size: int, mtime_ns: int, text_field
         except json.JSONDecodeError as error:
             yield _bad(shown_path, number, f"is not valid JSON ({error.msg} at column {error.colno})", skip)
             continue
+        except (ValueError, RecursionError) as error:  # an integer of thousands of digits, nesting too deep
+            reason = "nested too deeply" if isinstance(error, RecursionError) else str(error).split(";")[0]
+            yield _bad(shown_path, number, f"cannot be read as JSON ({reason})", skip)
+            continue
         if not isinstance(record, dict):
             yield _bad(shown_path, number, f"expected a JSON object, found {type(record).__name__}", skip)
             continue
-        for role, field in (("text_column", text_field), ("label_column", label_field)):
+        for role, field in fields.items():
             if field not in record:
-                raise InputError(shown_path, number, f"no field {field!r} (data.{role}); fields: "
-                                                     f"{', '.join(map(repr, record))}")
-        text, label = record[text_field], record[label_field]
-        problem = _text_problem(text if isinstance(text, str) else None)
-        if problem or label is None:
-            yield _bad(shown_path, number, problem or "the label is null", skip)
+                shown = ", ".join(repr(name) if not _unpaired_surrogate(name) else ascii(name) for name in record)
+                raise InputError(shown_path, number, f"no field {field!r} (data.{role}); fields: {shown}")
+        text = record[text_field]
+        problem = _json_value_problem("text", text, "text")
+        if label_field is None:
+            if problem:
+                raise InputError(shown_path, number, problem)
+            yield _row(text, "", number)
             continue
-        yield _row(text, str(label), number)
+        label = record[label_field]
+        problem = problem or _text_problem(text) or _json_value_problem("label", label, "label")
+        if problem is None and not str(label).strip():
+            problem = "the label is empty"
+        if problem:
+            yield _bad(shown_path, number, problem, skip)
+            continue
+        yield _row(text, str(label).strip(), number)
+    if not rows:
+        raise InputError(shown_path, None, "is empty; expected one JSON object per line")
 
 
 def _class_file_rows(path: str, shown_path: str, size: int, mtime_ns: int, label: str, skip: bool) -> Iterator[dict]:
@@ -248,9 +342,54 @@ def _class_file_rows(path: str, shown_path: str, size: int, mtime_ns: int, label
         raise InputError(shown_path, None, "is empty; expected one text per line")
 
 
+def _entries(folder: Path, want_folders: bool) -> list[Path]:
+    """The visible sub-folders (or files) of `folder`, sorted by name."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and
+                  (p.is_dir() if want_folders else p.is_file()))
+
+
+def _check_name(path: Path) -> None:
+    """A class folder's name is a label and a file's is shown in messages: both must be UTF-8."""
+    if _unpaired_surrogate(path.name):  # how Python shows the bytes of a name that is not UTF-8
+        shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise InputError(shown, None, "the name is not valid UTF-8 (a class folder's name is its label, and "
+                                      "file names are shown in messages); rename it")
+
+
+def _folder_key(root: str | Path, skip: bool) -> dict:
+    """gen_kwargs for `_folder_rows`: the folder, and a digest of every file's name, size and mtime (the cache
+    key). Checks the layout: class sub-folders, none empty, every name UTF-8 (a class name is a label)."""
+    resolved = Path(root).expanduser().resolve()
+    if not resolved.is_dir():
+        raise InputError(root, None, f"not a folder (looked for {resolved}); expected a folder with one "
+                                     "sub-folder per class, e.g. aclImdb/train holding pos/ and neg/")
+    try:
+        classes = _entries(resolved, want_folders=True)
+        if not classes:
+            raise InputError(root, None, "has no class sub-folders; expected one sub-folder per class")
+        listing = hashlib.sha256()
+        for folder in classes:
+            _check_name(folder)
+            if not folder.name.strip():
+                raise InputError(folder, None, "this class folder's name is blank, and its name is the label; "
+                                               "rename it")
+            found = _entries(folder, want_folders=False)
+            if not found:
+                raise InputError(folder, None, "this class folder is empty; expected one text file per example "
+                                               "(remove the folder if the class is not wanted)")
+            for file in found:
+                _check_name(file)
+                stat = file.stat()
+                listing.update(os.fsencode(file.relative_to(resolved)) +
+                               f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    except OSError as error:  # a sub-folder that may not be entered, a file removed meanwhile
+        raise InputError(error.filename or root, None, f"cannot be read: {error.strerror or error}") from None
+    return {"path": str(resolved), "shown_path": str(root), "listing": listing.hexdigest(), "skip": skip}
+
+
 def _folder_rows(path: str, shown_path: str, listing: str, skip: bool) -> Iterator[dict]:
-    for folder in sorted(p for p in Path(path).iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for file in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for folder in _entries(Path(path), want_folders=True):
+        for file in _entries(folder, want_folders=False):
             shown = str(Path(shown_path) / folder.name / file.name)
             text = "\n".join(line for _, line in _read_lines(str(file), shown))
             problem = _text_problem(text)
@@ -273,4 +412,4 @@ def _hub_rows(batch: dict, indices: list[int], source: str, text_field: str, lab
             rows.append({"text": "", "label": "", "line": index + 1, "problem": str(error)})
         else:
             rows.append(_row(text, names[label] if names is not None else str(label), index + 1))
-    return {key: [row[key] for row in rows] for key in TEXT_FEATURES}
+    return {key: [row[key] for row in rows] for key in TEXT_COLUMNS}
