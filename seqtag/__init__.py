@@ -10,6 +10,8 @@
     lm = seqtag.load("runs/char-lm/model")              # a model trained with task: lm
     lm.generate("ROMEO:", max_tokens=200, temperature=0.8, seed=1)
 """
+from .errors import ModelFileError  # errors imports nothing heavy
+
 __version__ = "0.1.0"
 
 
@@ -20,4 +22,4 @@ def load(path, device="cpu"):
     return _load(path, device)
 
 
-__all__ = ["load", "__version__"]
+__all__ = ["load", "ModelFileError", "__version__"]

@@ -27,3 +27,17 @@ class InputError(SeqtagError):
         self.detail = message
         where = self.path if line is None else f"{self.path}, {unit} {line}"
         super().__init__(f"{where}: {message}")
+
+
+class ModelFileError(SeqtagError):
+    """A saved model directory that cannot be loaded as it is: a file missing, truncated, damaged, edited
+    out of step with the others, from another model, or being replaced by a save at that moment.
+
+    The message reads "<path>: <what is wrong and what to do>", where `path` is the file at fault (or the
+    directory, when the directory as a whole is). Catch it to tell a broken model apart from other mistakes.
+    """
+
+    def __init__(self, path: str | PathLike, message: str):
+        self.path = str(path)
+        self.detail = message
+        super().__init__(f"{self.path}: {message}")

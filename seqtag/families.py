@@ -103,7 +103,7 @@ class Family:
         raise NotImplementedError
 
     def load(self, parts: dict, path: Path, device="cpu"):
-        """A predictor from a model directory's parts (see `artifact.read_model_files`)."""
+        """A predictor from a model directory's parts (see `artifact.read_model`)."""
         raise NotImplementedError
 
     def check_prediction_options(self, model_dir, pretokenized: bool, output: str) -> None:
@@ -124,18 +124,46 @@ class Family:
         raise NotImplementedError
 
 
-def _network(parts: dict, family: Family) -> tuple[Network, Recipe]:
-    """Rebuild the network a config.json describes and load its weights."""
-    from .config import recipe_from_dict
+def _network(parts: dict, path: Path, family: Family, entries: dict[str, tuple] | None = None
+             ) -> tuple[Network, Recipe]:
+    """Rebuild the network a model directory's config.json describes and load its weights. `entries` are the
+    config.json keys this family's models hold besides those of every model, each with the values it may take
+    (None: any). Whatever does not fit (a key missing or of another family, a recipe setting missing, unknown
+    or out of range, a part the family cannot use, weights of another shape) is a ModelFileError naming the
+    file; `artifact.read_model` has checked the rest."""
+    from dataclasses import fields
 
-    config = parts["config"]
-    recipe = recipe_from_dict(config["recipe"], where=str(parts["path"] / "config.json"), saved=True)
-    net = family.build_network(recipe.model, config["sizes"])
+    from .artifact import COMMON_KEYS, check_weights
+    from .artifact import DAMAGED as damaged
+    from .config import SECTIONS, recipe_from_dict
+    from .errors import ModelFileError
+
+    config, where, entries = parts["config"], path / "config.json", entries or {}
+    foreign = sorted(set(config) - COMMON_KEYS - set(entries))
+    if foreign:
+        raise ModelFileError(where, f"{foreign[0]!r} is not a key of a {family.name!r} model (task), but of another "
+                                    f"family's; the task was edited. A model cannot change its task. {damaged}")
+    for key, allowed in entries.items():
+        if key not in config:
+            raise ModelFileError(where, f"the key {key!r} is missing. {damaged}")
+        if allowed is not None and config[key] not in allowed:
+            raise ModelFileError(where, f"{key} is {config[key]!r}; expected one of {', '.join(map(repr, allowed))}. "
+                                        f"{damaged}")
+    # A saved recipe holds every setting; the data and model ones rebuild the network and its preprocessing, so
+    # a default standing in for a missing one could give other results than the model was trained to give.
+    for section in ("data", "model"):
+        settings = config["recipe"].get(section)
+        missing = [f.name for f in fields(SECTIONS[section]) if not isinstance(settings, dict) or f.name not in settings]
+        if missing:
+            raise ModelFileError(where, f"the saved recipe lacks {', '.join(f'{section}.{key}' for key in missing)}, "
+                                        f"so the model cannot be rebuilt as it was trained. {damaged}")
     try:
-        net.load_state_dict(parts["state_dict"])
-    except RuntimeError as err:
-        raise SeqtagError(f"{parts['path']}: model.safetensors does not match config.json "
-                          f"({str(err).splitlines()[0]}).") from None
+        recipe = family.resolve(recipe_from_dict(config["recipe"], where="the saved recipe", saved=True))
+    except SeqtagError as err:
+        raise ModelFileError(where, f"{err} {damaged}") from None
+    net = family.build_network(recipe.model, config["sizes"])
+    check_weights(path / "model.safetensors", net.state_dict(), parts["state_dict"], f"a {family.name!r} network")
+    net.load_state_dict(parts["state_dict"])
     return net, recipe
 
 
@@ -190,7 +218,9 @@ class Tagging(Family):
         return SequenceTagger(net, prepared.featurizer, recipe.data, device=device)
 
     def load(self, parts, path, device="cpu"):
-        net, recipe = _network({**parts, "path": path}, self)
+        from .data.schemes import SCHEMES
+
+        net, recipe = _network(parts, path, self, {"file_scheme": SCHEMES, "train_scheme": SCHEMES})
         config = parts["config"]
         codec = LabelCodec(parts["labels"], config["file_scheme"], config["train_scheme"])
         featurizer = Featurizer(parts["words"], parts["chars"], codec, recipe.data.max_word_length)
@@ -262,7 +292,7 @@ class Classification(Family):
         return TextClassifier(net, prepared.featurizer, recipe.data, device=device)
 
     def load(self, parts, path, device="cpu"):
-        net, recipe = _network({**parts, "path": path}, self)
+        net, recipe = _network(parts, path, self, {"split": None, "truncated": None})
         data = recipe.data
         featurizer = Featurizer(parts["words"], parts["chars"], LabelCodec(parts["labels"]), data.max_word_length,
                                 raw_text=True, max_length=data.max_length)
@@ -347,7 +377,7 @@ class LanguageModelling(Family):
         return LanguageModel(net, prepared.tokenizer, recipe.data, device=device)
 
     def load(self, parts, path, device="cpu"):
-        net, recipe = _network({**parts, "path": path}, self)
+        net, recipe = _network(parts, path, self, {"split": None})
         return LanguageModel(net, parts["tokenizer"], recipe.data, parts["metrics"], path, device)
 
     def evaluation_splits(self, prepared):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .artifact import read_config, read_model_files
+from .artifact import read_model
 from .config import DataConfig
 from .data import schemes
 from .data.batching import collate, length_batches
@@ -272,9 +272,7 @@ class TextClassifier(Predictor):
 def load(path: str | Path, device: str | torch.device = "cpu"):
     """Load a saved model directory — a tagger, a classifier or a language model, as its config.json says —
     onto `device` ("cpu", "cuda", "cuda:1", ...). Needs no network and not the training corpus."""
-    from .families import family_of  # the declarations name the predictors above
+    from .families import FAMILIES  # the declarations name the predictors above
 
-    config = read_config(path)
-    family = family_of(config, Path(path))
-    parts = read_model_files(path, config, family.required_files(config))
-    return family.load(parts, Path(path), device)
+    parts = read_model(path, {name: family.required_files for name, family in FAMILIES.items()})
+    return FAMILIES[parts["config"]["task"]].load(parts, Path(path), device)
