@@ -219,9 +219,13 @@ def jsonl_document(rng: random.Random) -> bytes:
         text = (rng.choice(reviews).decode("utf-8", "replace").strip() if reviews and rng.random() < 0.5
                 else word(rng, plain=False) if rng.random() < 0.8 else json_value(rng))
         record = {"text": text, "label": label(rng) if rng.random() < 0.8 else json_value(rng)}
+        lone = rng.random() < 0.05  # a "\\ud800" escape: valid JSON, but no text UTF-8 can hold
+        key = rng.choice(("text", "label"))
+        if lone and isinstance(record[key], str):
+            record[key] += chr(rng.randint(0xD800, 0xDFFF))
         if rng.random() < 0.1:
             del record[rng.choice(("text", "label"))]
-        lines.append(json.dumps(record, ensure_ascii=rng.random() < 0.5))
+        lines.append(json.dumps(record, ensure_ascii=lone or rng.random() < 0.5))
     return "\n".join(lines).encode()
 
 
