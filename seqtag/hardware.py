@@ -122,3 +122,17 @@ def check_training_hardware(cfg: TrainConfig) -> None:
     strategies = strategy_names()
     if cfg.strategy not in strategies:
         raise SeqtagError(f"train.strategy is {cfg.strategy!r}; expected one of {', '.join(map(repr, strategies))}.")
+    _strategy_runs_here(cfg.strategy, kind)
+
+
+def _strategy_runs_here(strategy: str, kind: str) -> None:
+    """Refuse the strategies whose package or device this machine lacks (Lightning would raise on building the
+    Trainer, after the data is read)."""
+    needs = {"deepspeed": ("deepspeed", "the deepspeed package"), "xla": ("torch_xla", "the torch_xla package")}
+    for part, (package, what) in needs.items():
+        if part in strategy and importlib.util.find_spec(package) is None:
+            raise SeqtagError(f"train.strategy is {strategy!r}, which needs {what} (not installed); use auto or "
+                              "ddp.")
+    if strategy.startswith("fsdp") and kind != "cuda":
+        raise SeqtagError(f"train.strategy is {strategy!r}, which shards the model over GPUs, and this run is on "
+                          f"{kind}; use auto or ddp.")

@@ -56,6 +56,7 @@ def test_impossible_values_are_refused_when_the_recipe_is_read(setting, message)
     ("train.devices=0", r"train.devices is 0; on a CPU it is the number of processes to train with, 1 to 2"),
     ("train.devices=0,1", r"train.devices is '0,1'; on a CPU it is the number of processes"),
     ("train.strategy=ddpp", r"train.strategy is 'ddpp'; expected one of 'auto', 'ddp'"),
+    ("train.strategy=fsdp", r"train.strategy is 'fsdp', which shards the model over GPUs, and this run is on cpu"),
     ("train.accelerator=quantum", r"train.accelerator is 'quantum'; expected one of 'auto', 'cpu', 'gpu'"),
 ])
 def test_hardware_settings_this_machine_cannot_run_stop_before_any_data_is_read(setting, message, tmp_path,
@@ -78,10 +79,14 @@ def test_gpu_accelerator_without_a_gpu_is_one_paragraph_from_the_cli(tmp_path, m
         hardware.check_training_hardware(load_recipe("demo", ["train.accelerator=cuda"]).train)
 
 
-def test_transformer_engine_precision_needs_its_package(monkeypatch):
+@pytest.mark.parametrize("setting, message", [
+    ("train.precision=transformer-engine", r"train.precision is 'transformer-engine', which needs NVIDIA's "),
+    ("train.strategy=deepspeed", r"train.strategy is 'deepspeed', which needs the deepspeed package \(not "),
+])
+def test_settings_that_need_a_package_that_is_not_installed(setting, message, monkeypatch):
     monkeypatch.setattr(hardware.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(SeqtagError, match=r"train.precision is 'transformer-engine', which needs NVIDIA's "):
-        hardware.check_training_hardware(load_recipe("demo", ["train.precision=transformer-engine"]).train)
+    with pytest.raises(SeqtagError, match=message):
+        hardware.check_training_hardware(load_recipe("demo", [setting]).train)
 
 
 def test_settings_this_machine_can_run_pass(monkeypatch):
