@@ -134,14 +134,17 @@ def train(
     train: Annotated[Optional[Path], typer.Option("--train", help="Training file.")] = None,
     dev: Annotated[Optional[Path], typer.Option("--dev", help="Development file (early stopping).")] = None,
     test: Annotated[Optional[Path], typer.Option("--test", help="Test file, scored at the end.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default runs/RECIPE).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default runs/RECIPE, with --smoke runs/RECIPE-smoke).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe key: section.key=value.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
-    smoke: Annotated[bool, typer.Option("--smoke", help="One training step and one dev batch, to check the setup.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the model and run already in --out (only files seqtag wrote are removed).")] = False,
+    smoke: Annotated[bool, typer.Option("--smoke", help="One training step and one dev batch, to check the setup; never replaces a trained model.")] = False,
 ):
     """Train a tagger, classifier or language model from a recipe; prints the saved model's path and figures.
 
-    Results go to stdout. Progress goes to stderr: a bar on a terminal, one line per epoch elsewhere."""
+    Results go to stdout. Progress goes to stderr: a bar on a terminal, one line per epoch elsewhere.
+    Exit status: 0 when training ran to its end, 2 for an error in the input or settings (printed as one
+    paragraph), 130 after Ctrl+C (the best weights so far are saved once training had started)."""
     from seqtag.config import load_recipe
     from seqtag.progress import quiet_libraries
     from seqtag.train import train as run_training
@@ -149,8 +152,13 @@ def train(
     quiet_libraries()
     loaded = load_recipe(recipe, set_ or [], train=train, dev=dev, test=test)
     # Whatever a library prints while training is progress, not a result: keep it off stdout.
-    with contextlib.redirect_stdout(sys.stderr):
-        result = run_training(loaded, out or Path("runs") / loaded.name, resume=resume, smoke=smoke)
+    folder = out or Path("runs") / (f"{loaded.name}-smoke" if smoke else loaded.name)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_training(loaded, folder, resume=resume, smoke=smoke, overwrite=overwrite)
+    except KeyboardInterrupt:  # a Ctrl+C before training started or while the model was being saved
+        typer.echo("Interrupted (Ctrl+C); no model was saved.", err=True)
+        raise typer.Exit(130) from None
     if result.rank:  # a second process of a multi-process run: rank 0 reports
         return
     if result.interrupted:
@@ -159,6 +167,8 @@ def train(
     for split in ("dev", "test"):
         if split in result.metrics:
             typer.echo(f"{split}: {_figures(loaded.task, result.metrics[split])}")
+    if result.interrupted:
+        raise typer.Exit(130)  # 128 + SIGINT, as a shell reports a program Ctrl+C ended: scripts can tell
 
 
 @app.command()

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
-import shutil
+import random
 import signal
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from . import __version__
@@ -25,6 +29,7 @@ from .errors import SeqtagError
 from .families import family_of
 from .hardware import check_training_hardware
 from .progress import end_reason, has_progress_bar, progress_callbacks
+from .runs import claim_run_folder
 from .tasks import DataModule, Task
 
 log = logging.getLogger("seqtag")
@@ -38,10 +43,14 @@ class TrainResult:
     rank: int = 0          # in a multi-process run, only rank 0 evaluates, writes and has figures
 
 
-def csv_logger(out_dir: Path, keep_rows: bool) -> CSVLogger:
-    """CSV log in out_dir/logs/metrics.csv; a resumed run keeps the rows of the run it continues."""
+def csv_logger(out_dir: Path, keep_rows: int | None = 0) -> CSVLogger:
+    """CSV log in out_dir/logs/metrics.csv. A resumed run keeps the first `keep_rows` rows of the run it continues
+    (None: all of them), those logged before its checkpoint, so that no step or epoch is listed twice."""
     path = out_dir / "logs" / "metrics.csv"
-    old_rows = list(csv.DictReader(path.open(newline=""))) if keep_rows and path.is_file() else []
+    old_rows = []
+    if keep_rows != 0 and path.is_file():
+        with path.open(newline="") as rows:
+            old_rows = list(csv.DictReader(rows))[:keep_rows]
     logger = CSVLogger(str(out_dir), name="logs", version="")
     if old_rows:
         # Lightning's writer starts a new file; hand it the old rows so they are written back first.
@@ -51,25 +60,225 @@ def csv_logger(out_dir: Path, keep_rows: bool) -> CSVLogger:
     return logger
 
 
+def logged_rows(checkpoint: Path) -> int | None:
+    """How many rows metrics.csv held when `checkpoint` was written (None for a checkpoint that did not count)."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    return saved.get("seqtag", {}).get("csv_rows")
+
+
+def random_states() -> dict:
+    """The random number generators' states (Python, numpy, torch, CUDA), as plain data a checkpoint can hold."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    states = {"python": random.getstate(), "numpy": [name, keys.tolist(), position, has_gauss, gauss],
+              "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_random_states(states: dict) -> None:
+    random.setstate(states["python"])
+    name, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint beside its place as `.NAME.partial` and renames it into place, so that a run killed
+    while saving keeps the previous checkpoint whole (runs.RUN_FILES knows these names)."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.partial")
+        super().save_checkpoint(checkpoint, partial, storage_options)
+        os.replace(partial, path)
+
+
+class StepBoundaryInterrupt(KeyboardInterrupt):
+    """Ctrl+C acted on between two training steps, where the training state is whole and can be saved."""
+
+
+class RunCheckpoints(ModelCheckpoint):
+    """checkpoints/best.ckpt at each better dev score, and checkpoints/last.ckpt, the whole training state, after
+    every dev check, at the end of every epoch, at Ctrl+C (once `fit` has stopped between two steps; in a
+    single-process run) and when training ends for any other reason (early stopping, the time limit, max_steps).
+    Lightning's own save_last rewrites last.ckpt only together with best.ckpt, so that --resume could go back
+    many epochs.
+
+    A resumed run goes on exactly as the interrupted one would have: each checkpoint holds the random number
+    generators' states (for dropout), put back where the interrupted run stood (at the next epoch's start for a
+    checkpoint taken at an epoch's end, else before the next step: the data loader draws its seed in between), and
+    the dev figure the plateau learning-rate schedule steps on at an epoch's end, a step Lightning skips when it
+    resumes there. Early stopping's decision to stop, which Lightning does not save, is taken again from its
+    restored count. A checkpoint also holds the number of rows metrics.csv had, so that a resumed run drops the
+    rows logged after it (see `csv_logger`).
+    """
+
+    def __init__(self, folder: Path, monitor: str, mode: str):
+        super().__init__(dirpath=folder, filename="best", monitor=monitor, mode=mode, save_top_k=1,
+                         enable_version_counter=False)
+        self.last_path = Path(folder) / "last.ckpt"
+        self.saved_step: int | None = None  # the training step last.ckpt holds
+        self._resumed: dict | None = None   # what a resumed run still has to put back
+
+    def write_last(self, trainer: pl.Trainer) -> None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or self.saved_step == trainer.global_step:
+            return
+        self.last_model_path = str(self.last_path)  # part of the state, so set before saving
+        trainer.save_checkpoint(self.last_path)
+        self.saved_step = trainer.global_step
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)  # best.ckpt first: last.ckpt holds the updated best score
+        self.write_last(trainer)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        if self._resumed and not self._resumed["epoch_end"] and _early_stop_decided(trainer):
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._resumed and self._resumed["epoch_end"]:  # resumed at this epoch's end, Lightning ends it again,
+            if _early_stop_decided(trainer):              # before the dev figures are back
+                trainer.should_stop = True
+        else:
+            super().on_train_epoch_end(trainer, pl_module)
+        self.write_last(trainer)  # an epoch whose last step was not followed by a dev check
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        super().on_train_end(trainer, pl_module)
+        self.write_last(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        # Any other exception may have struck within a step, or left weights that are not numbers: last.ckpt
+        # keeps the previous state. So does a multi-process run: saving waits for every process, and one that
+        # got a second Ctrl+C would never come.
+        if isinstance(exception, StepBoundaryInterrupt) and trainer.world_size == 1:
+            self.write_last(trainer)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        loop = trainer.fit_loop.epoch_loop
+        plateau = {config.monitor: float(trainer.callback_metrics[config.monitor])
+                   for config in trainer.lr_scheduler_configs
+                   if config.reduce_on_plateau and config.monitor in trainer.callback_metrics}
+        checkpoint["seqtag"] = {"random": random_states(), "csv_rows": _csv_rows(trainer), "plateau": plateau,
+                                "epoch_end": loop.batch_progress.current.completed >= trainer.num_training_batches}
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        self.saved_step = checkpoint.get("global_step")
+        self._resumed = checkpoint.get("seqtag")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        resumed, self._resumed = self._resumed, None
+        if not resumed:
+            return
+        if not resumed["epoch_end"]:  # resumed within an epoch: the random state goes back before its next step
+            self._resumed = resumed
+            return
+        for config in trainer.lr_scheduler_configs:
+            if config.reduce_on_plateau and config.interval == "epoch" and config.monitor in resumed["plateau"]:
+                config.scheduler.step(resumed["plateau"][config.monitor])
+        set_random_states(resumed["random"])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._resumed:
+            set_random_states(self._resumed["random"])
+            self._resumed = None
+
+
+def _early_stop_decided(trainer: pl.Trainer) -> bool:
+    """Whether early stopping, as restored from a checkpoint, had decided to stop (Lightning does not save the
+    decision itself, so a run killed between that dev check and its end would otherwise train on)."""
+    early = trainer.early_stopping_callback
+    return early is not None and early.wait_count >= early.patience
+
+
+def _csv_rows(trainer: pl.Trainer) -> int | None:
+    """The rows of metrics.csv, every row logged so far written out first; None outside the first process."""
+    logger = trainer.logger
+    if not isinstance(logger, CSVLogger) or not trainer.is_global_zero:
+        return None
+    logger.save()
+    path = Path(logger.experiment.metrics_file_path)
+    if not path.is_file():
+        return 0
+    with path.open(newline="") as rows:
+        return sum(1 for _ in csv.DictReader(rows))
+
+
+class TrainingGuard(Callback):
+    """Stops training clearly: at a Ctrl+C (`interrupt`, the SIGINT handler `fit` installs) between two training
+    steps, and at a training loss that is not a finite number, with a SeqtagError naming the step and the checkpoint
+    to resume from. In a multi-process run every process takes both decisions at the same step."""
+
+    def __init__(self, train_config, out_dir: Path):
+        self.config = train_config
+        self.out_dir = out_dir
+        self.stop_requested = False  # Ctrl+C was pressed
+        self._stop_now = False       # every process agreed to stop before the next step
+
+    def interrupt(self, signum, frame) -> None:
+        if self.stop_requested:
+            raise KeyboardInterrupt  # a second Ctrl+C: stop at once
+        self.stop_requested = True
+        log.warning("Ctrl+C: training stops after this step and saves; press Ctrl+C again to stop at once.")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._stop_now or (self.stop_requested and trainer.world_size == 1):
+            raise StepBoundaryInterrupt
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        flags = torch.tensor([loss is not None and not bool(torch.isfinite(loss.detach()).all()),
+                              self.stop_requested], dtype=torch.float32)
+        if trainer.world_size > 1:
+            flags = trainer.strategy.reduce(flags.to(pl_module.device), reduce_op="sum").cpu()
+        if flags[0]:
+            raise SeqtagError(self._non_finite(trainer, float(loss.detach().float().mean())))
+        self._stop_now = bool(flags[1])
+
+    def _non_finite(self, trainer: pl.Trainer, loss: float) -> str:
+        checkpoints = trainer.checkpoint_callback
+        last = getattr(checkpoints, "last_path", None)
+        if last is not None and last.is_file():
+            at = f" (step {checkpoints.saved_step})" if getattr(checkpoints, "saved_step", None) is not None else ""
+            resume = (f"The last checkpoint before it is {last}{at}: --resume continues from there, with the "
+                      f"settings it was saved with.")
+        else:
+            resume = "No checkpoint had been written yet."
+        value = "nan" if math.isnan(loss) else f"{loss:g}" if math.isinf(loss) else "not a number in another process"
+        return (f"Training stopped at step {trainer.global_step} (epoch {trainer.current_epoch + 1}): the training "
+                f"loss is {value}. The model was not saved ({self.out_dir / 'model'} is as it was). {resume} A loss "
+                f"that is not a number usually comes from a learning rate too high for the data (train.lr is "
+                f"{self.config.lr:g}) or from unclipped gradients (train.gradient_clip is "
+                f"{self.config.gradient_clip:g}): lower the one or set the other, and train again (--overwrite "
+                f"replaces this run).")
+
+
 def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False,
                  resume: bool = False) -> tuple[pl.Trainer, ModelCheckpoint]:
     cfg = recipe.train
     family = family_of(recipe.task)
     monitor, mode = family.monitor, family.mode  # e.g. highest dev F1, or lowest dev perplexity
-    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                                 save_top_k=1, save_last=True, enable_version_counter=False)
-    callbacks = [checkpoint]
+    checkpoint = RunCheckpoints(out_dir / "checkpoints", monitor, mode)
+    callbacks = [checkpoint, TrainingGuard(cfg, out_dir)]
     if cfg.patience > 0:
         # Not strict: a run stopped by max_steps or max_time before its first dev check has no score yet.
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience, strict=False))
+        # Checked at the dev check itself, so that the checkpoint written there holds this check's count (by
+        # default, Lightning would count at the epoch's end, and a run resumed there would miss one).
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience, strict=False,
+                                       check_on_train_epoch_end=False))
     callbacks += progress_callbacks(cfg)  # a bar on a terminal, one line per epoch elsewhere (stderr)
     limits = (dict(limit_train_batches=1, max_epochs=1, limit_val_batches=1) if smoke
               else dict(max_epochs=cfg.max_epochs, max_steps=cfg.max_steps or -1,
                    val_check_interval=cfg.val_check_interval))
+    kept_rows = logged_rows(checkpoint.last_path) if resume else 0
     trainer = pl.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, precision=cfg.precision,
-        gradient_clip_val=cfg.gradient_clip or None, callbacks=callbacks,
-        logger=csv_logger(out_dir, keep_rows=resume), log_every_n_steps=10,
+        gradient_clip_val=cfg.gradient_clip or None, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        logger=csv_logger(out_dir, keep_rows=kept_rows), log_every_n_steps=10,
         enable_progress_bar=has_progress_bar(callbacks), enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False,  # our bucketing sampler shards by rank itself
         max_time={"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None,
@@ -80,11 +289,16 @@ def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False,
 def fit(trainer: pl.Trainer, task: pl.LightningModule, data: pl.LightningDataModule, ckpt_path: str | None) -> None:
     """`trainer.fit`, except that Ctrl+C ends training instead of the program.
 
-    Lightning answers Ctrl+C by shutting down, ignoring further Ctrl+C and exiting; here the run
-    goes on to save the best weights so far (and can be resumed), and Ctrl+C works again.
+    The first Ctrl+C stops training once the step under way is done, where the training state is whole:
+    last.ckpt is written there, so that --resume goes on with the next step. A second Ctrl+C stops at once
+    (--resume then goes back to the last dev check). Either way the run goes on to save the best weights so
+    far, and Ctrl+C works as usual again afterwards.
     """
     main_thread = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGINT) if main_thread else None
+    guard = next((callback for callback in trainer.callbacks if isinstance(callback, TrainingGuard)), None)
+    if main_thread and guard is not None:
+        signal.signal(signal.SIGINT, guard.interrupt)
     try:
         trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit:
@@ -125,27 +339,34 @@ def is_relaunched_rank() -> bool:
 
 
 def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool = False,
-          cache_dir: str | None = None) -> TrainResult:
+          cache_dir: str | None = None, overwrite: bool = False) -> TrainResult:
     """Train, keep the best dev checkpoint, evaluate dev/test with it and save the model directory.
 
     The recipe's task family (`families.py`) says how; nothing here depends on which family it is.
     `smoke` runs one training step and one dev batch: the whole path, in seconds.
     With `resume`, training continues from `out_dir/checkpoints/last.ckpt`.
+    A folder that already holds a model or a run is refused unless `overwrite` (or `resume`) says what to do with
+    it, and so is a folder another run is using; see `runs.claim_run_folder`. A `smoke` run never replaces a
+    trained model. Files seqtag did not write are never removed.
     In a multi-process run only rank 0 evaluates and writes the model directory.
     """
     family = family_of(recipe.task)
     recipe = family.resolve(recipe)
     check_training_hardware(recipe.train)  # before any data is read: settings this machine cannot run
     out_dir = Path(out_dir)
-    last = out_dir / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise SeqtagError(f"--resume: no checkpoint at {last}. Start without --resume, or give the --out of the "
-                          f"interrupted run.")
-    if not resume and not is_relaunched_rank():
-        # A relaunched rank must not delete what rank 0 has started writing.
-        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-        shutil.rmtree(out_dir / "logs", ignore_errors=True)
+    # Rank 0 checks, locks and clears the folder; a relaunched rank must not touch what rank 0 has started writing.
+    lock = None if is_relaunched_rank() else claim_run_folder(out_dir, resume=resume, overwrite=overwrite,
+                                                                smoke=smoke)
+    try:
+        return _train_in(out_dir, family, recipe, resume, smoke, cache_dir)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _train_in(out_dir: Path, family, recipe: Recipe, resume: bool, smoke: bool, cache_dir: str | None) -> TrainResult:
+    """`train` once the folder is claimed."""
+    last = out_dir / "checkpoints" / "last.ckpt"
     pl.seed_everything(recipe.train.seed, workers=True, verbose=False)
     data = prepare_data(recipe, cache_dir)
     task = new_task(data)
@@ -156,7 +377,8 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
             warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
         fit(trainer, task, data, str(last) if resume else None)
 
-    trainer.strategy.barrier()  # every rank has finished training before rank 0 reads the best checkpoint
+    if not trainer.interrupted:  # after Ctrl+C, Lightning's first process has stopped the others itself
+        trainer.strategy.barrier()  # every rank has finished training before rank 0 reads the best checkpoint
     if trainer.global_rank != 0:
         return TrainResult(out_dir / "model", {}, trainer.interrupted, trainer.global_rank)
     log.info("training ended: %s", end_reason(trainer))
@@ -174,6 +396,7 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
         metrics["train_tokens"] = prepared.record["train_tokens"]
     metrics["epochs"] = trainer.current_epoch
     metrics["interrupted"] = trainer.interrupted
+    metrics["smoke"] = smoke  # a smoke run's model may be replaced; see runs.trained_model
     tokenizers, labels, entries = family.save_parts(prepared)
     config = {
         "seqtag_version": __version__,
