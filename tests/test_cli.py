@@ -78,26 +78,26 @@ def test_unknown_recipe_lists_the_recipes():
 def test_wrong_column_count_names_file_and_line(tmp_path):
     bad = tmp_path / "bad.conll"
     bad.write_text("Ada B-PER\nLovelace I-PER\nvisited\n", encoding="utf-8")
-    _error(runner.invoke(app, ["train", "wnut-ner", "--train", str(bad), "--smoke"]), "bad.conll, line 3",
+    _error(runner.invoke(app, ["train", "wnut-ner", "--train", str(bad), "--smoke", "--out", str(tmp_path / "run")]), "bad.conll, line 3",
            "expected 2 columns")
 
 
 def test_scheme_violation_names_file_and_line(tmp_path):
     bad = tmp_path / "bad.conll"
     bad.write_text("Ada B-PER\nLovelace I-PER\n\nin O\nParis I-LOC\n", encoding="utf-8")
-    _error(runner.invoke(app, ["train", "wnut-ner", "--train", str(bad), "--smoke"]), "bad.conll, line 5",
+    _error(runner.invoke(app, ["train", "wnut-ner", "--train", str(bad), "--smoke", "--out", str(tmp_path / "run")]), "bad.conll, line 5",
            "I-LOC", "IOB2")
 
 
 def test_empty_missing_and_non_utf8_files(tmp_path):
     empty = tmp_path / "empty.conll"
     empty.write_text("\n\n", encoding="utf-8")
-    _error(runner.invoke(app, ["train", "wnut-ner", "--train", str(empty), "--smoke"]), "empty.conll", "no sentences")
-    _error(runner.invoke(app, ["train", "wnut-ner", "--train", str(tmp_path / "gone.conll"), "--smoke"]),
+    _error(runner.invoke(app, ["train", "wnut-ner", "--train", str(empty), "--smoke", "--out", str(tmp_path / "run")]), "empty.conll", "no sentences")
+    _error(runner.invoke(app, ["train", "wnut-ner", "--train", str(tmp_path / "gone.conll"), "--smoke", "--out", str(tmp_path / "run")]),
            "gone.conll", "not found")
     latin = tmp_path / "latin.conll"
     latin.write_bytes("Ada B-PER\nCaf\xe9 O\n".encode("latin-1"))
-    _error(runner.invoke(app, ["train", "wnut-ner", "--train", str(latin), "--smoke"]), "latin.conll, line 2",
+    _error(runner.invoke(app, ["train", "wnut-ner", "--train", str(latin), "--smoke", "--out", str(tmp_path / "run")]), "latin.conll, line 2",
            "UTF-8")
 
 

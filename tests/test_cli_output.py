@@ -134,7 +134,7 @@ def test_quiet_and_verbose_together_are_refused():
 def test_errors_go_to_stderr_after_the_logs(tmp_path):
     bad = tmp_path / "bad.conll"
     bad.write_text("Ada B-PER\nLovelace I-PER\n\nin O\nParis I-LOC\n", encoding="utf-8")
-    result = runner.invoke(app, ["train", "wnut-ner", "--train", str(bad), "--smoke"])
+    result = runner.invoke(app, ["train", "wnut-ner", "--train", str(bad), "--smoke", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.splitlines()[-1].startswith("error: ")
 
