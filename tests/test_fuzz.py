@@ -364,6 +364,10 @@ def skip_option(rng: random.Random) -> dict:
     return {"skip": rng.random() < 0.5}
 
 
+def jsonl_options(rng: random.Random) -> dict:
+    return {"text_column": "text", "label_column": "label", "skip": rng.random() < 0.5}
+
+
 def _parse_table(format: str):
     def run(path, options):
         skip = options.get("skip", False)
@@ -469,7 +473,7 @@ READERS = {
                      _parse_conllu, _public_tagging("conllu")),
     "csv": Reader(".csv", fuzzed(table_document(",")), _parse_table("csv"), _public_texts("csv"), table_options),
     "tsv": Reader(".tsv", fuzzed(table_document("\t")), _parse_table("tsv"), _public_texts("tsv"), table_options),
-    "jsonl": Reader(".jsonl", fuzzed(jsonl_document), _parse_jsonl, _public_texts("jsonl"), skip_option),
+    "jsonl": Reader(".jsonl", fuzzed(jsonl_document), _parse_jsonl, _public_texts("jsonl"), jsonl_options),
     "class_files": Reader(".pos", fuzzed(text_lines, ("mr/rt-polarity.pos", "line")), _parse_class_files,
                           _public_class_files, skip_option),
     "class_folders": Reader("", folder_tree, _parse_folders, _public_folders, skip_option),
@@ -550,13 +554,16 @@ def test_reader_parses_fuzzed_input(name, workspace):
 @pytest.mark.parametrize("name", READERS)
 def test_public_reader_on_fuzzed_input(name, workspace, tmp_path):
     cache_dir = str(tmp_path / "cache")
+    outcomes: dict[str, int] = {}
 
     @fuzz_settings(PUBLIC_EXAMPLES)
     @given(SEEDS)
     def check(seed):
-        run_example(name, workspace, random.Random(seed), public=True, cache_dir=cache_dir)
+        outcome = run_example(name, workspace, random.Random(seed), public=True, cache_dir=cache_dir)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     check()
+    assert outcomes.get("ok"), f"no input was read at all (are the reader's settings right?): {outcomes}"
 
 
 def test_real_corpora_are_sliced_when_present():
