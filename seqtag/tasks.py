@@ -38,6 +38,18 @@ class Task(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._states.pop("train", None)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        if self._states.get("train") is not None and 0 < done < self.trainer.num_training_batches:
+            checkpoint["seqtag_train_state"] = move_state(self._states["train"], "cpu")
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Lightning resumes a mid-epoch checkpoint without calling on_train_epoch_start, so the state carried
+        # into the next window (language models) is simply put back.
+        state = checkpoint.get("seqtag_train_state")
+        if state is not None:
+            self._states["train"] = move_state(state, self.device)
+
     def on_validation_epoch_start(self) -> None:
         self._states.pop("dev", None)
         self._dev_counts.clear()
@@ -69,6 +81,13 @@ class Task(pl.LightningModule):
     def configure_optimizers(self):
         return configure_optimizers([p for p in self.parameters() if p.requires_grad], self.recipe.train,
                                     monitor=self.family.monitor, mode=self.family.mode)
+
+
+def move_state(state, device):
+    """A carried recurrent state (tensors in tuples and lists, or None) on `device`."""
+    if state is None or isinstance(state, torch.Tensor):
+        return None if state is None else state.to(device)
+    return type(state)(move_state(part, device) for part in state)
 
 
 def configure_optimizers(params: list[torch.nn.Parameter], cfg: TrainConfig, monitor: str, mode: str):
@@ -128,7 +147,8 @@ class DataModule(pl.LightningDataModule):
         batches = EncodedBatches(self.prepared.encoded[split])
         rank, world_size = self._rank()
         sampler = BucketBatchSampler(np.diff(batches.word_offsets).tolist(), size, shuffle=training,
-                                     seed=self.recipe.train.seed, rank=rank, world_size=world_size)
+                                     seed=self.recipe.train.seed, rank=rank, world_size=world_size,
+                                     first_batch=self._resumed_window)
         # Each item the sampler yields is a list of row indices, which EncodedBatches turns into a Batch.
         return DataLoader(batches, sampler=sampler, batch_size=None)
 

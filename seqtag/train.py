@@ -373,8 +373,8 @@ def _train_in(out_dir: Path, family, recipe: Recipe, resume: bool, smoke: bool, 
     prepared = data.prepared
     trainer, checkpoint = make_trainer(recipe, out_dir, smoke, resume)
     with warnings.catch_warnings():
-        if family.causal:  # its loader picks up mid-epoch itself (WindowOrder), so this warning is wrong
-            warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
+        # The loaders pick up a resumed epoch at its first untrained batch themselves, so this warning is wrong.
+        warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
         fit(trainer, task, data, str(last) if resume else None)
 
     if not trainer.interrupted:  # after Ctrl+C, Lightning's first process has stopped the others itself

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 import seqtag
@@ -141,3 +142,40 @@ def test_two_process_training_on_cpu_saves_a_model_whose_dev_figure_matches_one_
     rows = [row for row in csv.DictReader((out / "logs" / "metrics.csv").open()) if row.get("dev_score")]
     best = max(float(row["dev_score"]) for row in rows)
     assert best == pytest.approx(evaluated["f1"], abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["demo", "char-lm"])
+def test_a_run_interrupted_mid_epoch_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(name, tmp_path,
+                                                                                             monkeypatch):
+    """Batches resume at the first one not trained on, and a language model's carried state is restored too."""
+    from seqtag.tasks import Task
+
+    shape = [*SHAPE, "data.bptt=8", "data.batch_size=4"] if name == "char-lm" else [*SMALL, "data.batch_size=8"]
+    recipe = load_recipe(name, [*shape, "train.max_epochs=2", "train.val_check_interval=0.5", "train.patience=0",
+                                "model.dropout=0.1"], **_recipe_files(name, tmp_path))
+    seen: list[list] = []
+    original = Task.training_step
+
+    def spy(task, batch, batch_idx):
+        if stop_at is not None and task.global_step == stop_at:
+            raise KeyboardInterrupt  # what Ctrl+C raises
+        inputs = batch["inputs"] if isinstance(batch, dict) else batch.features["word_ids"]
+        seen.append(inputs.tolist())
+        return original(task, batch, batch_idx)
+
+    monkeypatch.setattr(Task, "training_step", spy)
+    stop_at = None
+    whole = train(recipe, tmp_path / "whole")
+    order = list(seen)
+    seen.clear()
+    stop_at = len(order) // 4 + 1                      # in the first epoch, after its first dev check
+    assert train(recipe, tmp_path / "cut").interrupted
+    before = len(seen)
+    seen.clear()
+    stop_at = None
+    resumed = train(recipe, tmp_path / "cut", resume=True)
+    skipped = len(order) - len(seen)                   # the batches the resumed checkpoint had trained on
+    assert 0 < skipped <= before < len(order) // 2
+    assert seen == order[skipped:], "the rest of the interrupted epoch in its own order, then the next epoch"
+    first, second = (load_file(str(r.model_dir / "model.safetensors")) for r in (whole, resumed))
+    assert all(torch.equal(first[key], second[key]) for key in first), "the same final weights"

@@ -177,7 +177,8 @@ class BucketBatchSampler:
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, pool_batches: int | None = None):
+                 rank: int = 0, world_size: int = 1, pool_batches: int | None = None, first_batch=lambda: 0):
+        self.first_batch = first_batch  # a run resumed mid-epoch starts at the first batch it had not trained on
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -217,6 +218,8 @@ class BucketBatchSampler:
                 batches = (batches * 2)[: per_rank * self.world_size]
             # Evaluation is never padded, so each sentence is counted once over all ranks.
             batches = batches[self.rank::self.world_size]
+        if self.shuffle:
+            batches = batches[self.first_batch():]  # the epoch's own order, so the rest is exactly what was left
         return iter(batches)
 
     def __len__(self) -> int:
