@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from .config import DataConfig
+from .config import SEED_MAX, DataConfig
 from .data.streams import EOS_ID, TokenStream, decode, token_level, window_loader
 from .data.vocab import PAD_ID, UNK_ID
 from .errors import InputError, SeqtagError
@@ -34,8 +34,11 @@ def window_nats(net: Network, batch: dict[str, torch.Tensor], state: State | Non
     return nats, (targets >= 0).sum(), detach_state(state)
 
 
-def check_sampling(max_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+def check_sampling(max_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
+                   seed: int | None = None) -> None:
     """Reject sampling settings that have no meaning, naming the setting and its allowed range."""
+    if seed is not None and not (isinstance(seed, int) and 0 <= seed <= SEED_MAX):
+        raise SeqtagError(f"seed is {seed!r}; it must be a whole number from 0 to {SEED_MAX}.")
     if not isinstance(max_tokens, int) or max_tokens < 0:
         raise SeqtagError(f"max_tokens is {max_tokens!r}; it must be a whole number, 0 or more.")
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
@@ -158,7 +161,7 @@ class LanguageModel:
         nucleus of probability `top_p`; `greedy` always takes the best token. A `seed` makes the result
         repeatable. <pad> and <unk> are never generated.
         """
-        check_sampling(max_tokens, temperature, top_k, top_p)
+        check_sampling(max_tokens, temperature, top_k, top_p, seed)
         ids = self.encode(prompt)
         if ids and all(i == UNK_ID for i in ids):
             raise SeqtagError(f"The prompt {prompt!r} is made only of tokens this model does not know (<unk>); "

@@ -243,7 +243,8 @@ def test_training_steps_carry_a_detached_state_and_restart_each_epoch():
 def test_sampling_settings_outside_their_range_are_errors():
     for bad, match in (({"temperature": 0}, "temperature is 0"), ({"temperature": -1.0}, "temperature"),
                        ({"top_p": 0.0}, r"top_p is 0.0; it must be in \(0, 1\]"), ({"top_p": 1.5}, "top_p"),
-                       ({"top_k": 0}, "top_k is 0"), ({"max_tokens": -1}, "max_tokens")):
+                       ({"top_k": 0}, "top_k is 0"), ({"max_tokens": -1}, "max_tokens"),
+                       ({"seed": 99999999999999999999}, "seed is 99999999999999999999; it must be a whole number")):
         settings = {"max_tokens": 5, "temperature": 1.0, "top_k": None, "top_p": None, **bad}
         with pytest.raises(SeqtagError, match=match):
             check_sampling(**settings)
