@@ -542,7 +542,7 @@ def report(args, files: dict, tmp: Path, env: dict) -> None:
           f"{per_step(d['building'])} + the DataLoader's own {both(own)}")
     if d["char_cells"]:
         print(f"  the batches carry char_ids this network never reads: {d['char_cells']:,} cells per epoch")
-    for name, label in (("bucketed", "toolkit sampler (pools of 50 batches)"), ("full_sort", "full sort")):
+    for name, label in (("bucketed", "toolkit sampler"), ("full_sort", "full sort")):
         shape = d[f"{name}_shape"]
         print(f"  {label}: padded {shape['padding']:.1%}, {shape['lstm_steps']:,} LSTM time steps")
     loss = lambda a, b: "  ".join(f"{1 - d[a][c] / d[b][c]:>6.1%}" for c in (0, 1))  # noqa: E731

@@ -32,7 +32,7 @@ def bare_run(data, initial_state, batches: int) -> float:
     cfg = recipe.train
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader = data.train_dataloader()
-    loader.batch_sampler.set_epoch(0)  # the epoch Lightning's first epoch uses
+    loader.sampler.set_epoch(0)  # the epoch Lightning's first epoch uses
     start = time.perf_counter()
     for step, batch in enumerate(loader):
         if step == batches:
@@ -64,7 +64,7 @@ def main() -> None:
 
     # Tokens in the measured batches: the same for both loops.
     loader = data.train_dataloader()
-    loader.batch_sampler.set_epoch(0)
+    loader.sampler.set_epoch(0)
     tokens = 0
     for step, batch in enumerate(loader):
         if step == args.batches:

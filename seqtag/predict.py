@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .artifact import read_model
 from .config import DataConfig
 from .data import schemes
-from .data.batching import collate, length_batches
+from .data.batching import EncodedBatches, length_batches
 from .data.featurizer import Featurizer, _fold_label
 from .errors import SeqtagError
 from .metrics import classification_scores, span_scores, token_accuracy
@@ -81,13 +82,13 @@ class Predictor:
         """(row indices, label ids, probabilities) per length-sorted batch of the items that have a token."""
         batch_size = batch_size or self.data_config.eval_batch_size
         encoded = self.featurizer.encode(items)
-        keys = [key for key in ("word_ids", "char_ids") if key in encoded]
-        lengths = [len(ids) for ids in encoded["word_ids"]]
+        rows = EncodedBatches.from_lists({key: encoded[key] for key in ("word_ids", "char_ids") if key in encoded})
+        lengths = np.diff(rows.word_offsets).tolist()
         with torch.inference_mode():
             for indices in length_batches(lengths, batch_size):
                 indices = [i for i in indices if lengths[i]]  # an empty sentence has nothing to tag
                 if indices:
-                    batch = collate([{key: encoded[key][i] for key in keys} for i in indices]).to(self.device)
+                    batch = rows[indices].to(self.device)
                     scores, _ = self.net(batch.features, batch.lengths, batch.mask)
                     label_ids, probabilities = self.net.head.decode(scores, batch.mask)
                     yield indices, label_ids.cpu(), probabilities.cpu()

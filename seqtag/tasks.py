@@ -144,7 +144,7 @@ class DataModule(pl.LightningDataModule):
                                  backward=self.recipe.model.lm_directions == "both", *(),
                                  rank=self._rank()[0], world_size=self._rank()[1],
                                  first_window=self._resumed_window if training else (lambda: 0))
-        batches = EncodedBatches(self.prepared.encoded[split])
+        batches = EncodedBatches.from_arrow(self.prepared.encoded[split])
         rank, world_size = self._rank()
         sampler = BucketBatchSampler(np.diff(batches.word_offsets).tolist(), size, shuffle=training,
                                      seed=self.recipe.train.seed, rank=rank, world_size=world_size,

@@ -186,11 +186,11 @@ def test_batches_cut_from_arrow_equal_the_collated_rows():
     rows = [long, short, empty_word, short]
     encoded = Dataset.from_list(rows)
     for indices in ([0, 1, 2, 3], [3, 1], [2]):
-        cut, collated = EncodedBatches(encoded)[indices], collate([rows[i] for i in indices])
+        cut, collated = EncodedBatches.from_arrow(encoded)[indices], collate([rows[i] for i in indices])
         for name in ("word_ids", "char_ids"):
             assert torch.equal(cut.features[name], collated.features[name])
         assert torch.equal(cut.labels, collated.labels) and torch.equal(cut.mask, collated.mask)
     per_text = Dataset.from_list([{"word_ids": [5, 6], "label_id": 1}, {"word_ids": [7], "label_id": 0}])
-    assert EncodedBatches(per_text)[[1, 0]].labels.tolist() == [0, 1]
+    assert EncodedBatches.from_arrow(per_text)[[1, 0]].labels.tolist() == [0, 1]
     one_token_each = Dataset.from_list([{"word_ids": [5], "label_ids": [1]}, {"word_ids": [7], "label_ids": [0]}])
-    assert EncodedBatches(one_token_each)[[0, 1]].labels.tolist() == [[1], [0]], "labels per token stay (B, T)"
+    assert EncodedBatches.from_arrow(one_token_each)[[0, 1]].labels.tolist() == [[1], [0]], "labels per token stay (B, T)"

@@ -31,28 +31,22 @@ class Batch:
 
 
 def collate(rows: Sequence[dict]) -> Batch:
-    """Pad a list of encoded rows into a Batch (prediction, and anything holding rows in memory).
+    """Pad a list of encoded rows into a Batch.
 
     A row has "word_ids", optionally "char_ids" (absent when the model reads no characters),
     and "label_ids" (one per token) or "label_id" (one per text), or no label when predicting.
     """
-    lengths = np.fromiter((len(row["word_ids"]) for row in rows), dtype=np.int64, count=len(rows))
-    words = _flat(row["word_ids"] for row in rows)
-    chars = char_lengths = None
-    if "char_ids" in rows[0]:
-        spelled = [chars for row in rows for chars in row["char_ids"]]
-        char_lengths = np.fromiter(map(len, spelled), dtype=np.int64, count=len(spelled))
-        chars = _flat(spelled)
-    labels = None
-    if "label_ids" in rows[0]:
-        labels = _flat(row["label_ids"] for row in rows)
-    elif "label_id" in rows[0]:
-        labels = np.fromiter((row["label_id"] for row in rows), dtype=np.int64, count=len(rows))
-    return pad(lengths, words, chars, char_lengths, labels, per_token="label_id" not in rows[0])
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    return EncodedBatches.from_lists(columns)[list(range(len(rows)))]
 
 
 def _flat(lists) -> np.ndarray:
     return np.fromiter(chain.from_iterable(lists), dtype=np.int64)
+
+
+def _offsets(lists) -> np.ndarray:
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    return np.concatenate([[0], np.cumsum(lengths)])
 
 
 def pad(lengths: np.ndarray, words: np.ndarray, chars: np.ndarray | None = None,
@@ -102,24 +96,46 @@ def _ranges(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 class EncodedBatches(torch.utils.data.Dataset):
-    """Batches cut straight out of an encoded split's Arrow columns: indexed by a list of row indices (what a
-    batch sampler yields), it returns the padded Batch. The ids stay in the Arrow buffers as flat arrays with
-    their offsets, so no row is turned into Python lists on the way."""
+    """Encoded rows held as flat id arrays with their offsets; indexed by a list of row indices (what a batch
+    sampler yields), it returns the padded Batch. Training cuts batches straight out of an encoded split's
+    Arrow columns (`from_arrow`: no row is turned into Python lists on the way); prediction flattens what the
+    featurizer gave once (`from_lists`). Both go through the same `pad`."""
 
-    def __init__(self, encoded):
+    def __init__(self, words: np.ndarray, word_offsets: np.ndarray, chars: np.ndarray | None = None,
+                 char_offsets: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 label_offsets: np.ndarray | None = None):
+        self.words, self.word_offsets = words, word_offsets
+        self.chars, self.char_offsets = chars, char_offsets           # characters of every token, token after token
+        self.labels, self.label_offsets = labels, label_offsets       # per token (with offsets) or per row
+
+    @classmethod
+    def from_arrow(cls, encoded) -> "EncodedBatches":
+        """From an encoded `datasets.Dataset` (columns word_ids, [char_ids], [label_ids | label_id])."""
         if getattr(encoded, "_indices", None) is not None:
             encoded = encoded.flatten_indices()
         table = encoded.data
-        self.words, self.word_offsets = _list_column(table.column("word_ids"))
-        self.chars = self.char_offsets = None
+        parts = dict(zip(("words", "word_offsets"), _list_column(table.column("word_ids"))))
         if "char_ids" in table.column_names:
             tokens = table.column("char_ids").combine_chunks()
-            self.chars, self.char_offsets = _list_column(tokens.flatten())
-        self.labels = self.label_offsets = None
+            parts.update(zip(("chars", "char_offsets"), _list_column(tokens.flatten())))
         if "label_ids" in table.column_names:
-            self.labels, self.label_offsets = _list_column(table.column("label_ids"))
+            parts.update(zip(("labels", "label_offsets"), _list_column(table.column("label_ids"))))
         elif "label_id" in table.column_names:
-            self.labels = table.column("label_id").to_numpy()
+            parts["labels"] = table.column("label_id").to_numpy()
+        return cls(**parts)
+
+    @classmethod
+    def from_lists(cls, encoded: dict[str, list]) -> "EncodedBatches":
+        """From the featurizer's lists: "word_ids" per row, optionally "char_ids" and "label_ids"/"label_id"."""
+        parts = {"words": _flat(encoded["word_ids"]), "word_offsets": _offsets(encoded["word_ids"])}
+        if "char_ids" in encoded:
+            spelled = [chars for row in encoded["char_ids"] for chars in row]
+            parts.update(chars=_flat(spelled), char_offsets=_offsets(spelled))
+        if "label_ids" in encoded:
+            parts.update(labels=_flat(encoded["label_ids"]), label_offsets=_offsets(encoded["label_ids"]))
+        elif "label_id" in encoded:
+            parts["labels"] = np.asarray(encoded["label_id"], dtype=np.int64)
+        return cls(**parts)
 
     def __len__(self) -> int:
         return len(self.word_offsets) - 1
