@@ -536,6 +536,7 @@ def workspace(tmp_path_factory):
     return Workspace(tmp_path_factory.mktemp("fuzz"))
 
 
+@pytest.mark.slow  # 2,000 examples per reader: in the full suite (CI), not the quick subset
 @pytest.mark.parametrize("name", READERS)
 def test_reader_parses_fuzzed_input(name, workspace):
     outcomes: dict[str, int] = {}
@@ -551,6 +552,7 @@ def test_reader_parses_fuzzed_input(name, workspace):
     assert outcomes.get("ok", 0) > EXAMPLES // 20, f"too few inputs were read at all: {outcomes}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", READERS)
 def test_public_reader_on_fuzzed_input(name, workspace, tmp_path):
     cache_dir = str(tmp_path / "cache")

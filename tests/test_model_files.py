@@ -262,6 +262,7 @@ def _version_of(model, versions: dict) -> set[str]:
             "A" if float(model.net.head.linear.bias[0]) == first_bias else "B"}
 
 
+@pytest.mark.slow
 def test_a_load_while_saves_replace_the_model_reads_one_whole_version(trained, tmp_path):
     versions = _versions(trained)
     target = _save(tmp_path / "model", versions["A"])

@@ -144,6 +144,7 @@ def test_two_process_training_on_cpu_saves_a_model_whose_dev_figure_matches_one_
     assert best == pytest.approx(evaluated["f1"], abs=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["demo", "char-lm"])
 def test_a_run_interrupted_mid_epoch_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(name, tmp_path,
                                                                                              monkeypatch):
