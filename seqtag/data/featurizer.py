@@ -74,17 +74,6 @@ class LabelCodec:
         types = sorted({label.split("-", 1)[1] for label in self.labels if "-" in label})
         return span_label_list(types, self.file_scheme)
 
-    def file_probabilities(self, probabilities: Sequence[float]) -> dict[str, float]:
-        """Each file-scheme label's probability from the train-scheme distribution of one token: the sum over
-        the train labels it stands for (IOB2 B-PER = BIOES B-PER + S-PER; I-PER = I-PER + E-PER)."""
-        if not self.is_span or self.file_scheme == self.train_scheme:
-            return dict(zip(self.labels, probabilities))
-        folded: dict[str, float] = {}
-        for label, probability in zip(self.labels, probabilities):
-            key = _fold_label(label, self.file_scheme)
-            folded[key] = folded.get(key, 0.0) + probability
-        return folded
-
 
 def _fold_label(label: str, file_scheme: str) -> str:
     """The file-scheme label a train-scheme label turns into token by token (outside any context):
