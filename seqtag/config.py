@@ -312,6 +312,11 @@ class Recipe:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+# Recipe keys added after model format 2 was fixed, each with the value that rebuilds a model saved before the key
+# existed exactly as it was trained. A saved recipe that lacks one of these gets this value; any other missing
+# key means a damaged config.json. Every data or model key added from now on belongs here.
+ADDED_KEYS: dict[str, Any] = {}
 PATH_KEYS = ("train", "dev", "test")
 
 

@@ -135,7 +135,7 @@ def _network(parts: dict, path: Path, family: Family, entries: dict[str, tuple] 
 
     from .artifact import COMMON_KEYS, check_weights
     from .artifact import DAMAGED as damaged
-    from .config import SECTIONS, recipe_from_dict
+    from .config import ADDED_KEYS, SECTIONS, recipe_from_dict
     from .errors import ModelFileError
 
     config, where, entries = parts["config"], path / "config.json", entries or {}
@@ -153,6 +153,10 @@ def _network(parts: dict, path: Path, family: Family, entries: dict[str, tuple] 
     # a default standing in for a missing one could give other results than the model was trained to give.
     for section in ("data", "model"):
         settings = config["recipe"].get(section)
+        if isinstance(settings, dict):  # keys newer than the model: the value it was trained with
+            for key, value in ADDED_KEYS.items():
+                if key.startswith(f"{section}.") and key.split(".", 1)[1] not in settings:
+                    settings[key.split(".", 1)[1]] = value
         missing = [f.name for f in fields(SECTIONS[section]) if not isinstance(settings, dict) or f.name not in settings]
         if missing:
             raise ModelFileError(where, f"the saved recipe lacks {', '.join(f'{section}.{key}' for key in missing)}, "
