@@ -42,7 +42,9 @@ FORMAT_VERSION = 2  # 2: networks composed from parts (embedders, cell, head); c
 # file), and saving refuses to write one, so a new entry must be declared here before a model holding it is
 # saved.
 REQUIRED_KEYS = ("format_version", "task", "sizes", "recipe")
-COMMON_KEYS = frozenset({*REQUIRED_KEYS, "seqtag_version", "unseen_labels"})
+COMMON_KEYS = frozenset({*REQUIRED_KEYS, "seqtag_version", "unseen_labels",
+                         "finetune",               # a fine-tuned model: its parent, data and settings
+                         "pretrained_coverage"})   # how much of the vocabulary found a pretrained vector
 CONFIG_KEYS = COMMON_KEYS | {"file_scheme", "train_scheme",   # tagging
                              "split", "truncated"}            # classification and language models: seeded splits
 SIZES = ("words", "chars", "labels")

@@ -283,6 +283,43 @@ class TrainConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """`seqtag finetune` settings (`--set finetune.KEY=VALUE`); they are not part of a recipe, and the fine-tuned
+    model's config.json records them."""
+
+    new_labels: str = "append"
+    """Labels of the fine-tuning data that the model lacks: "append" them (the head grows; the old labels keep their
+    rows; a new entity type brings all its B-/I-/E-/S- labels), or "error": each is an error naming file and line."""
+    label_map: str | None = None
+    """Rename the data's labels onto the model's before anything else: a file of "theirs=ours" lines (or
+    theirs<TAB>ours), or inline person=PER,location=LOC. For span labels the entity type is renamed."""
+    extend_vocab: bool = True
+    """Give words (and characters) of the fine-tuning data that the model lacks fresh rows, started from the
+    unknown word's vector; false keeps them unknown. A BPE or WordPiece vocabulary never grows."""
+    freeze: str = "none"
+    """Keep parts fixed: "none", "embeddings" (the token embedders) or "encoder" (embedders and recurrent encoder,
+    so only the head learns)."""
+    unfreeze_after: int = 0
+    """Epochs after which frozen parts learn again; 0 keeps them frozen for the whole run."""
+    replay: str | None = None
+    """A file of the original training data (read like the fine-tuning data) mixed into every epoch, a fresh
+    sample each epoch, to limit forgetting. Taggers and classifiers."""
+    replay_fraction: float = 0.5
+    """Share of each epoch's training sentences (texts) that come from the replay file (at most all of it)."""
+    lr_factor: float = 0.5
+    """Without --set train.lr, the parent's learning rate times this: fine-tuning starts from trained weights."""
+
+    def __post_init__(self) -> None:
+        _one_of("finetune", "new_labels", self.new_labels, ("append", "error"))
+        _one_of("finetune", "freeze", self.freeze, ("none", "embeddings", "encoder"))
+        _positive("finetune", "unfreeze_after", self.unfreeze_after, allow_zero=True)
+        _positive("finetune", "lr_factor", self.lr_factor)
+        if not 0 < self.replay_fraction < 1:
+            raise SeqtagError(f"finetune.replay_fraction is {self.replay_fraction!r}; it must be between 0 and 1 "
+                              "(0.5: half of each epoch's sentences come from the replay file).")
+
+
+@dataclass
 class Recipe:
     name: str = "custom"
     """Recipe name, used for the default output folder."""
@@ -526,3 +563,54 @@ def load_recipe(name_or_path: str, overrides: list[str] = (), **paths: str | Non
         if value is not None and recipe.data.format != "hub":
             setattr(recipe.data, split, _resolve(value, folder, recipe.data.format))
     return recipe
+
+
+# What `seqtag finetune --set` may change in the parent's recipe. Data keys that shaped the parent's vocabularies
+# and labels, and model keys that shaped its weights, stay as the parent was trained.
+FIXED_DATA_KEYS = ("tokenizer", "vocab_size", "normalization", "lowercase", "max_word_length", "train_scheme")
+ADJUSTABLE_MODEL_KEYS = ("dropout", "word_dropout", "embedding_dropout", "locked_dropout", "weight_drop",
+                         "freeze_embeddings", "pretrained_vectors", "pretrained_format", "pretrained_max_words")
+
+
+def finetune_recipe(parent: dict, overrides: list[str] = (), **paths: str | None) -> tuple[Recipe, FinetuneConfig, list[str]]:
+    """The recipe a fine-tuning run trains with: the parent model's saved recipe (`parent`, from config.json)
+    with the new data files, the `--set` overrides (`finetune.*` keys go to the FinetuneConfig), and, unless
+    train.lr is set, the parent's learning rate times finetune.lr_factor. Also returns the keys set."""
+    raw = {key: (dict(value) if isinstance(value, dict) else value) for key, value in parent.items()}
+    task = raw.get("task", "tagging")
+    for split in PATH_KEYS:  # the parent's files are not the new data
+        raw["data"][split] = None
+    settings: dict = {}
+    changed = []
+    for assignment in overrides:
+        key, value = parse_override(assignment)
+        section, _, sub = key.partition(".")
+        if section == "finetune" and sub in _fields(FinetuneConfig):
+            settings[sub] = value
+        elif section in SECTIONS and sub in _fields(SECTIONS[section]):
+            field_ = _fields(SECTIONS[section])[sub]
+            if task not in field_.tasks:
+                raise SeqtagError(f"--set {key}: task {task!r} does not use it (only {' and '.join(field_.tasks)} "
+                                  "models do).")
+            if (section == "data" and sub in FIXED_DATA_KEYS) or (section == "model" and sub not in ADJUSTABLE_MODEL_KEYS):
+                raise SeqtagError(f"--set {key}: {key} shaped the parent model's vocabularies, labels or weights, so "
+                                  "a fine-tuned model keeps the parent's value. Train a new model to change it.")
+            raw[section][sub] = value
+        else:
+            known = [f"finetune.{name}" for name in _fields(FinetuneConfig)] + [
+                f"{s}.{name}" for s, cls in SECTIONS.items() for name in _fields(cls)]
+            raise _unknown_key(key, known, "--set")
+        changed.append(key)
+    for split, value in paths.items():
+        if value is not None:
+            raw["data"][split] = str(value)
+            changed.append(f"data.{split}")
+    recipe = recipe_from_dict(raw, where="the parent's recipe with --set", saved=True)
+    for split in PATH_KEYS:
+        value = getattr(recipe.data, split)
+        if value is not None and recipe.data.format != "hub":
+            setattr(recipe.data, split, _resolve(value, Path.cwd(), recipe.data.format))
+    finetune = _section("finetune", FinetuneConfig, settings, task, "--set")
+    if "train.lr" not in changed:
+        recipe.train.lr *= finetune.lr_factor
+    return recipe, finetune, changed

@@ -56,8 +56,9 @@ class Family:
 
     # -- data and network -----------------------------------------------------
 
-    def prepare(self, recipe: Recipe, cache_dir: str | None = None):
-        """Read, check and featurize every split (a `seqtag.data.splits.Prepared`)."""
+    def prepare(self, recipe: Recipe, cache_dir: str | None = None, growth=None):
+        """Read, check and featurize every split (a `seqtag.data.splits.Prepared`); a fine-tuning run's `growth`
+        (`seqtag.data.growth.Growth`) starts from the parent's vocabularies and labels."""
         raise NotImplementedError
 
     def build_network(self, model: ModelConfig, sizes: dict[str, int]) -> Network:
@@ -180,7 +181,7 @@ class Tagging(Family):
     heads = ("softmax",)
     files = ("word_tokenizer.json", "char_tokenizer.json", "labels.json")
 
-    def prepare(self, recipe: Recipe, cache_dir: str | None = None):
+    def prepare(self, recipe: Recipe, cache_dir: str | None = None, growth=None):
         from .data.corpus import prepare_tagging
 
         return prepare_tagging(recipe, cache_dir)
@@ -255,7 +256,7 @@ class Classification(Family):
     heads = ("pooled",)
     files = ("word_tokenizer.json", "char_tokenizer.json", "labels.json")
 
-    def prepare(self, recipe: Recipe, cache_dir: str | None = None):
+    def prepare(self, recipe: Recipe, cache_dir: str | None = None, growth=None):
         from .data.classification import prepare_classification
 
         return prepare_classification(recipe, cache_dir)
@@ -336,7 +337,7 @@ class LanguageModelling(Family):
                               "only: use [word].")
         return recipe
 
-    def prepare(self, recipe: Recipe, cache_dir: str | None = None):
+    def prepare(self, recipe: Recipe, cache_dir: str | None = None, growth=None):
         from .data.lm import prepare_lm
 
         return prepare_lm(recipe, cache_dir)

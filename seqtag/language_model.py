@@ -18,6 +18,7 @@ from .data.streams import EOS_ID, TokenStream, decode, token_level, window_loade
 from .data.vocab import PAD_ID, UNK_ID
 from .errors import InputError, SeqtagError
 from .metrics import language_model_scores, perplexity
+from .predict import Finetunable
 from .networks import Network, State, detach_state
 
 SCORE_CHUNK = 1024  # tokens per forward pass when scoring, so long texts run in bounded memory
@@ -71,7 +72,7 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
 
 
-class LanguageModel:
+class LanguageModel(Finetunable):
     """A trained language model with its tokenizer."""
 
     task = "lm"  # its family in seqtag.families

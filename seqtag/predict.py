@@ -65,7 +65,26 @@ class TaggedSentence:
                 "spans": [asdict(span) for span in self.spans]}
 
 
-class Predictor:
+class Finetunable:
+    """`model.finetune(train=..., dev=..., out=..., **settings)` for every loaded model: see `seqtag.finetune`."""
+
+    path: Path | None
+    device: torch.device
+
+    def finetune(self, train: str | Path, dev: str | Path | None = None, test: str | Path | None = None,
+                 out: str | Path | None = None, resume: bool = False, overwrite: bool = False, **settings):
+        """Fine-tune this model (its saved directory, which stays as it is) on new data and return the new model,
+        loaded. `settings` are `--set` keys, written finetune__freeze="encoder" or **{"train.max_epochs": 5}."""
+        if self.path is None:
+            raise SeqtagError("finetune() continues a saved model: load it with seqtag.load(path) first.")
+        from .finetune import finetune, settings_as_overrides  # the training stack, only when asked for
+
+        result = finetune(self.path, train, dev, test, out, settings_as_overrides(settings), resume=resume,
+                          overwrite=overwrite)
+        return load(result.model_dir, device=self.device)
+
+
+class Predictor(Finetunable):
     """What every loaded model holds: the network (in eval mode, on `device`), the featurizer that turns
     items into its features, the reader settings for `evaluate`, and the figures saved with it."""
 

@@ -144,11 +144,18 @@ class DataModule(pl.LightningDataModule):
                                  backward=self.recipe.model.lm_directions == "both", *(),
                                  rank=self._rank()[0], world_size=self._rank()[1],
                                  first_window=self._resumed_window if training else (lambda: 0))
-        batches = EncodedBatches.from_arrow(self.prepared.encoded[split])
+        encoded, replay = self.prepared.encoded[split], self.prepared.record.get("replay_per_epoch", 0)
+        if training and replay:
+            # Fine-tuning with replay: the sampler draws a fresh sample of the rows after the training ones each epoch.
+            from datasets import concatenate_datasets
+
+            encoded = concatenate_datasets([encoded, self.prepared.encoded["replay"]])
+        batches = EncodedBatches.from_arrow(encoded)
         rank, world_size = self._rank()
         sampler = BucketBatchSampler(np.diff(batches.word_offsets).tolist(), size, shuffle=training,
                                      seed=self.recipe.train.seed, rank=rank, world_size=world_size,
-                                     first_batch=self._resumed_window)
+                                     first_batch=self._resumed_window,
+                                     sample=(len(self.prepared.encoded[split]), replay) if training and replay else None)
         # Each item the sampler yields is a list of row indices, which EncodedBatches turns into a Batch.
         return DataLoader(batches, sampler=sampler, batch_size=None)
 

@@ -257,8 +257,8 @@ class TrainingGuard(Callback):
                 f"replaces this run).")
 
 
-def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False,
-                 resume: bool = False) -> tuple[pl.Trainer, ModelCheckpoint]:
+def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False, resume: bool = False,
+                 extra_callbacks: list[Callback] = ()) -> tuple[pl.Trainer, ModelCheckpoint]:
     cfg = recipe.train
     family = family_of(recipe.task)
     monitor, mode = family.monitor, family.mode  # e.g. highest dev F1, or lowest dev perplexity
@@ -270,6 +270,7 @@ def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False,
         # default, Lightning would count at the epoch's end, and a run resumed there would miss one).
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience, strict=False,
                                        check_on_train_epoch_end=False))
+    callbacks += list(extra_callbacks)
     callbacks += progress_callbacks(cfg)  # a bar on a terminal, one line per epoch elsewhere (stderr)
     limits = (dict(limit_train_batches=1, max_epochs=1, limit_val_batches=1) if smoke
               else dict(max_epochs=cfg.max_epochs, max_steps=cfg.max_steps or -1,
@@ -313,20 +314,23 @@ def fit(trainer: pl.Trainer, task: pl.LightningModule, data: pl.LightningDataMod
             signal.signal(signal.SIGINT, handler)
 
 
-def prepare_data(recipe: Recipe, cache_dir: str | None = None) -> DataModule:
+def prepare_data(recipe: Recipe, cache_dir: str | None = None, start=None) -> DataModule:
     """The recipe's data, read and featurized by its family (the recipe with the family's defaults is
-    `data.recipe`)."""
+    `data.recipe`); a fine-tuning `start` (`finetune.Start`) prepares it from the parent's vocabularies."""
     family = family_of(recipe.task)
     data = DataModule(family, family.resolve(recipe), cache_dir)
+    if start is not None:
+        data.prepared = start.prepare(data.recipe, cache_dir)
     data.setup("fit")
     return data
 
 
-def new_task(data: DataModule) -> Task:
-    """A freshly started network for prepared data, inside the Lightning task that trains it."""
+def new_task(data: DataModule, start=None) -> Task:
+    """A freshly started network for prepared data (or, fine-tuning, the parent's grown network), inside the
+    Lightning task that trains it."""
     family, recipe, prepared = data.family, data.recipe, data.prepared
     net = family.build_network(recipe.model, prepared.sizes)
-    family.start_network(net, recipe, prepared)
+    (start or family).start_network(net, recipe, prepared)
     if "pretrained_rows" in prepared.record:
         log.info("pretrained vectors set for %d of %d words", prepared.record["pretrained_rows"],
                  prepared.sizes["words"])
@@ -339,7 +343,7 @@ def is_relaunched_rank() -> bool:
 
 
 def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool = False,
-          cache_dir: str | None = None, overwrite: bool = False) -> TrainResult:
+          cache_dir: str | None = None, overwrite: bool = False, start=None) -> TrainResult:
     """Train, keep the best dev checkpoint, evaluate dev/test with it and save the model directory.
 
     The recipe's task family (`families.py`) says how; nothing here depends on which family it is.
@@ -349,6 +353,8 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
     it, and so is a folder another run is using; see `runs.claim_run_folder`. A `smoke` run never replaces a
     trained model. Files seqtag did not write are never removed.
     In a multi-process run only rank 0 evaluates and writes the model directory.
+    A fine-tuning run (`seqtag.finetune`) passes its `start`: data prepared from the parent's vocabularies, the
+    parent's weights, its callbacks and the config.json record of the parent.
     """
     family = family_of(recipe.task)
     recipe = family.resolve(recipe)
@@ -358,20 +364,21 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
     lock = None if is_relaunched_rank() else claim_run_folder(out_dir, resume=resume, overwrite=overwrite,
                                                                 smoke=smoke)
     try:
-        return _train_in(out_dir, family, recipe, resume, smoke, cache_dir)
+        return _train_in(out_dir, family, recipe, resume, smoke, cache_dir, start)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train_in(out_dir: Path, family, recipe: Recipe, resume: bool, smoke: bool, cache_dir: str | None) -> TrainResult:
+def _train_in(out_dir: Path, family, recipe: Recipe, resume: bool, smoke: bool, cache_dir: str | None,
+              start=None) -> TrainResult:
     """`train` once the folder is claimed."""
     last = out_dir / "checkpoints" / "last.ckpt"
     pl.seed_everything(recipe.train.seed, workers=True, verbose=False)
-    data = prepare_data(recipe, cache_dir)
-    task = new_task(data)
+    data = prepare_data(recipe, cache_dir, start)
+    task = new_task(data, start)
     prepared = data.prepared
-    trainer, checkpoint = make_trainer(recipe, out_dir, smoke, resume)
+    trainer, checkpoint = make_trainer(recipe, out_dir, smoke, resume, start.callbacks() if start else ())
     with warnings.catch_warnings():
         # The loaders pick up a resumed epoch at its first untrained batch themselves, so this warning is wrong.
         warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
@@ -404,7 +411,10 @@ def _train_in(out_dir: Path, family, recipe: Recipe, resume: bool, smoke: bool, 
         "sizes": prepared.sizes,
         "recipe": recipe.to_dict(),
         "unseen_labels": prepared.record.get("unseen_labels", {}),
+        **({"pretrained_coverage": prepared.record["pretrained_coverage"]}
+           if "pretrained_coverage" in prepared.record else {}),
         **entries,
+        **(start.config_entries(prepared) if start else {}),
     }
     model_dir = save_model(out_dir / "model", config, task.net.state_dict(), tokenizers, labels, metrics)
     return TrainResult(model_dir, metrics, trainer.interrupted)

@@ -189,11 +189,13 @@ class BucketBatchSampler:
     contents change between epochs while padding stays as low as a full sort gives. With
     `pool_batches`, the sort runs within pools of that many batches instead of the whole split.
     Under DDP each rank takes every `world_size`-th batch (padded to an equal count) of the
-    same order.
+    same order. With `sample=(kept, drawn)`, an epoch holds the first `kept` items and a seeded sample of
+    `drawn` of the items after them, a new sample each epoch (fine-tuning's replay data).
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, pool_batches: int | None = None, first_batch=lambda: 0):
+                 rank: int = 0, world_size: int = 1, pool_batches: int | None = None, first_batch=lambda: 0,
+                 sample: tuple[int, int] | None = None):
         self.first_batch = first_batch  # a run resumed mid-epoch starts at the first batch it had not trained on
         self.lengths = list(lengths)
         self.batch_size = batch_size
@@ -201,7 +203,9 @@ class BucketBatchSampler:
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
-        self.pool_size = batch_size * pool_batches if pool_batches else max(1, len(self.lengths))
+        self.sample = sample
+        self.items = sum(sample) if sample else len(self.lengths)  # items per epoch
+        self.pool_size = batch_size * pool_batches if pool_batches else max(1, self.items)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -216,7 +220,11 @@ class BucketBatchSampler:
         if not self.shuffle:
             return self._evaluation_batches()
         rng = random.Random(self.seed * 100_003 + self.epoch)
-        indices = list(range(len(self.lengths)))
+        if self.sample:
+            kept, drawn = self.sample
+            indices = list(range(kept)) + rng.sample(range(kept, len(self.lengths)), drawn)
+        else:
+            indices = list(range(len(self.lengths)))
         rng.shuffle(indices)
         batches = []
         for start in range(0, len(indices), self.pool_size):
@@ -240,8 +248,8 @@ class BucketBatchSampler:
 
     def __len__(self) -> int:
         count = math.ceil(len(self.lengths) / self.batch_size) if not self.shuffle else sum(
-            math.ceil(min(self.pool_size, len(self.lengths) - s) / self.batch_size)
-            for s in range(0, len(self.lengths), self.pool_size))
+            math.ceil(min(self.pool_size, self.items - s) / self.batch_size)
+            for s in range(0, self.items, self.pool_size))
         if not self.shuffle:
             return len(range(self.rank, len(self._evaluation_batches()), self.world_size))
         return math.ceil(count / self.world_size)

@@ -1,0 +1,250 @@
+"""Fine-tuning: a saved model continues on new data with new labels, words and characters; the parent is never
+changed; the new model records where it came from."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+import seqtag
+from seqtag.config import load_recipe
+from seqtag.data.batching import BucketBatchSampler
+from seqtag.errors import InputError, ModelFileError, SeqtagError
+from seqtag.finetune import finetune
+from seqtag.train import train
+
+from conftest import CONLLU, write_conll
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = {split: ROOT / "recipes" / "data" / f"demo.{split}.conll" for split in ("train", "dev", "test")}
+SMALL = ["train.progress_bar=false", "model.hidden_size=8", "model.word_dim=8", "model.char_hidden=4",
+         "model.char_dim=4", "train.max_epochs=1"]
+FAST = ["train.progress_bar=false", "train.max_epochs=1"]
+
+# New data with an entity type the demo model never saw (DRUG), new words and a new character (é).
+NEW_SENTENCES = [
+    [("Patients", "O"), ("took", "O"), ("aspirin", "B-DRUG"), ("in", "O"), ("Paris", "B-LOC"), (".", "O")],
+    [("Ibuprofen", "B-DRUG"), ("helped", "O"), ("Ada", "B-PER"), ("Lovelace", "I-PER"), (".", "O")],
+    [("José", "B-PER"), ("prescribed", "O"), ("vitamin", "B-DRUG"), ("C", "I-DRUG"), (".", "O")],
+]
+
+
+def _files(folder: Path, sentences=NEW_SENTENCES) -> Path:
+    return write_conll(folder / "new.conll", [[(word, "_", label) for word, label in s] for s in sentences])
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory) -> Path:
+    """A demo tagger (IOB2 files, BIOES training), trained for one epoch."""
+    folder = tmp_path_factory.mktemp("parent")
+    return train(load_recipe("demo", SMALL), folder / "run").model_dir
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_new_entity_type_is_appended_and_old_rows_are_kept_and_the_parent_is_untouched(parent, tmp_path):
+    before = _digest(parent)
+    new = _files(tmp_path)
+    result = finetune(parent, new, dev=new, out=tmp_path / "ft", overrides=["train.max_epochs=1"])
+    assert _digest(parent) == before
+    old_labels = json.loads((parent / "labels.json").read_text())
+    labels = json.loads((result.model_dir / "labels.json").read_text())
+    assert labels[:len(old_labels)] == old_labels
+    assert labels[len(old_labels):] == ["B-DRUG", "I-DRUG", "E-DRUG", "S-DRUG"]
+    config = json.loads((result.model_dir / "config.json").read_text())
+    record = config["finetune"]
+    assert record["parent"]["path"] == str(parent.resolve())
+    assert record["parent"]["weights_sha256"] == hashlib.sha256((parent / "model.safetensors").read_bytes()).hexdigest()
+    assert record["data"]["sentences"] == 3 and record["data"]["tokens"] == 16
+    assert record["added"]["labels"] == ["B-DRUG", "I-DRUG", "E-DRUG", "S-DRUG"] and "é" in record["added"]["chars"]
+    assert record["settings"]["new_labels"] == "append"
+    parent_config = json.loads((parent / "config.json").read_text())
+    assert config["recipe"]["train"]["lr"] == pytest.approx(parent_config["recipe"]["train"]["lr"] * 0.5)
+    model = seqtag.load(result.model_dir)
+    assert "B-DRUG" in model.labels
+    assert model.predict([["Patients", "took", "aspirin", "."]])[0].labels
+
+
+def test_the_grown_network_starts_with_the_parent_rows_and_unknown_vectors_for_new_words(parent, tmp_path):
+    from seqtag.config import FinetuneConfig
+    from seqtag.data.growth import Growth
+    from seqtag.families import FAMILIES
+    from seqtag.finetune import grow_network
+
+    parent_model = seqtag.load(parent)
+    old = {k: v.clone() for k, v in parent_model.net.state_dict().items()}
+    sizes = dict(parent_model.net.sizes, words=parent_model.net.sizes["words"] + 3, labels=parent_model.net.sizes["labels"] + 4)
+    recipe = load_recipe("demo", SMALL)
+    net = FAMILIES["tagging"].build_network(FAMILIES["tagging"].resolve(recipe).model, sizes)
+    rows = grow_network(net, old)
+    state = net.state_dict()
+    words = old["embedders.word.embedding.weight"]
+    assert rows["embedders.word.embedding"] == words.shape[0]
+    assert torch.equal(state["embedders.word.embedding.weight"][:words.shape[0]], words)
+    for row in state["embedders.word.embedding.weight"][words.shape[0]:]:
+        assert torch.equal(row, words[1])  # the unknown word's vector
+    head = old["head.linear.weight"]
+    assert torch.equal(state["head.linear.weight"][:head.shape[0]], head)
+    assert Growth(FinetuneConfig(), featurizer=parent_model.featurizer).featurizer is parent_model.featurizer
+
+
+def test_new_words_grow_the_vocabulary_unless_extend_vocab_is_off(parent, tmp_path):
+    new = _files(tmp_path)
+    grown = finetune(parent, new, out=tmp_path / "grown", overrides=["train.max_epochs=1"])
+    kept = finetune(parent, new, out=tmp_path / "kept", overrides=["train.max_epochs=1", "finetune.extend_vocab=false"])
+    parent_size = json.loads((parent / "config.json").read_text())["sizes"]["words"]
+    grown_size = json.loads((grown.model_dir / "config.json").read_text())["sizes"]["words"]
+    assert json.loads((kept.model_dir / "config.json").read_text())["sizes"]["words"] == parent_size
+    vocab = seqtag.load(grown.model_dir).featurizer.words.get_vocab()
+    assert grown_size > parent_size and "aspirin" in vocab and vocab["aspirin"] >= parent_size
+
+
+def test_new_labels_error_names_the_file_line_and_label(parent, tmp_path):
+    new = _files(tmp_path)
+    with pytest.raises(InputError, match=r"new\.conll, line 3: entity type 'DRUG' is not one of the model's"):
+        finetune(parent, new, out=tmp_path / "ft", overrides=["finetune.new_labels=error"])
+
+
+def test_a_label_map_renames_before_anything_else_and_must_name_labels_the_data_has(parent, tmp_path):
+    new = _files(tmp_path)
+    result = finetune(parent, new, out=tmp_path / "ft",
+                      overrides=["train.max_epochs=1", "finetune.label_map=DRUG=ORG", "finetune.new_labels=error"])
+    assert json.loads((result.model_dir / "labels.json").read_text()) == json.loads((parent / "labels.json").read_text())
+    mapping = tmp_path / "map.txt"
+    mapping.write_text("DRUG\tORG\nDISEASE\tMISC\n", encoding="utf-8")
+    with pytest.raises(SeqtagError, match="names 'DISEASE', which the data .* does not have"):
+        finetune(parent, new, out=tmp_path / "ft2", overrides=[f"finetune.label_map={mapping}"])
+    mapping.write_text("DRUG ORG\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"map\.txt, line 1: expected 'their_label=model_label'"):
+        finetune(parent, new, out=tmp_path / "ft3", overrides=[f"finetune.label_map={mapping}"])
+
+
+def test_out_equal_to_or_holding_the_parent_is_refused(parent, tmp_path):
+    new = _files(tmp_path)
+    for out in (parent, parent.parent):
+        with pytest.raises(SeqtagError, match="the model being fine-tuned"):
+            finetune(parent, new, out=out, overrides=["finetune.freeze=none"])
+
+
+def test_data_in_another_format_than_the_parent_reader_is_a_clear_error(parent, tmp_path):
+    conllu = tmp_path / "new.conllu"
+    conllu.write_text(CONLLU, encoding="utf-8")
+    with pytest.raises(InputError, match=r"new\.conllu: the file looks like CoNLL-U .* reads data.format='conll'"):
+        finetune(parent, conllu, out=tmp_path / "ft")
+
+
+def test_a_parent_of_another_format_version_is_refused(parent, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(parent, old)
+    config = json.loads((old / "config.json").read_text())
+    config["format_version"] = 1
+    (old / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFileError, match="format"):
+        finetune(old, _files(tmp_path), out=tmp_path / "ft")
+
+
+def test_settings_that_shaped_the_parent_cannot_change(parent, tmp_path):
+    with pytest.raises(SeqtagError, match="model.hidden_size shaped the parent model"):
+        finetune(parent, _files(tmp_path), out=tmp_path / "ft", overrides=["model.hidden_size=16"])
+    with pytest.raises(SeqtagError, match="Unknown recipe key 'finetune.freez'"):
+        finetune(parent, _files(tmp_path), out=tmp_path / "ft", overrides=["finetune.freez=encoder"])
+    with pytest.raises(SeqtagError, match="finetune.freeze is 'all'"):
+        finetune(parent, _files(tmp_path), out=tmp_path / "ft", overrides=["finetune.freeze=all"])
+
+
+def test_frozen_embeddings_stay_as_the_parent_had_them(parent, tmp_path):
+    new = _files(tmp_path)
+    options = ["train.max_epochs=2", "finetune.extend_vocab=false", "train.lr=0.05"]
+    frozen = finetune(parent, new, out=tmp_path / "frozen", overrides=[*options, "finetune.freeze=embeddings"])
+    thawed = finetune(parent, new, out=tmp_path / "thawed",
+                      overrides=[*options, "finetune.freeze=embeddings", "finetune.unfreeze_after=1"])
+    encoder = finetune(parent, new, out=tmp_path / "encoder", overrides=[*options, "finetune.freeze=encoder"])
+    old = load_file(parent / "model.safetensors")
+    key, encoder_key = "embedders.word.embedding.weight", "encoder.rnn.weight_hh_l0"
+    assert torch.equal(load_file(frozen.model_dir / "model.safetensors")[key], old[key])
+    assert not torch.equal(load_file(frozen.model_dir / "model.safetensors")[encoder_key], old[encoder_key])
+    # The saved model is the best dev epoch, which may be the frozen first one: the last state has trained on.
+    last = torch.load(tmp_path / "thawed" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert not torch.equal(last[f"net.{key}"], old[key])
+    weights = load_file(encoder.model_dir / "model.safetensors")
+    assert torch.equal(weights[encoder_key], old[encoder_key]) and torch.equal(weights[key], old[key])
+    assert not torch.equal(weights["head.linear.weight"], old["head.linear.weight"])
+
+
+def test_replay_mixes_a_fresh_sample_of_the_original_data_into_every_epoch(parent, tmp_path):
+    sampler = BucketBatchSampler([3] * 10 + [4] * 100, batch_size=4, seed=1, sample=(10, 6))
+    epochs = []
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        items = [i for batch in sampler for i in batch]
+        assert len(items) == 16 and set(range(10)) <= set(items) and len(sampler) == 4
+        epochs.append(set(items) - set(range(10)))
+    assert epochs[0] != epochs[1]
+    result = finetune(parent, _files(tmp_path), out=tmp_path / "ft",
+                      overrides=["train.max_epochs=1", f"finetune.replay={DEMO['train']}", "finetune.replay_fraction=0.5"])
+    record = json.loads((result.model_dir / "config.json").read_text())["finetune"]
+    assert record["data"]["replay_per_epoch"] == 3
+
+
+def test_resume_continues_a_finetuning_run(parent, tmp_path):
+    new = _files(tmp_path)
+    finetune(parent, new, dev=new, out=tmp_path / "ft", overrides=["train.max_epochs=1"])
+    result = finetune(parent, new, dev=new, out=tmp_path / "ft", overrides=["train.max_epochs=2"], resume=True)
+    assert result.metrics["epochs"] == 2
+
+
+def test_python_api_and_cli(parent, tmp_path):
+    new = _files(tmp_path)
+    model = seqtag.load(parent).finetune(train=new, out=tmp_path / "api", **{"train.max_epochs": 1},
+                                         finetune__freeze="encoder")
+    assert "S-DRUG" in model.featurizer.labels.labels
+    assert json.loads((tmp_path / "api" / "model" / "config.json").read_text())["finetune"]["settings"]["freeze"] == "encoder"
+    import cli
+
+    outcome = CliRunner().invoke(cli.app, ["finetune", str(parent), "--train", str(new), "--out", str(tmp_path / "cli"),
+                                           "--set", "train.max_epochs=1"])
+    assert outcome.exit_code == 0, outcome.output
+    assert f"model: {tmp_path / 'cli' / 'model'}" in outcome.stdout
+    outcome = CliRunner().invoke(cli.app, ["finetune", str(parent), "--train", str(new), "--out", str(parent)])
+    assert outcome.exit_code == 2 and "the model being fine-tuned" in outcome.output
+
+
+def test_a_classifier_learns_a_new_class(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("text,label\n" + "good film,pos\nbad film,neg\ngreat fun,pos\ndull plot,neg\n" * 3)
+    base = train(load_recipe("sentiment", [*SMALL], train=str(path), dev=str(path)), tmp_path / "base").model_dir
+    new = tmp_path / "new.csv"
+    new.write_text("text,label\n" + "fine film,neutral\ngood film,pos\nokay plot,neutral\nbad fun,neg\n" * 3)
+    result = finetune(base, new, dev=new, out=tmp_path / "ft", overrides=FAST)
+    assert json.loads((result.model_dir / "labels.json").read_text()) == ["neg", "pos", "neutral"]
+    assert seqtag.load(result.model_dir).predict(["okay film"])[0].label in ("neg", "pos", "neutral")
+    with pytest.raises(InputError, match=r"new\.csv, line 2: label 'neutral' is not one of the model's"):
+        finetune(base, new, dev=new, out=tmp_path / "ft2", overrides=["finetune.new_labels=error"])
+
+
+def test_a_character_language_model_learns_new_characters_and_refuses_replay(tmp_path):
+    verse = tmp_path / "verse.txt"
+    verse.write_text("To be, or not to be, that is the question:\n" * 12, encoding="utf-8")
+    lm_shape = ["train.progress_bar=false", "model.hidden_size=8", "model.word_dim=8", "model.num_layers=1",
+                "data.bptt=8", "data.batch_size=4", "train.max_epochs=1"]
+    base = train(load_recipe("char-lm", lm_shape, train=str(verse)), tmp_path / "base").model_dir
+    prose = tmp_path / "prose.txt"
+    prose.write_text("Zürich quizzes jovial kings; 42 vexed wizards!\n" * 12, encoding="utf-8")
+    result = finetune(base, prose, out=tmp_path / "ft", overrides=["train.max_epochs=1"])
+    old_vocab = seqtag.load(base).tokenizer.get_vocab()
+    model = seqtag.load(result.model_dir)
+    vocab = model.tokenizer.get_vocab()
+    assert all(vocab[token] == index for token, index in old_vocab.items())
+    assert {"Z", "ü", "4", "!"} <= set(vocab) - set(old_vocab)
+    assert len(model.generate("Zü", max_tokens=5, seed=1)) == 7
+    with pytest.raises(SeqtagError, match="a language model reads one stream"):
+        finetune(base, prose, out=tmp_path / "ft2", overrides=[f"finetune.replay={verse}"])
