@@ -151,11 +151,16 @@ def train(
 
     quiet_libraries()
     loaded = load_recipe(recipe, set_ or [], train=train, dev=dev, test=test)
-    # Whatever a library prints while training is progress, not a result: keep it off stdout.
     folder = out or Path("runs") / (f"{loaded.name}-smoke" if smoke else loaded.name)
+    _run_and_report(lambda: run_training(loaded, folder, resume=resume, smoke=smoke, overwrite=overwrite))
+
+
+def _run_and_report(run) -> None:
+    """Run a training (or fine-tuning) and print the saved model's path and figures; Ctrl+C exits with 130."""
     try:
+        # Whatever a library prints while training is progress, not a result: keep it off stdout.
         with contextlib.redirect_stdout(sys.stderr):
-            result = run_training(loaded, folder, resume=resume, smoke=smoke, overwrite=overwrite)
+            result = run()
     except KeyboardInterrupt:  # a Ctrl+C before training started or while the model was being saved
         typer.echo("Interrupted (Ctrl+C); no model was saved.", err=True)
         raise typer.Exit(130) from None
@@ -164,11 +169,37 @@ def train(
     if result.interrupted:
         typer.echo("Training was interrupted; the best weights so far were saved. Continue with --resume.", err=True)
     typer.echo(f"model: {result.model_dir}")
+    task = json.loads((Path(result.model_dir) / "config.json").read_text())["task"]
     for split in ("dev", "test"):
         if split in result.metrics:
-            typer.echo(f"{split}: {_figures(loaded.task, result.metrics[split])}")
+            typer.echo(f"{split}: {_figures(task, result.metrics[split])}")
     if result.interrupted:
         raise typer.Exit(130)  # 128 + SIGINT, as a shell reports a program Ctrl+C ended: scripts can tell
+
+
+@app.command()
+@user_errors
+def finetune(
+    model: Annotated[Path, typer.Argument(help="The saved model directory to start from (never changed).")],
+    train: Annotated[Optional[Path], typer.Option("--train", help="Fine-tuning data, read with the model's reader settings.")] = None,
+    dev: Annotated[Optional[Path], typer.Option("--dev", help="Development file (early stopping).")] = None,
+    test: Annotated[Optional[Path], typer.Option("--test", help="Test file, scored at the end.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default runs/NAME-finetuned).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="finetune.KEY=VALUE (new_labels, label_map, extend_vocab, freeze, unfreeze_after, replay, replay_fraction, lr_factor), train.*, data.* reader settings.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the fine-tuning run in --out from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the model and run already in --out.")] = False,
+    smoke: Annotated[bool, typer.Option("--smoke", help="One training step and one dev batch, to check the setup.")] = False,
+):
+    """Fine-tune a saved model on your own data: new labels and words are appended, the parent is never changed.
+
+    Prints the new model's path and figures. Without --set train.lr the learning rate is the parent's times
+    finetune.lr_factor (0.5)."""
+    from seqtag.finetune import finetune as run_finetune
+    from seqtag.progress import quiet_libraries
+
+    quiet_libraries()
+    _run_and_report(lambda: run_finetune(model, train, dev, test, out, set_ or [], resume=resume, overwrite=overwrite,
+                                         smoke=smoke))
 
 
 @app.command()
