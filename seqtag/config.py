@@ -173,7 +173,9 @@ class ModelConfig:
     """Recurrent cell of the encoder: "lstm", "gru" or "rnn" (PyTorch's fused kernels)."""
     head: str = ""
     """Output layer; empty picks the task's own: "softmax" (tagging), "pooled" (classification),
-    "next_token" (language models)."""
+    "next_token" (language models). Tagging can also use "crf": a linear-chain CRF that scores whole label
+    sequences, decodes with Viterbi (never a transition the tag scheme forbids) and gives marginal
+    probabilities per token."""
     char_dim: int = used_by("tagging", "classification", default=30)
     """Size of the character embeddings."""
     char_hidden: int = used_by("tagging", "classification", default=50)
@@ -206,7 +208,7 @@ class ModelConfig:
             raise SeqtagError(f"model.embedders is {self.embedders!r}; it must start with 'word' and name each "
                               "embedder once, e.g. [word, char_cnn].")
         _one_of("model", "cell", self.cell, ("lstm", "gru", "rnn"))
-        _one_of("model", "head", self.head, ("", "softmax", "pooled", "next_token"))
+        _one_of("model", "head", self.head, ("", "softmax", "pooled", "next_token", "crf"))
         _one_of("model", "pooling", self.pooling, ("max", "mean", "last", "attention"))
         _one_of("model", "lm_directions", self.lm_directions, ("forward", "both"))
         for name in ("word_dim", "char_dim", "char_hidden", "char_kernel", "hidden_size", "num_layers",

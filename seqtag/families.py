@@ -178,13 +178,25 @@ class Tagging(Family):
     name = "tagging"
     formats = FORMATS["tagging"]
     embedders = ("word", "char_cnn")
-    heads = ("softmax",)
+    heads = ("softmax", "crf")
     files = ("word_tokenizer.json", "char_tokenizer.json", "labels.json")
 
     def prepare(self, recipe: Recipe, cache_dir: str | None = None, growth=None):
         from .data.corpus import prepare_tagging
 
         return prepare_tagging(recipe, cache_dir)
+
+    @staticmethod
+    def _constrain(net: Network, codec: LabelCodec) -> None:
+        """Tell a head that rules out transitions (the CRF) which ones the training scheme forbids. They come
+        from the label names, not the weights, so this runs when training starts and when a model is loaded."""
+        constrain = getattr(net.head, "constrain", None)
+        if constrain is not None:
+            constrain(codec.labels, codec.train_scheme)
+
+    def start_network(self, net, recipe, prepared):
+        super().start_network(net, recipe, prepared)
+        self._constrain(net, prepared.featurizer.labels)
 
     def dev_counts(self, net, batch, state, labels):
         scores, _ = net(batch.features, batch.lengths, batch.mask)
@@ -229,6 +241,7 @@ class Tagging(Family):
         config = parts["config"]
         codec = LabelCodec(parts["labels"], config["file_scheme"], config["train_scheme"])
         featurizer = Featurizer(parts["words"], parts["chars"], codec, recipe.data.max_word_length)
+        self._constrain(net, codec)
         return SequenceTagger(net, featurizer, recipe.data, parts["metrics"], path, device)
 
     def prediction_lines(self, model, lines, pretokenized, output, top_k, batch_size):

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import ModelConfig
+from .crf import CRFHead
 
 PAD_ID, UNK_ID = 0, 1  # the same ids in every vocabulary (seqtag.data.vocab builds them that way)
 
@@ -294,7 +295,8 @@ class NextTokenHead(nn.Module):
         return probabilities.argmax(-1), probabilities
 
 
-HEADS: dict[str, type[nn.Module]] = {"softmax": SoftmaxHead, "pooled": PooledHead, "next_token": NextTokenHead}
+HEADS: dict[str, type[nn.Module]] = {"softmax": SoftmaxHead, "pooled": PooledHead, "next_token": NextTokenHead,
+                                     "crf": CRFHead}
 
 
 # ---------------------------------------------------------------------------

@@ -38,7 +38,8 @@ class Span:
     text: str
     token_start: int           # first token, inclusive
     token_end: int             # last token, exclusive
-    probability: float         # the mean of its tokens' label probabilities (each in the files' scheme)
+    probability: float         # the mean of its tokens' label probabilities (each in the files' scheme; with a
+                               # CRF head, marginals: not the probability of the whole span)
     start: int | None = None   # character offsets in the raw string (None for pre-tokenized input)
     end: int | None = None
 
@@ -119,6 +120,12 @@ class SequenceTagger(Predictor):
     A token's probability is that of the label shown, in the files' scheme: when the network was trained
     in another scheme it sums the labels it stands for (IOB2 B-PER = P(B-PER) + P(S-PER) of BIOES). A span's
     probability is the mean of its tokens' probabilities.
+
+    With a CRF head (`model.head=crf`) the labels are the sentence's best labelling as a whole (Viterbi), and a
+    token's probability is the marginal probability of its label given the whole sentence (forward–backward:
+    the share of every labelling's probability that puts this label here). So a token's shown label is not
+    always its most probable one on its own, and a span's probability, still the mean of its tokens'
+    marginals, is not the probability that the CRF gives this exact span.
     """
 
     task = "tagging"  # its family in seqtag.families
