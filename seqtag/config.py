@@ -170,7 +170,11 @@ class ModelConfig:
     (a CNN over the word's characters) and "char_lstm" (a BiLSTM over them); "word" comes first. Empty picks
     the task's own: [word, char_cnn] for tagging and classification, [word] for language models."""
     cell: str = "lstm"
-    """Recurrent cell of the encoder: "lstm", "gru" or "rnn" (PyTorch's fused kernels)."""
+    """Recurrent cell of the encoder: "lstm", "gru" or "rnn" (PyTorch's fused kernels), "peephole" (an LSTM whose
+    forget and input gates also read the previous cell state and whose output gate reads the new one, through
+    diagonal peephole weights) or "coupled" (an LSTM whose forget gate f also decides writing: C_t = f·C_{t-1} +
+    (1 - f)·C̃, three gate blocks instead of four). The last two are seqtag's own (seqtag/cells.py), a compiled
+    step loop: slower to train than the fused kernels (bench/RESULTS.md has the ratios)."""
     head: str = ""
     """Output layer; empty picks the task's own: "softmax" (tagging), "pooled" (classification),
     "next_token" (language models). Tagging can also use "crf": a linear-chain CRF that scores whole label
@@ -191,6 +195,17 @@ class ModelConfig:
     word_dropout: float = used_by("tagging", "classification", default=0.05)
     """Tagging and classification: chance during training that a word is replaced by the unknown token, so that
     token learns a useful vector."""
+    weight_drop: float = 0.0
+    """DropConnect on the recurrent (hidden-to-hidden) weights, as in AWD-LSTM: during training each forward
+    pass zeroes this share of the entries of every weight_hh matrix (scaling the rest), the same at every time
+    step. 0 turns it off. Works with every cell."""
+    locked_dropout: bool = False
+    """Variational dropout: the dropout on the embeddings and between recurrent layers (rate model.dropout) draws
+    one mask per sequence and keeps it over all time steps, instead of a fresh mask per token. The encoder then
+    runs its layers one at a time during training (a little slower)."""
+    embedding_dropout: float = 0.0
+    """During training, the chance that a word type loses its whole embedding row for a batch (every occurrence
+    becomes a zero vector; the other rows are scaled up to match), as in AWD-LSTM. 0 turns it off."""
     pooling: str = used_by("classification", default="max")
     """Classification: how token states become one text vector: "max", "mean", "last" (final states of both
     directions) or "attention". Only real (unpadded) positions take part."""
@@ -207,14 +222,14 @@ class ModelConfig:
         if self.embedders and (self.embedders[0] != "word" or len(set(self.embedders)) != len(self.embedders)):
             raise SeqtagError(f"model.embedders is {self.embedders!r}; it must start with 'word' and name each "
                               "embedder once, e.g. [word, char_cnn].")
-        _one_of("model", "cell", self.cell, ("lstm", "gru", "rnn"))
+        _one_of("model", "cell", self.cell, ("lstm", "gru", "rnn", "peephole", "coupled"))
         _one_of("model", "head", self.head, ("", "softmax", "pooled", "next_token", "crf"))
         _one_of("model", "pooling", self.pooling, ("max", "mean", "last", "attention"))
         _one_of("model", "lm_directions", self.lm_directions, ("forward", "both"))
         for name in ("word_dim", "char_dim", "char_hidden", "char_kernel", "hidden_size", "num_layers",
                      "pretrained_max_words"):
             _positive("model", name, getattr(self, name))
-        for name in ("dropout", "word_dropout"):
+        for name in ("dropout", "word_dropout", "weight_drop", "embedding_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise SeqtagError(f"model.{name} is {getattr(self, name)!r}; it must be in [0, 1).")
 
@@ -355,7 +370,7 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 # Recipe keys added after model format 2 was fixed, each with the value that rebuilds a model saved before the key
 # existed exactly as it was trained. A saved recipe that lacks one of these gets this value; any other missing
 # key means a damaged config.json. Every data or model key added from now on belongs here.
-ADDED_KEYS: dict[str, Any] = {}
+ADDED_KEYS: dict[str, Any] = {"model.weight_drop": 0.0, "model.locked_dropout": False, "model.embedding_dropout": 0.0}
 PATH_KEYS = ("train", "dev", "test")
 
 

@@ -7,7 +7,8 @@ config.json) and a safetensors file.
 Adding a part is one class plus one line in its registry:
 
     EMBEDDERS   name → class(model, sizes); forward(features, mask) → (B, T, D)
-    CELLS       name → a fused PyTorch recurrent layer (nn.LSTM, nn.GRU, nn.RNN)
+    CELLS       name → a fused PyTorch recurrent layer (nn.LSTM, nn.GRU, nn.RNN) or a module with nn.LSTM's
+                signature and weight names (seqtag.cells: the peephole and coupled LSTMs)
     HEADS       name → class(input_size, model, sizes, tied); scores(states, mask, lengths),
                 loss(scores, gold, mask) and decode(scores, mask) → (label ids, probabilities)
 """
@@ -17,8 +18,10 @@ from collections.abc import Mapping
 
 import torch
 from torch import nn
+from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .cells import CoupledLSTM, LockedDropout, PeepholeLSTM, drop_recurrent_weights, run_layer_by_layer
 from .config import ModelConfig
 from .crf import CRFHead
 
@@ -41,7 +44,8 @@ def detach_state(state: State | None) -> State | None:
 
 class WordEmbedder(nn.Module):
     """A vector per word id. During training a few words become <unk> (word dropout), so the unknown
-    vector learns something useful. Pretrained rows can be frozen while the others learn."""
+    vector learns something useful, and with `model.embedding_dropout` whole word types lose their vector for
+    the batch. Pretrained rows can be frozen while the others learn."""
 
     feature = "word_ids"
 
@@ -49,6 +53,7 @@ class WordEmbedder(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(sizes["words"], model.word_dim, padding_idx=PAD_ID)
         self.word_dropout = word_dropout
+        self.embedding_dropout = model.embedding_dropout
         self.output_size = model.word_dim
         self._frozen_rows: torch.Tensor | None = None
 
@@ -57,7 +62,13 @@ class WordEmbedder(nn.Module):
         if self.training and self.word_dropout > 0:
             drop = torch.rand(ids.shape, device=ids.device) < self.word_dropout
             ids = ids.masked_fill(drop & mask, UNK_ID)
-        return self.embedding(ids)                                            # (B, T, Dw)
+        vectors = self.embedding(ids)                                         # (B, T, Dw)
+        if self.training and self.embedding_dropout > 0:
+            # One draw per word type (a row of the matrix), so every occurrence of a dropped word is zero.
+            keep = torch.rand(self.embedding.num_embeddings, device=ids.device) >= self.embedding_dropout
+            scale = keep.to(vectors.dtype) / (1 - self.embedding_dropout)    # (V,)
+            vectors = vectors * scale[ids][..., None]                         # (B, T, Dw)
+        return vectors
 
     def set_rows(self, vectors: Mapping[int, torch.Tensor], freeze: bool) -> int:
         """Copy pretrained vectors into the rows of their ids; with `freeze` exactly those rows stay fixed
@@ -134,7 +145,8 @@ EMBEDDERS: dict[str, type[nn.Module]] = {"word": WordEmbedder, "char_cnn": CharC
 # The recurrent encoder
 
 
-CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+CELLS: dict[str, type[nn.Module]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN,
+                                     "peephole": PeepholeLSTM, "coupled": CoupledLSTM}
 
 
 class RecurrentEncoder(nn.Module):
@@ -143,26 +155,45 @@ class RecurrentEncoder(nn.Module):
     Bidirectional encoders read packed sequences, so padding never enters a real token's state in
     either direction. A left-to-right encoder (language models) reads full windows and carries its
     state; padding can only follow the real tokens there, so it never reaches them.
+
+    In training, `weight_drop` runs the cell on DropConnect-ed hidden-to-hidden weights, and `locked_dropout`
+    runs it a layer at a time with one dropout mask per sequence between layers. Both call the cell through
+    `torch.func.functional_call`, so the weights stay in `self.rnn` under their usual names either way.
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
-                 bidirectional: bool):
+                 bidirectional: bool, weight_drop: float = 0.0, locked_dropout: bool = False):
         super().__init__()
         self.rnn = CELLS[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True,
                                bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
         self.bidirectional = bidirectional
         self.output_size = hidden_size * (2 if bidirectional else 1)
+        self.weight_drop, self.dropout, self.num_layers = weight_drop, dropout, num_layers
+        # Weightless (meta) one-layer twins of the cell, one per layer, in a list so they are not submodules.
+        self._one_layer = [CELLS[cell](input_size if layer == 0 else self.output_size, hidden_size, num_layers=1,
+                                       batch_first=True, bidirectional=bidirectional, device="meta")
+                           for layer in range(num_layers)] if locked_dropout and num_layers > 1 else None
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None, state: State | None = None
                 ) -> tuple[torch.Tensor, State]:
         # x: (B, T, D); lengths: (B,) on the CPU
-        self.rnn.flatten_parameters()  # one weight block for cuDNN (DDP replicas lose it); a no-op on the CPU
+        if isinstance(self.rnn, nn.RNNBase):
+            self.rnn.flatten_parameters()  # one weight block for cuDNN (DDP replicas lose it); a no-op on the CPU
         if not self.bidirectional:
-            return self.rnn(x, state)                              # (B, T, H), state
+            return self._run(x, state)                             # (B, T, H), state
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, state = self.rnn(packed, state)
+        out, state = self._run(packed, state)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
         return out, state                                          # (B, T, 2H), zeros on padding
+
+    def _run(self, x, state: State | None):
+        if not self.training or (self.weight_drop == 0 and self._one_layer is None):
+            return self.rnn(x, state)
+        weights = drop_recurrent_weights(self.rnn, self.weight_drop)
+        if self._one_layer is None:
+            return functional_call(self.rnn, weights, (x, state))
+        return run_layer_by_layer(self._one_layer, weights, x, state, self.num_layers,
+                                  2 if self.bidirectional else 1, self.dropout, self.training)
 
 
 # ---------------------------------------------------------------------------
@@ -304,7 +335,7 @@ HEADS: dict[str, type[nn.Module]] = {"softmax": SoftmaxHead, "pooled": PooledHea
 
 
 class Network(nn.Module):
-    """Embedders (concatenated) → dropout → recurrent encoder → head.
+    """Embedders (concatenated) → dropout (locked: one mask per sequence) → recurrent encoder → head.
 
     `sizes` gives "words", "chars" and "labels". A causal network (a language model) reads left to
     right and carries its state between calls; the state at position t has seen tokens ≤ t only.
@@ -322,11 +353,12 @@ class Network(nn.Module):
         self.embedders = nn.ModuleDict({name: EMBEDDERS[name](model, sizes, word_dropout) for name in embedders})
         self.features = sorted({embedder.feature for embedder in self.embedders.values()})
         input_size = sum(embedder.output_size for embedder in self.embedders.values())
-        self.dropout = nn.Dropout(model.dropout)
+        self.dropout = LockedDropout(model.dropout) if model.locked_dropout else nn.Dropout(model.dropout)
 
         def encoder() -> RecurrentEncoder:
             return RecurrentEncoder(model.cell, input_size, model.hidden_size, model.num_layers, model.dropout,
-                                    bidirectional=not causal)
+                                    bidirectional=not causal, weight_drop=model.weight_drop,
+                                    locked_dropout=model.locked_dropout)
 
         self.encoder = encoder()
         self.backward_encoder = encoder() if causal and model.lm_directions == "both" else None

@@ -34,8 +34,9 @@ def test_unknown_keys_in_set_and_in_yaml(tmp_path):
 
 
 def test_bad_values_name_the_key_and_the_choices():
-    with pytest.raises(SeqtagError, match=r"model.cell is 'peephole'; expected one of 'lstm', 'gru', 'rnn'"):
-        load_recipe("demo", ["model.cell=peephole"])
+    with pytest.raises(SeqtagError, match=r"model.cell is 'mlstm'; expected one of 'lstm', 'gru', 'rnn', "
+                                          r"'peephole', 'coupled'"):
+        load_recipe("demo", ["model.cell=mlstm"])
     with pytest.raises(SeqtagError, match=r"model.embedders is 'char_gru'; expected one of 'word', 'char_cnn'"):
         load_recipe("demo", ["model.embedders=word,char_gru"])
     with pytest.raises(SeqtagError, match=r"model.dropout is 1.5"):
