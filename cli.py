@@ -326,5 +326,48 @@ def generate(
                            seed=seed, greedy=greedy))
 
 
+def _names(option: Optional[str]) -> Optional[list[str]]:
+    """A comma-separated option (--cells rnn,gru) as a list; None when not given."""
+    return [name.strip() for name in option.split(",") if name.strip()] if option else None
+
+
+@app.command()
+@user_errors
+def compare(
+    recipe: Annotated[str, typer.Argument(help="A recipe name or a path to a YAML recipe.")],
+    cells: Annotated[Optional[str], typer.Option("--cells", help="Recurrent cells to compare, comma-separated (default: every cell).")] = None,
+    heads: Annotated[Optional[str], typer.Option("--heads", help="Output heads to compare, comma-separated (default: the recipe's).")] = None,
+    train: Annotated[Optional[Path], typer.Option("--train", help="Training file.")] = None,
+    dev: Annotated[Optional[Path], typer.Option("--dev", help="Development file (model selection).")] = None,
+    test: Annotated[Optional[Path], typer.Option("--test", help="Test file.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe key for every run: section.key=value.")] = None,
+    budget_minutes: Annotated[float, typer.Option("--budget-minutes", help="Minutes of training each run gets.")] = 5.0,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per configuration (train.seed and the next ones).")] = 1,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default runs/compare-RECIPE).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted comparison: finished runs are kept.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the comparison already in --out.")] = False,
+):
+    """Train a recipe with each cell (and head) under the same time budget; prints the comparison table.
+
+    Writes OUT/compare.md (table, settings, machine), OUT/compare.png and one run folder per cell, head and
+    seed. Ctrl+C stops after the run under way has saved; --resume continues."""
+    from seqtag.compare import compare as run_compare
+    from seqtag.compare import compare_recipe
+    from seqtag.progress import quiet_libraries
+
+    quiet_libraries()
+    loaded = compare_recipe(recipe, set_ or [], train=train, dev=dev, test=test)
+    folder = out or Path("runs") / f"compare-{loaded.name}"
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # results only on stdout
+            comparison = run_compare(loaded, _names(cells), _names(heads), budget_minutes, seeds, folder,
+                                     overwrite=overwrite, resume=resume)
+    except KeyboardInterrupt:
+        typer.echo(f"Interrupted (Ctrl+C); finished runs are kept. Continue with --resume --out {folder}.", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(comparison.table())
+    typer.echo(f"\n{folder / 'compare.md'}\n{folder / 'compare.png'}")
+
+
 if __name__ == "__main__":
     app()
