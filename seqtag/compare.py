@@ -71,6 +71,7 @@ class RunFigures:
     dev: dict
     test: dict | None
     long: dict                        # the long-end figures (see `longest_tenth`, `long_context_figures`)
+    load: float | None = None         # the machine's 1-minute load average when the run ended (other work on it)
 
 
 class TrainingSpeed(pl.Callback):
@@ -324,8 +325,14 @@ class Comparison:
                  *(f"- {split}: {source}" for split, source in data.items()),
                  f"- run folders: {self.out_dir}/CELL-HEAD-seedN", "",
                  "## Machine", "",
-                 *(f"- {name}: {value}" for name, value in self.notes.items()), ""]
+                 *(f"- {name}: {value}" for name, value in self.notes.items()),
+                 f"- load average (1 min) as each run ended: {self._loads()}", ""]
         return "\n".join(lines)
+
+    def _loads(self) -> str:
+        """The runs' end-of-run loads: timed figures from a busy machine are slower than it can do."""
+        loads = [f"{run.cell}-{run.head}-seed{run.seed} {run.load:.2f}" for run in self.runs if run.load is not None]
+        return ", ".join(loads) or "unknown"
 
     def plot(self, path: Path) -> None:
         """compare.png: the compared figures per configuration (bars with the seeds' spread) and the speeds."""
@@ -407,6 +414,10 @@ def machine_notes() -> dict:
             "load average at the start (1, 5, 15 min)": load,
             "versions": f"seqtag {__version__}, torch {torch.__version__}, pytorch-lightning {pl.__version__}, "
                         f"Python {platform.python_version()}"}
+
+
+def _load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def _read_lines(path: str) -> list[str]:
@@ -497,7 +508,7 @@ def _measure(run_dir: Path, recipe: Recipe, family, prepared, rows, speed: Train
         parameters=sum(p.numel() for p in model.net.parameters()),
         tokens_per_second=speed.tokens_per_second if speed is not None else None,
         seconds_to_best=seconds_to_best(run_dir), epochs=metrics.get("epochs", 0), dev=metrics["dev"],
-        test=metrics.get("test"), long=long_figures(model, family, rows))
+        test=metrics.get("test"), long=long_figures(model, family, rows), load=_load_average())
 
 
 def compare(recipe: Recipe, cells: Sequence[str] | None = None, heads: Sequence[str] | None = None,

@@ -59,6 +59,7 @@ def test_demo_compare_writes_the_table_the_plot_and_one_run_per_configuration(de
     for row in rows:
         assert all(NUMBER.match(value) for value in row[2:]), row
     assert "budget: 1 minutes" in markdown and "OMP_NUM_THREADS" in markdown and "UTC" in markdown
+    assert re.search(r"as each run ended: rnn-softmax-seed1 [\d.]+, gru-softmax-seed1 [\d.]+", markdown)
 
     record = json.loads((out / "compare.json").read_text())
     assert set(record["runs"]) == {"rnn-softmax-seed1", "gru-softmax-seed1"}
