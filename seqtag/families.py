@@ -184,7 +184,7 @@ class Tagging(Family):
     def prepare(self, recipe: Recipe, cache_dir: str | None = None, growth=None):
         from .data.corpus import prepare_tagging
 
-        return prepare_tagging(recipe, cache_dir)
+        return prepare_tagging(recipe, cache_dir, growth)
 
     @staticmethod
     def _constrain(net: Network, codec: LabelCodec) -> None:
@@ -272,7 +272,7 @@ class Classification(Family):
     def prepare(self, recipe: Recipe, cache_dir: str | None = None, growth=None):
         from .data.classification import prepare_classification
 
-        return prepare_classification(recipe, cache_dir)
+        return prepare_classification(recipe, cache_dir, growth)
 
     def start_network(self, net, recipe, prepared):
         super().start_network(net, recipe, prepared)
@@ -353,7 +353,7 @@ class LanguageModelling(Family):
     def prepare(self, recipe: Recipe, cache_dir: str | None = None, growth=None):
         from .data.lm import prepare_lm
 
-        return prepare_lm(recipe, cache_dir)
+        return prepare_lm(recipe, cache_dir, growth)
 
     @staticmethod
     def _directions(net: Network) -> list[bool]:

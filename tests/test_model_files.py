@@ -315,3 +315,32 @@ def test_a_save_stopped_between_its_two_renames_is_named(trained, tmp_path, monk
         seqtag.load(target)
     with pytest.raises(seqtag.ModelFileError, match="no model directory here"):
         seqtag.load(tmp_path / "elsewhere")
+
+
+def test_a_model_saved_before_a_recipe_key_existed_loads_with_the_value_it_was_trained_with(model_dir):
+    from seqtag.config import ADDED_KEYS
+
+    assert ADDED_KEYS, "keys added after format 2 are listed with their old behaviour"
+    predicted = seqtag.load(model_dir).predict("Ada visited Paris .").labels
+    config = json.loads((model_dir / "config.json").read_text())
+    for key in ADDED_KEYS:
+        section, name = key.split(".")
+        del config["recipe"][section][name]
+    (model_dir / "config.json").write_text(json.dumps(config))
+    model = seqtag.load(model_dir)
+    assert model.predict("Ada visited Paris .").labels == predicted
+    for key, value in ADDED_KEYS.items():
+        section, name = key.split(".")
+        assert getattr(getattr(model_recipe(model_dir), section), name) == value
+    del config["recipe"]["model"]["hidden_size"]  # not an added key: the file is damaged
+    (model_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(seqtag.ModelFileError, match="lacks model.hidden_size"):
+        seqtag.load(model_dir)
+
+
+def model_recipe(model_dir: Path):
+    """The recipe a loaded model was rebuilt from (ADDED_KEYS filled in)."""
+    from seqtag.families import _network
+
+    parts = artifact.read_model(model_dir, REQUIRED)
+    return _network(parts, model_dir, FAMILIES["tagging"], {"file_scheme": None, "train_scheme": None})[1]

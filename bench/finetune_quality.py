@@ -1,0 +1,203 @@
+"""Fine-tuning figures on real corpora (issue 9), each route run as a user would run it (`seqtag train`,
+`seqtag finetune`), at one torch thread. Run folders go to /tmp/ft (or --root); derived EWT files come from
+bench/finetune_data.py.
+
+    .venv/bin/python bench/finetune_data.py                        # the derived EWT files, once
+    .venv/bin/python bench/finetune_quality.py crossner [--set KEY=VALUE ...]  # WNUT-17 base → each CrossNER domain
+    .venv/bin/python bench/finetune_quality.py propn                # EWT without PROPN → fine-tuned on 1,000 sentences
+    .venv/bin/python bench/finetune_quality.py domain               # EWT without reviews → fine-tuned on reviews
+    .venv/bin/python bench/finetune_quality.py lm --minutes 5       # char-lm (Tiny Shakespeare) → WikiText-2 text
+
+Existing run folders are reused (delete them to measure again); each line printed says which run it read.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import common
+
+SEQTAG = str(common.ROOT / ".venv" / "bin" / "seqtag")
+CROSSNER = common.DATA / "crossner"
+DOMAINS = ("ai", "literature", "music", "science")
+ENV = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
+
+def run(command: list[str], out: Path) -> float:
+    """Run a seqtag command into `out` unless its model exists; minutes it took (or the recorded ones)."""
+    timing = out / "minutes.txt"
+    if (out / "model" / "metrics.json").is_file() and timing.is_file():
+        return float(timing.read_text())
+    print(" ".join(command), flush=True)
+    start = time.perf_counter()
+    subprocess.run([*command, "--out", str(out), "--overwrite", "--set", "train.progress_bar=false"], check=True,
+                   env=ENV, stdout=subprocess.DEVNULL, stderr=open(out.with_suffix(".log"), "w"))
+    minutes = (time.perf_counter() - start) / 60
+    timing.write_text(f"{minutes:.2f}")
+    return minutes
+
+
+def metrics(out: Path) -> dict:
+    return json.loads((out / "model" / "metrics.json").read_text())
+
+
+def type_f1(model_dir: Path, test: Path, types: set[str]) -> float:
+    """Span F1 over the given entity types only (gold and predicted spans of other types left out)."""
+    import seqtag
+    from seqtag.data.corpus import read_corpus
+    from seqtag.metrics import span_scores
+
+    model = seqtag.load(model_dir)
+    rows = read_corpus(model.data_config, str(test))
+    predicted = [s.labels for s in model.predict(rows["tokens"])]
+    keep = lambda labels: [l if l != "O" and l.split("-", 1)[1] in types else "O" for l in labels]  # noqa: E731
+    return span_scores([keep(l) for l in rows["labels"]], [keep(l) for l in predicted])["f1"]
+
+
+def crossner(args) -> None:
+    root = Path(args.root)
+    wnut = {"train": common.WNUT / "wnut17train.conll", "dev": common.WNUT / "emerging.dev.conll",
+            "test": common.WNUT / "emerging.test.annotated"}
+    base = root / "wnut-base"
+    base_minutes = run([SEQTAG, "train", "wnut-ner", *(x for s, p in wnut.items() for x in (f"--{s}", str(p))),
+                        "--set", "train.max_time_minutes=12", *args.set], base)
+    base_types = {label.split("-", 1)[1] for label in json.loads((base / "model" / "labels.json").read_text())
+                  if "-" in label}
+    print(f"base: WNUT-17 test F1 {metrics(base)['test']['f1']:.2f}, {base_minutes:.1f} min; types "
+          f"{', '.join(sorted(base_types))}")
+    print("| domain | train sentences | from scratch F1 | fine-tuned F1 | base F1 on shared types | fine-tuned F1 on "
+          "shared types | scratch / fine-tune minutes |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    scratch_f1, tuned_f1 = [], []
+    for domain in DOMAINS:
+        files = {split: CROSSNER / domain / f"{split}.txt" for split in ("train", "dev", "test")}
+        given = [x for s, p in files.items() for x in (f"--{s}", str(p))]
+        suffix = args.tag or ""
+        scratch = root / f"crossner-{domain}-scratch{suffix}"
+        tuned = root / f"crossner-{domain}-finetuned{suffix}"
+        scratch_minutes = run([SEQTAG, "train", "wnut-ner", *given, *args.set], scratch)
+        tuned_minutes = run([SEQTAG, "finetune", str(base / "model"), *given, *args.set], tuned)
+        domain_types = {l.split("\t")[-1].strip().split("-", 1)[1] for l in files["train"].read_text().splitlines()
+                        if "-" in l.split("\t")[-1]}
+        shared = base_types & domain_types
+        base_shared = type_f1(base / "model", files["test"], shared)
+        tuned_shared = type_f1(tuned / "model", files["test"], shared)
+        scratch_f1.append(metrics(scratch)["test"]["f1"])
+        tuned_f1.append(metrics(tuned)["test"]["f1"])
+        sentences = sum(1 for block in files["train"].read_text().split("\n\n") if block.strip())
+        print(f"| {domain} | {sentences} | {scratch_f1[-1]:.2f} | {tuned_f1[-1]:.2f} | {base_shared:.2f} "
+              f"({', '.join(sorted(shared))}) | {tuned_shared:.2f} | {scratch_minutes:.1f} / {tuned_minutes:.1f} |",
+              flush=True)
+    print(f"| mean | | {sum(scratch_f1) / 4:.2f} | {sum(tuned_f1) / 4:.2f} | | | |")
+
+
+def tag_report(model_dir: Path, test: Path, label: str) -> dict:
+    """Per-tag F1 of `label` and accuracy over the tokens whose gold tag is another one."""
+    import seqtag
+    from seqtag.data.corpus import read_corpus
+
+    model = seqtag.load(model_dir)
+    rows = read_corpus(model.data_config, str(test))
+    predicted, _ = model.tag(rows["tokens"])
+    counts = Counter()
+    for gold_row, predicted_row in zip(rows["labels"], predicted):
+        for gold, guess in zip(gold_row, predicted_row):
+            counts["gold"] += gold == label
+            counts["predicted"] += guess == label
+            counts["correct"] += gold == guess == label
+            if gold != label:
+                counts["other"] += 1
+                counts["other_correct"] += gold == guess
+            counts["tokens"] += 1
+            counts["all_correct"] += gold == guess
+    precision = counts["correct"] / counts["predicted"] if counts["predicted"] else 0.0
+    recall = counts["correct"] / counts["gold"] if counts["gold"] else 0.0
+    f1 = 200 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"f1": f1, "other_accuracy": 100 * counts["other_correct"] / counts["other"],
+            "accuracy": 100 * counts["all_correct"] / counts["tokens"]}
+
+
+def propn(args) -> None:
+    root, data = Path(args.root), Path(args.data)
+    test = common.EWT / "en_ewt-ud-test.conllu"
+    merged = root / "ewt-merged"
+    merged_minutes = run([SEQTAG, "train", "ud-pos", "--train", str(data / "merged-train.conllu"), "--dev",
+                          str(data / "merged-dev.conllu"), "--set", "train.max_epochs=8", *args.set], merged)
+    tuned = root / "ewt-propn-finetuned"
+    tuned_minutes = run([SEQTAG, "finetune", str(merged / "model"), "--train", str(data / "first1000-train.conllu"),
+                         "--dev", str(common.EWT / "en_ewt-ud-dev.conllu"), "--set", "train.max_epochs=8",
+                         *args.set], tuned)
+    full = Path(args.full)
+    print("| model | PROPN F1 | accuracy on the other tags | accuracy (all tags) | minutes |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, folder, minutes in (("trained on all of EWT (UPOS)", full, args.full_minutes),
+                                  ("EWT with PROPN merged into NOUN", merged / "model", merged_minutes),
+                                  ("… fine-tuned on 1,000 sentences with PROPN", tuned / "model", tuned_minutes)):
+        report = tag_report(folder, test, "PROPN")
+        print(f"| {name} | {report['f1']:.2f} | {report['other_accuracy']:.2f} | {report['accuracy']:.2f} | "
+              f"{minutes} |", flush=True)
+
+
+def domain(args) -> None:
+    root, data = Path(args.root), Path(args.data)
+    base = root / "ewt-noreviews"
+    base_minutes = run([SEQTAG, "train", "ud-pos", "--train", str(data / "noreviews-train.conllu"), "--dev",
+                        str(data / "noreviews-dev.conllu"), "--set", "train.max_epochs=8", *args.set], base)
+    given = ["--train", str(data / "reviews-train.conllu"), "--dev", str(data / "reviews-dev.conllu"),
+             "--set", "train.max_epochs=8"]
+    plain = root / "ewt-reviews-finetuned"
+    plain_minutes = run([SEQTAG, "finetune", str(base / "model"), *given, *args.set], plain)
+    replay = root / "ewt-reviews-finetuned-replay"
+    replay_minutes = run([SEQTAG, "finetune", str(base / "model"), *given, "--set",
+                          f"finetune.replay={data / 'noreviews-train.conllu'}", "--set", "finetune.replay_fraction=0.5",
+                          *args.set], replay)
+    print("| model | reviews test accuracy | other genres' test accuracy | minutes |")
+    print("| --- | --- | --- | --- |")
+    for name, folder, minutes in (("trained on all of EWT", Path(args.full), args.full_minutes),
+                                  ("EWT without reviews", base / "model", f"{base_minutes:.1f}"),
+                                  ("… fine-tuned on reviews", plain / "model", f"{plain_minutes:.1f}"),
+                                  ("… fine-tuned on reviews, replay 0.5", replay / "model", f"{replay_minutes:.1f}")):
+        reviews = tag_report(folder, data / "reviews-test.conllu", "")["accuracy"]
+        others = tag_report(folder, data / "noreviews-test.conllu", "")["accuracy"]
+        print(f"| {name} | {reviews:.2f} | {others:.2f} | {minutes} |", flush=True)
+
+
+def lm(args) -> None:
+    root = Path(args.root)
+    text = common.WIKITEXT / "valid.txt"  # dev = its last 10% (data.dev_fraction), the text scored
+    budget = ["--set", f"train.max_time_minutes={args.minutes}", "--set", "train.val_check_interval=0.25"]
+    tuned = root / "lm-wikitext-finetuned"
+    tuned_minutes = run([SEQTAG, "finetune", args.parent, "--train", str(text), *budget, *args.set], tuned)
+    scratch = root / "lm-wikitext-scratch"
+    scratch_minutes = run([SEQTAG, "train", "char-lm", "--train", str(text), *budget, *args.set], scratch)
+    print("| char-lm on WikiText-2 valid.txt (dev = its last 10%) | dev loss (nats/char) | bits/char | minutes |")
+    print("| --- | --- | --- | --- |")
+    for name, folder, minutes in (("fine-tuned from Tiny Shakespeare", tuned, tuned_minutes),
+                                  ("from scratch", scratch, scratch_minutes)):
+        dev = metrics(folder)["dev"]
+        print(f"| {name} | {dev['loss']:.4f} | {dev.get('bits_per_char', float('nan')):.4f} | {minutes:.1f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", choices=["crossner", "propn", "domain", "lm"])
+    parser.add_argument("--set", dest="set", action="append", default=[], type=lambda s: f"--set={s}")
+    parser.add_argument("--root", default="/tmp/ft")
+    parser.add_argument("--data", default="/tmp/ft/data")
+    parser.add_argument("--tag", default="", help="suffix of the CrossNER run folders (e.g. -vectors)")
+    parser.add_argument("--full", default="/tmp/bench/ud-pos/model", help="a ud-pos model trained on all of EWT")
+    parser.add_argument("--full-minutes", default="44.7", help="its training time, as recorded in RESULTS.md")
+    parser.add_argument("--parent", default="/tmp/bench/char-lm/model", help="the Tiny Shakespeare char-lm model")
+    parser.add_argument("--minutes", type=float, default=5.0)
+    args = parser.parse_args()
+    {"crossner": crossner, "propn": propn, "domain": domain, "lm": lm}[args.what](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
