@@ -248,3 +248,19 @@ def test_a_character_language_model_learns_new_characters_and_refuses_replay(tmp
     assert len(model.generate("Zü", max_tokens=5, seed=1)) == 7
     with pytest.raises(SeqtagError, match="a language model reads one stream"):
         finetune(base, prose, out=tmp_path / "ft2", overrides=[f"finetune.replay={verse}"])
+
+
+def test_a_crf_tagger_grows_its_transitions_and_decodes_valid_spans_of_the_new_type(tmp_path):
+    from seqtag.data import schemes
+
+    base = train(load_recipe("demo", [*SMALL, "model.head=crf"]), tmp_path / "base").model_dir
+    old = load_file(base / "model.safetensors")
+    result = finetune(base, _files(tmp_path), out=tmp_path / "ft", overrides=["train.max_epochs=1"])
+    new = load_file(result.model_dir / "model.safetensors")
+    grown = [name for name in old if old[name].shape != new[name].shape]
+    assert {"head.transition_scores", "head.start_scores", "head.end_scores"} <= set(grown)
+    size = old["head.transition_scores"].shape[0]
+    assert new["head.transition_scores"].shape == (size + 4, size + 4)
+    model = seqtag.load(result.model_dir)
+    for sentence in model.predict([["José", "took", "vitamin", "C", "in", "Paris", "."]] * 3):
+        assert schemes.find_violation(sentence.labels, "iob2") is None
