@@ -159,10 +159,17 @@ class ModelConfig:
     word_dim: int = 100
     """Size of the word embeddings."""
     pretrained_vectors: str | None = used_by("tagging", "classification", "lm", default=None)
-    """Tagging and language models: optional text file of pretrained vectors (word2vec/GloVe text format) to
-    initialise word embeddings."""
+    """Optional file of pretrained word vectors (GloVe or word2vec text, fastText .vec, word2vec binary; plain or
+    gzip) whose rows initialise the word embeddings of taggers, classifiers (data.tokenizer word) and word-level
+    language models. Only the vocabulary's vectors and the first pretrained_max_words are kept, and the saved
+    model carries them: it never needs the file again."""
     pretrained_max_words: int = used_by("tagging", "classification", "lm", default=100_000)
-    """Tagging and language models: how many words of the pretrained file (in file order) join the vocabulary."""
+    """Taggers and classifiers: how many of the vector file's first words (files list frequent words first) join
+    the vocabulary beside the training words. A language model's vocabulary stays its training words (every
+    word is also an output), so it only takes the vectors of those."""
+    pretrained_format: str = used_by("tagging", "classification", "lm", default="auto")
+    """Format of pretrained_vectors: "auto" (gzip is recognised by its first bytes, word2vec binary by its
+    header and the bytes after it), "text" or "word2vec_binary"."""
     freeze_embeddings: bool = False
     """Keep the word embeddings fixed during training."""
     embedders: list[str] = field(default_factory=list)
@@ -226,6 +233,7 @@ class ModelConfig:
         _one_of("model", "head", self.head, ("", "softmax", "pooled", "next_token", "crf"))
         _one_of("model", "pooling", self.pooling, ("max", "mean", "last", "attention"))
         _one_of("model", "lm_directions", self.lm_directions, ("forward", "both"))
+        _one_of("model", "pretrained_format", self.pretrained_format, ("auto", "text", "word2vec_binary"))
         for name in ("word_dim", "char_dim", "char_hidden", "char_kernel", "hidden_size", "num_layers",
                      "pretrained_max_words"):
             _positive("model", name, getattr(self, name))
@@ -370,7 +378,8 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 # Recipe keys added after model format 2 was fixed, each with the value that rebuilds a model saved before the key
 # existed exactly as it was trained. A saved recipe that lacks one of these gets this value; any other missing
 # key means a damaged config.json. Every data or model key added from now on belongs here.
-ADDED_KEYS: dict[str, Any] = {"model.weight_drop": 0.0, "model.locked_dropout": False, "model.embedding_dropout": 0.0}
+ADDED_KEYS: dict[str, Any] = {"model.weight_drop": 0.0, "model.locked_dropout": False, "model.embedding_dropout": 0.0,
+                               "model.pretrained_format": "auto"}
 PATH_KEYS = ("train", "dev", "test")
 
 

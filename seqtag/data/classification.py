@@ -7,14 +7,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from datasets import Dataset
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
 
 from ..config import DataConfig, Recipe
 from ..errors import SeqtagError
 from . import text_readers
 from .featurizer import Featurizer, LabelCodec, reads_characters
+from .growth import Growth, first_places
 from .splits import Prepared, split_sources
-from .vectors import match_vectors, read_vectors
-from .vocab import build_char_tokenizer, build_text_tokenizer
+from .vectors import added_words, counts_from_ids, first_words, match_vectors, read_pretrained, record_coverage
+from .vocab import PAD, UNK, build_char_tokenizer, build_text_tokenizer
 
 log = logging.getLogger("seqtag")
 
@@ -69,18 +72,28 @@ def label_list(labels: Sequence[str]) -> list[str]:
     return sorted(distinct, key=(lambda s: (int(s), s)) if numeric else None)
 
 
-def prepare_classification(recipe: Recipe, cache_dir: str | None = None) -> Prepared:
+def prepare_classification(recipe: Recipe, cache_dir: str | None = None, growth: Growth | None = None) -> Prepared:
     """Read labelled texts, hold out seeded dev (and, if asked, test) splits where no file is given, build the
     tokenizers and the class list from the training texts only, and encode every split. A dev or test class
-    never seen in training is counted, reported and scored as an error."""
+    never seen in training is counted, reported and scored as an error. A fine-tuning run's `growth` starts from
+    the parent model's tokenizers and classes instead, grown by its training (and replay) texts."""
     data, model = recipe.data, recipe.model
+    if model.pretrained_vectors and data.tokenizer != "word":
+        raise SeqtagError(f"model.pretrained_vectors needs data.tokenizer 'word'; {data.tokenizer!r} pieces "
+                          "have no pretrained word vectors.")
     sources = split_sources(data)
+    if growth is not None and growth.replay:
+        sources["replay"] = growth.replay
     rows = {}
     for split, source in sources.items():
         rows[split] = read_texts(data, source, cache_dir)
         log.info("%s: read %d texts from %s", split, len(rows[split]), source)
+        if growth is not None:
+            rows[split] = growth.rename(rows[split], "label")
+    if growth is not None:
+        growth.check_map(sources.values())
     labels = label_list(rows["train"]["label"])
-    if len(labels) < 2:
+    if len(labels) < 2 and growth is None:
         raise SeqtagError(f"{sources['train']}: every training text has the label {labels[0]!r}; a classifier "
                           "needs at least two labels.")
     record: dict = {"split": None}
@@ -99,14 +112,26 @@ def prepare_classification(recipe: Recipe, cache_dir: str | None = None) -> Prep
                  ", ".join(f"{s} {len(rows[s])}" for s in held))
         # The held-out texts' classes come from the training file; the list is rebuilt from what is left.
         labels = label_list(rows["train"]["label"])
-    texts = rows["train"]["text"]
-    words = build_text_tokenizer(texts, data.tokenizer, data.vocab_size, data.min_freq, data.lowercase,
-                                 data.normalization)
-    chars = None
-    if reads_characters(model.embedders):
-        chars = build_char_tokenizer(Featurizer(words, None, None, data.max_word_length, raw_text=True).tokens(texts))
-    featurizer = Featurizer(words, chars, LabelCodec(labels), data.max_word_length, raw_text=True,
-                            max_length=data.max_length)
+    vectors: dict = {}
+    if growth is not None:
+        featurizer = _grown_featurizer(growth, rows, sources, data)
+        if model.pretrained_vectors:  # fine-tuning: rows for the words the run adds (finetune.py keeps only those)
+            vectors = read_pretrained(model, added_words(featurizer.words, growth.featurizer.words), 0)
+    else:
+        texts = rows["train"]["text"]
+        words = build_text_tokenizer(texts, data.tokenizer, data.vocab_size, data.min_freq, data.lowercase,
+                                     data.normalization)
+        if model.pretrained_vectors:
+            # The trained vocabulary is the training words: read their vectors (one pass), then the file's
+            # first words join it.
+            vectors = read_pretrained(model, set(words.get_vocab()) - {PAD, UNK}, model.pretrained_max_words)
+            add_words(words, first_words(vectors, model.pretrained_max_words))
+        chars = None
+        if reads_characters(model.embedders):
+            chars = build_char_tokenizer(Featurizer(words, None, None, data.max_word_length, raw_text=True).tokens(texts))
+        featurizer = Featurizer(words, chars, LabelCodec(labels), data.max_word_length, raw_text=True,
+                                max_length=data.max_length)
+    words, chars, labels = featurizer.words, featurizer.chars, featurizer.labels.labels
     encoded, record["truncated"], record["unseen_labels"] = {}, {}, {}
     for split, dataset in rows.items():
         encoded[split], report = featurizer.encode_dataset(dataset, sources[split])
@@ -115,10 +140,39 @@ def prepare_classification(recipe: Recipe, cache_dir: str | None = None) -> Prep
             record["unseen_labels"][split] = report["unseen_labels"]
     pretrained = {}
     if model.pretrained_vectors:
-        if data.tokenizer != "word":
-            raise SeqtagError(f"model.pretrained_vectors needs data.tokenizer 'word'; {data.tokenizer!r} pieces "
-                              "have no pretrained word vectors.")
-        vectors = read_vectors(model.pretrained_vectors, model.word_dim, model.pretrained_max_words)
-        pretrained = match_vectors(vectors, words.get_vocab(), data.lowercase)
+        vocab = words.get_vocab()
+        pretrained = match_vectors(vectors, vocab, data.lowercase)
+        if growth is None:
+            ids = encoded["train"].data.column("word_ids").combine_chunks().flatten().to_numpy()
+            counts, unknown = counts_from_ids([ids], vocab, skip=[PAD], unknown=UNK)
+            record_coverage(vectors, counts, data.lowercase, unknown, record)
     sizes = {"words": words.get_vocab_size(), "chars": chars.get_vocab_size() if chars else 0, "labels": len(labels)}
     return Prepared(sources, rows, encoded, sizes, featurizer=featurizer, pretrained=pretrained, record=record)
+
+
+def _grown_featurizer(growth: Growth, rows: dict, sources: dict, data: DataConfig) -> Featurizer:
+    """The parent's featurizer grown by the training (and replay) texts: new words, characters and classes."""
+    training = [split for split in ("train", "replay") if split in rows]
+    texts = [text for split in training for text in rows[split]["text"]]
+    places: dict = {}
+    for split in training:
+        found = first_places(rows[split]["label"], rows[split]["line"], sources[split], span_types=False)
+        places.update({label: place for label, place in found.items() if label not in places})
+    words = growth.words(texts, whole=False, min_freq=data.min_freq)
+    parent = growth.featurizer
+    chars = growth.chars(word for tokens in Featurizer(words, None, None, 1, raw_text=True).tokens(texts)
+                         for word in tokens) if parent.chars is not None else None
+    return Featurizer(words, chars, growth.labels(places, span_types=False), data.max_word_length, raw_text=True,
+                      max_length=data.max_length)
+
+
+def add_words(tokenizer: Tokenizer, extra: list[str]) -> None:
+    """Append `extra` words (pretrained vectors' first words) to a trained word-level tokenizer's vocabulary,
+    normalized as it normalizes text; a word its pre-tokenizer would split ("don't") could never be looked up."""
+    vocab = tokenizer.get_vocab()
+    normalize = tokenizer.normalizer.normalize_str if tokenizer.normalizer else str
+    for word in extra:
+        word = normalize(word)
+        if word not in vocab and [piece for piece, _ in tokenizer.pre_tokenizer.pre_tokenize_str(word)] == [word]:
+            vocab[word] = len(vocab)
+    tokenizer.model = WordLevel(vocab, unk_token=UNK)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 
 import pyarrow.compute as pc
 from datasets import Dataset
@@ -11,8 +12,9 @@ from ..config import DataConfig, Recipe
 from ..errors import InputError, SeqtagError
 from . import readers, schemes
 from .featurizer import Featurizer, LabelCodec, reads_characters, span_label_list
+from .growth import Growth, first_places
 from .splits import Prepared, split_sources
-from .vectors import match_vectors, read_vectors
+from .vectors import added_words, first_words, match_vectors, read_pretrained, record_coverage
 from .vocab import build_char_tokenizer, build_word_tokenizer
 
 log = logging.getLogger("seqtag")
@@ -92,32 +94,54 @@ def check_scheme(dataset: Dataset, scheme: str, source: str, training: tuple[Dat
                              "data.scheme=...")
 
 
-def prepare_tagging(recipe: Recipe, cache_dir: str | None = None) -> Prepared:
+def prepare_tagging(recipe: Recipe, cache_dir: str | None = None, growth: Growth | None = None) -> Prepared:
     """Read every split, check the tag scheme, and build the vocabularies and the label list from the
     training split only (dev and test labels never seen in training are counted, reported and scored as
     errors); then encode every split."""
     data, model = recipe.data, recipe.model
     sources = split_sources(data)
+    if growth is not None and growth.replay:
+        sources["replay"] = growth.replay
     rows = {}
     for split, source in sources.items():
         rows[split] = read_corpus(data, source, cache_dir)
         log.info("%s: %s from %s", split, readers.describe(rows[split]), source)
+        if growth is not None:
+            rows[split] = growth.rename(rows[split], "labels")
+    if growth is not None:
+        growth.check_map(sources.values())
     file_scheme = resolve_scheme(data.scheme, rows["train"], sources["train"])
     for split, source in sources.items():
         check_scheme(rows[split], file_scheme, source, training=(rows["train"], sources["train"]))
-    vectors = {}
-    if model.pretrained_vectors:
-        vectors = read_vectors(model.pretrained_vectors, model.word_dim, model.pretrained_max_words)
-    train_tokens = rows["train"]["tokens"]
-    words = build_word_tokenizer(train_tokens, data.min_freq, data.lowercase, extra_words=vectors)
-    chars = build_char_tokenizer(train_tokens) if reads_characters(model.embedders) else None
-    train_labels = rows["train"]["labels"]
-    if file_scheme == "none":
-        codec = LabelCodec(sorted({label for labels in train_labels for label in labels}))
+    vectors, record = {}, {}
+    if growth is not None:
+        featurizer = _grown_featurizer(growth, rows, sources, file_scheme, data)
+        if model.pretrained_vectors:  # fine-tuning: rows for the words the run adds (finetune.py keeps only those)
+            vectors = read_pretrained(model, added_words(featurizer.words, growth.featurizer.words), 0)
     else:
-        types = {span[0] for labels in train_labels for span in schemes.spans(labels)}
-        codec = LabelCodec(span_label_list(types, data.train_scheme), file_scheme, data.train_scheme)
-    featurizer = Featurizer(words, chars, codec, data.max_word_length)
+        train_tokens = rows["train"]["tokens"]
+        if model.pretrained_vectors:
+            # One pass over the vector file: the training words must be known first, so only their vectors
+            # (and the file's first words, which join the vocabulary) are kept.
+            fold = str.lower if data.lowercase else str
+            counts = Counter(fold(word) for sentence in train_tokens for word in sentence)
+            vectors = read_pretrained(model, [w for w, c in counts.items() if c >= data.min_freq],
+                                      model.pretrained_max_words)
+        words = build_word_tokenizer(train_tokens, data.min_freq, data.lowercase,
+                                     extra_words=first_words(vectors, model.pretrained_max_words))
+        if model.pretrained_vectors:
+            vocab = words.get_vocab()
+            known = {word: count for word, count in counts.items() if word in vocab}
+            record_coverage(vectors, known, data.lowercase, counts.total() - sum(known.values()), record)
+        chars = build_char_tokenizer(train_tokens) if reads_characters(model.embedders) else None
+        train_labels = rows["train"]["labels"]
+        if file_scheme == "none":
+            codec = LabelCodec(sorted({label for labels in train_labels for label in labels}))
+        else:
+            types = {span[0] for labels in train_labels for span in schemes.spans(labels)}
+            codec = LabelCodec(span_label_list(types, data.train_scheme), file_scheme, data.train_scheme)
+        featurizer = Featurizer(words, chars, codec, data.max_word_length)
+    words, chars, codec = featurizer.words, featurizer.chars, featurizer.labels
     encoded, unseen = {}, {}
     for split, dataset in rows.items():
         encoded[split], report = featurizer.encode_dataset(dataset, sources[split])
@@ -126,4 +150,23 @@ def prepare_tagging(recipe: Recipe, cache_dir: str | None = None) -> Prepared:
     sizes = {"words": words.get_vocab_size(), "chars": chars.get_vocab_size() if chars else 0, "labels": len(codec)}
     return Prepared(sources, rows, encoded, sizes, featurizer=featurizer,
                     pretrained=match_vectors(vectors, words.get_vocab(), data.lowercase),
-                    record={"unseen_labels": unseen})
+                    record={"unseen_labels": unseen, **record})
+
+
+def _grown_featurizer(growth: Growth, rows: dict, sources: dict, file_scheme: str, data: DataConfig) -> Featurizer:
+    """The parent's featurizer grown by the training (and replay) rows: new words, characters and labels appended."""
+    parent = growth.featurizer.labels
+    if (file_scheme == "none") != (parent.train_scheme == "none"):
+        kind = "plain tags (scheme none)" if parent.train_scheme == "none" else f"spans ({parent.file_scheme})"
+        raise SeqtagError(f"{sources['train']}: the labels are in scheme {file_scheme}, but the model predicts "
+                          f"{kind}; give data of the model's kind, or declare the scheme with --set data.scheme=...")
+    training = [split for split in ("train", "replay") if split in rows]
+    words = [word for split in training for sentence in rows[split]["tokens"] for word in sentence]
+    places: dict = {}
+    for split in training:
+        found = first_places(rows[split]["labels"], rows[split]["lines"], sources[split], file_scheme != "none")
+        places.update({label: place for label, place in found.items() if label not in places})
+    codec = growth.labels(places, span_types=file_scheme != "none")
+    codec.file_scheme = file_scheme
+    return Featurizer(growth.words(words, whole=True, min_freq=data.min_freq), growth.chars(words), codec,
+                      data.max_word_length)

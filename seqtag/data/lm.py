@@ -28,8 +28,9 @@ from tokenizers.models import BPE, WordLevel
 
 from ..config import DataConfig, Recipe
 from ..errors import InputError, SeqtagError
+from .growth import Growth
 from .splits import Prepared, split_sources
-from .vectors import match_vectors, read_vectors
+from .vectors import added_words, counts_from_ids, match_vectors, read_pretrained, record_coverage
 from .readers import _build, _file_key, _read_lines, _unwrap_errors, load_hub_split
 from .streams import EOS, StreamWindows, TokenStream, encode_lines
 from .vocab import PAD, UNK, _word_level
@@ -199,19 +200,27 @@ def read_stream(config: DataConfig, tokenizer: Tokenizer, source: str, cache_dir
 # Preparation
 
 
-def prepare_lm(recipe: Recipe, cache_dir: str | None = None) -> Prepared:
+def prepare_lm(recipe: Recipe, cache_dir: str | None = None, growth: Growth | None = None) -> Prepared:
     """Read the recipe's text, train the tokenizer on the training part and encode every split as a stream.
 
-    Without a dev file, the last `data.dev_fraction` of the training text is the dev text.
+    Without a dev file, the last `data.dev_fraction` of the training text is the dev text. A fine-tuning run's
+    `growth` starts from the parent model's tokenizer, grown by the new training text.
     """
     config, sources = recipe.data, split_sources(recipe.data)
+    if recipe.model.pretrained_vectors and config.tokenizer != "word":
+        raise SeqtagError("model.pretrained_vectors needs data.tokenizer 'word' in a language model; characters "
+                          "and BPE pieces have no pretrained word vectors.")
     lines = {split: read_text(config, source, cache_dir) for split, source in sources.items()}
     cut, record = None, {"split": None}
     if "dev" not in lines:
         cut = find_cut(lines["train"], config.dev_fraction, whole_lines=config.tokenizer == "word")
         record["split"] = {"dev_fraction": config.dev_fraction, "row": cut[0], "character": cut[1]}
         sources["dev"] = f"{sources['train']} (last {config.dev_fraction:.0%})"
-    tokenizer = build_lm_tokenizer(config, training_text(lines["train"], cut))
+    if growth is None:
+        tokenizer = build_lm_tokenizer(config, training_text(lines["train"], cut))
+    else:
+        texts = (text for batch in training_text(lines["train"], cut) for text in batch)
+        tokenizer = growth.lm_tokenizer(texts, config.min_freq if config.tokenizer == "word" else 1)
     log.info("tokenizer: %s, %d tokens", config.tokenizer, tokenizer.get_vocab_size())
     streams: dict[str, TokenStream] = {}
     for split, ds in lines.items():
@@ -227,13 +236,15 @@ def prepare_lm(recipe: Recipe, cache_dir: str | None = None) -> Prepared:
     check_lengths(config, streams, sources)
     pretrained = {}
     if recipe.model.pretrained_vectors:
-        if config.tokenizer != "word":
-            raise SeqtagError("model.pretrained_vectors needs data.tokenizer 'word' in a language model; characters "
-                              "and BPE pieces have no pretrained word vectors.")
         # The vectors do not extend the vocabulary: every vocabulary word is also an output of the softmax.
-        vectors = read_vectors(recipe.model.pretrained_vectors, recipe.model.word_dim,
-                               recipe.model.pretrained_max_words)
-        pretrained = match_vectors(vectors, tokenizer.get_vocab(), config.lowercase)
+        # Fine-tuning wants rows for the words the run adds only (finetune.py keeps those).
+        vocab = tokenizer.get_vocab()
+        words = set(vocab) - {PAD, UNK, EOS} if growth is None else added_words(tokenizer, growth.tokenizer)
+        vectors = read_pretrained(recipe.model, words, 0)
+        pretrained = match_vectors(vectors, vocab, config.lowercase)
+        if growth is None:
+            counts, unknown = counts_from_ids(streams["train"].pieces, vocab, skip=[PAD, EOS], unknown=UNK)
+            record_coverage(vectors, counts, config.lowercase, unknown, record)
     record["train_tokens"] = len(streams["train"])
     return Prepared(sources, streams, streams, {"words": tokenizer.get_vocab_size(), "chars": 0, "labels": 0},
                     tokenizer=tokenizer, pretrained=pretrained, record=record)
