@@ -342,6 +342,7 @@ def compare(
     test: Annotated[Optional[Path], typer.Option("--test", help="Test file.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe key for every run: section.key=value.")] = None,
     budget_minutes: Annotated[float, typer.Option("--budget-minutes", help="Minutes of training each run gets.")] = 5.0,
+    budget_clock: Annotated[str, typer.Option("--budget-clock", help="wall: elapsed minutes (train.max_time_minutes); cpu: minutes of the training process's CPU time, the same compute per run on a busy machine.")] = "wall",
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per configuration (train.seed and the next ones).")] = 1,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default runs/compare-RECIPE).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted comparison: finished runs are kept.")] = False,
@@ -361,7 +362,7 @@ def compare(
     try:
         with contextlib.redirect_stdout(sys.stderr):  # results only on stdout
             comparison = run_compare(loaded, _names(cells), _names(heads), budget_minutes, seeds, folder,
-                                     overwrite=overwrite, resume=resume)
+                                     overwrite=overwrite, resume=resume, clock=budget_clock)
     except KeyboardInterrupt:
         typer.echo(f"Interrupted (Ctrl+C); finished runs are kept. Continue with --resume --out {folder}.", err=True)
         raise typer.Exit(130) from None

@@ -65,54 +65,91 @@ class RunFigures:
     seed: int
     run_dir: str
     parameters: int
-    tokens_per_second: float | None   # training only, dev checks left out; None when no batch was timed
-    seconds_to_best: float | None     # training time (dev checks included) when the best dev check was saved
+    tokens_per_second: float | None   # per wall second of training, dev checks left out; None: nothing timed
+    seconds_to_best: float | None     # the budget's clock (dev checks included) when the best dev check was saved
     epochs: int
     dev: dict
     test: dict | None
     long: dict                        # the long-end figures (see `longest_tenth`, `long_context_figures`)
     load: float | None = None         # the machine's 1-minute load average when the run ended (other work on it)
+    tokens_per_cpu_second: float | None = None  # per second of this process's CPU time, dev checks left out
 
 
 class TrainingSpeed(pl.Callback):
-    """Tokens trained per second, the time spent on dev checks left out: what the epoch lines print, over the
-    whole run (a resumed run: over its resumed part)."""
+    """Tokens trained per second of wall time and per second of this process's CPU time, the dev checks left out
+    (the wall figure is what the epoch lines print), over the whole run (a resumed run: over its resumed part)."""
 
     def __init__(self):
         self.tokens = 0
-        self.seconds = 0.0
-        self._started: float | None = None
-        self._validation_started = 0.0
+        self.seconds = {"wall": 0.0, "cpu": 0.0}
+        self._marks: dict[str, float] = {}
+
+    @staticmethod
+    def _now() -> dict[str, float]:
+        return {"wall": time.perf_counter(), "cpu": time.process_time()}
+
+    def _add_since(self, mark: str, sign: float) -> None:
+        if mark in self._marks:
+            now = self._now()
+            for clock in self.seconds:
+                self.seconds[clock] += sign * (now[clock] - self._marks[mark][clock])
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._started = time.perf_counter()
+        self._marks["train"] = self._now()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         tokens = count_tokens(batch)
         self.tokens += int(tokens) if tokens is not None else 0
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        self._validation_started = time.perf_counter()
+        self._marks["dev"] = self._now()
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        self.seconds -= time.perf_counter() - self._validation_started
+        self._add_since("dev", -1)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self._started is not None:
-            self.seconds += time.perf_counter() - self._started
+        self._add_since("train", +1)
 
-    @property
-    def tokens_per_second(self) -> float | None:
-        return self.tokens / self.seconds if self.tokens and self.seconds > 0 else None
+    def tokens_per_second(self, clock: str) -> float | None:
+        return self.tokens / self.seconds[clock] if self.tokens and self.seconds[clock] > 0 else None
+
+
+class CpuBudget(pl.Callback):
+    """Stops training once this process has spent `minutes` of CPU time on it (dev checks included). On a machine
+    that other work shares, every run then gets the same compute, where a wall-clock limit gives each run what
+    the others leave it. The CPU seconds used are saved in every checkpoint: a resumed run goes on counting, and
+    best.ckpt holds the CPU time of the best dev check."""
+
+    def __init__(self, minutes: float):
+        self.limit = minutes * 60
+        self.offset = 0.0              # used before a resume
+        self._started: float | None = None
+
+    def used(self) -> float:
+        return self.offset + (time.process_time() - self._started if self._started is not None else 0.0)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._started = time.process_time()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.used() >= self.limit:
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict:
+        return {"cpu_seconds": self.used()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.offset = float(state_dict.get("cpu_seconds", 0.0))
 
 
 class MeasuredStart:
     """`train()`'s `start` hook (what a fine-tuning run starts from) filled in as a plain run: the family's own
     data preparation and network start, no config.json record, plus the `TrainingSpeed` meter as a callback."""
 
-    def __init__(self, family):
+    def __init__(self, family, cpu_budget: CpuBudget | None = None):
         self.family = family
         self.speed = TrainingSpeed()
+        self.cpu_budget = cpu_budget
 
     def prepare(self, recipe: Recipe, cache_dir: str | None):
         return self.family.prepare(recipe, cache_dir)
@@ -121,20 +158,23 @@ class MeasuredStart:
         self.family.start_network(net, recipe, prepared)
 
     def callbacks(self) -> list[pl.Callback]:
-        return [self.speed]
+        return [self.speed] + ([self.cpu_budget] if self.cpu_budget is not None else [])
 
     def config_entries(self, prepared) -> dict:
         return {}
 
 
-def seconds_to_best(run_dir: Path) -> float | None:
-    """Lightning's training clock (the one `train.max_time_minutes` reads; dev checks included, a resumed run's
-    earlier part too) when checkpoints/best.ckpt was written; None without a dev check."""
+def seconds_to_best(run_dir: Path, clock: str = "wall") -> float | None:
+    """The budget's clock when checkpoints/best.ckpt was written (dev checks included, a resumed run's earlier part
+    too): Lightning's training timer (`train.max_time_minutes`), or the `CpuBudget`'s CPU seconds; None without a
+    dev check."""
     best = run_dir / "checkpoints" / "best.ckpt"
     if not best.is_file():
         return None
-    saved = torch.load(best, map_location="cpu", weights_only=True, mmap=True)
-    return saved.get("callbacks", {}).get("Timer", {}).get("time_elapsed", {}).get("train")
+    states = torch.load(best, map_location="cpu", weights_only=True, mmap=True).get("callbacks", {})
+    if clock == "cpu":
+        return states.get(CpuBudget.__qualname__, {}).get("cpu_seconds")
+    return states.get("Timer", {}).get("time_elapsed", {}).get("train")
 
 
 # ---------------------------------------------------------------------------
@@ -228,6 +268,7 @@ def _mean_spread(values: list[float], digits: int, spread: bool = True) -> str:
 class Comparison:
     recipe: Recipe                  # the recipe every run started from (its cell, head and seed vary)
     budget_minutes: float
+    clock: str                      # what the budget counts: "wall" (elapsed) or "cpu" (this process's CPU time)
     seeds: list[int]
     configurations: list[tuple[str, str]]
     runs: list[RunFigures]
@@ -256,7 +297,9 @@ class Comparison:
     def columns(self) -> list[Column]:
         columns = [Column("parameters", lambda r: r.parameters, 0, spread=False),
                    Column("train tokens/s", lambda r: r.tokens_per_second, 0),
-                   Column("time to best dev (s)", lambda r: r.seconds_to_best, 1),
+                   Column("train tokens/CPU-s", lambda r: r.tokens_per_cpu_second, 0),
+                   Column(("CPU " if self.clock == "cpu" else "") + "time to best dev (s)",
+                          lambda r: r.seconds_to_best, 1),
                    Column("epochs", lambda r: r.epochs, 0)]
         for split in ("dev", "test"):
             for key, name in self.score_keys():
@@ -309,12 +352,15 @@ class Comparison:
         lines = [f"# seqtag compare: {recipe.name} ({recipe.task})", "", self.table(), "",
                  f"One row per cell and head, {len(self.seeds)} seed(s) each ({', '.join(map(str, self.seeds))}): "
                  "figures are the mean ± sample standard deviation over the seeds (one seed: its value). "
-                 "Train tokens/s: tokens trained ÷ training wall time with the dev checks taken out. Time to best "
-                 "dev: Lightning's training clock (the one the budget reads; dev checks included) when the best dev "
-                 "check was saved. Epochs: whole epochs trained. "
+                 "Train tokens/s and tokens/CPU-s: tokens trained ÷ the training's wall time and ÷ its CPU time, "
+                 "with the dev checks taken out. Time to best dev: the budget's clock (dev checks included) when "
+                 "the best dev check was saved. Epochs: whole epochs trained. "
                  f"{self.long_definition()}", "",
                  "## Settings", "",
-                 f"- budget: {self.budget_minutes:g} minutes of training per run (`train.max_time_minutes`)",
+                 f"- budget: {self.budget_minutes:g} minutes of training per run, " + (
+                     "of the training process's CPU time (`--budget-clock cpu`: the same compute for every run on a "
+                     "machine other work shares; no wall-clock limit)" if self.clock == "cpu" else
+                     "wall clock (`train.max_time_minutes`)"),
                  f"- the same for every run: {stopping}; the same data, "
                  f"vocabularies and labels (from the training file), the same seeds, and the recipe's other settings; "
                  f"the model keeps the weights of its best dev check. Parameter counts differ by cell and are shown.",
@@ -361,15 +407,15 @@ class Comparison:
             scores.bar(places, means, width, yerr=spreads, capsize=3, label=label)
         scores.set_xticks(range(len(names)), names)
         scores.set_ylabel(name + (" (lower is better)" if self.family.causal else ""))
-        scores.set_title(f"{self.recipe.name}: {self.budget_minutes:g} min per run, "
+        scores.set_title(f"{self.recipe.name}: {self.budget_minutes:g} {self.clock} min per run, "
                          f"{len(self.seeds)} seed(s), bars: mean, lines: sample std")
         scores.legend(fontsize="small")
-        speed = [statistics.mean(v) if (v := [r.tokens_per_second for r in self.runs_of(c, h)
-                                               if r.tokens_per_second is not None]) else math.nan
+        speed = [statistics.mean(v) if (v := [r.tokens_per_cpu_second for r in self.runs_of(c, h)
+                                               if r.tokens_per_cpu_second is not None]) else math.nan
                  for c, h in self.configurations]
         speeds.bar(range(len(names)), speed, color="tab:gray")
         speeds.set_xticks(range(len(names)), names)
-        speeds.set_ylabel("training tokens/s")
+        speeds.set_ylabel("training tokens per CPU second")
         figure.savefig(path, dpi=110)
 
 
@@ -427,13 +473,13 @@ def _read_lines(path: str) -> list[str]:
         return []
 
 
-def _settings(recipe: Recipe, budget_minutes: float) -> dict:
+def _settings(recipe: Recipe, budget_minutes: float, clock: str) -> dict:
     """What makes finished runs part of the same comparison (a resumed one must match): the recipe but for
     the cell, head and seed, and the budget."""
     settings = recipe.to_dict()
     for section, key in (("model", "cell"), ("model", "head"), ("train", "seed")):
         settings[section].pop(key)
-    return {"recipe": settings, "budget_minutes": budget_minutes}
+    return {"recipe": settings, "budget_minutes": budget_minutes, "budget_clock": clock}
 
 
 def _first_difference(old, new, where: str = "") -> str | None:
@@ -494,7 +540,8 @@ def _write_json(path: Path, content: dict) -> None:
     os.replace(partial, path)
 
 
-def _measure(run_dir: Path, recipe: Recipe, family, prepared, rows, speed: TrainingSpeed | None) -> RunFigures:
+def _measure(run_dir: Path, recipe: Recipe, family, prepared, rows, speed: TrainingSpeed | None,
+             clock: str) -> RunFigures:
     """The figures of the model a run saved: its own dev/test figures, its size, its speed (`speed`, None for a
     model trained before), the time to its best dev check and the long-end figures on `rows`."""
     model = load(run_dir / "model")
@@ -506,14 +553,15 @@ def _measure(run_dir: Path, recipe: Recipe, family, prepared, rows, speed: Train
     return RunFigures(
         cell=recipe.model.cell, head=recipe.model.head, seed=recipe.train.seed, run_dir=str(run_dir),
         parameters=sum(p.numel() for p in model.net.parameters()),
-        tokens_per_second=speed.tokens_per_second if speed is not None else None,
-        seconds_to_best=seconds_to_best(run_dir), epochs=metrics.get("epochs", 0), dev=metrics["dev"],
+        tokens_per_second=speed.tokens_per_second("wall") if speed is not None else None,
+        tokens_per_cpu_second=speed.tokens_per_second("cpu") if speed is not None else None,
+        seconds_to_best=seconds_to_best(run_dir, clock), epochs=metrics.get("epochs", 0), dev=metrics["dev"],
         test=metrics.get("test"), long=long_figures(model, family, rows), load=_load_average())
 
 
 def compare(recipe: Recipe, cells: Sequence[str] | None = None, heads: Sequence[str] | None = None,
             budget_minutes: float = 5.0, seeds: int = 1, out_dir: str | Path = "runs/compare",
-            overwrite: bool = False, resume: bool = False) -> Comparison:
+            overwrite: bool = False, resume: bool = False, clock: str = "wall") -> Comparison:
     """Train `recipe` once per cell × head × seed, each for `budget_minutes` of training in its own run folder
     under `out_dir`, then write compare.md, compare.png and compare.json there and return the comparison.
 
@@ -525,15 +573,19 @@ def compare(recipe: Recipe, cells: Sequence[str] | None = None, heads: Sequence[
     if not (isinstance(budget_minutes, (int, float)) and math.isfinite(budget_minutes) and budget_minutes > 0):
         raise SeqtagError(f"--budget-minutes is {budget_minutes!r}; give the minutes of training each run gets, "
                           "more than 0 (e.g. --budget-minutes 5).")
+    if clock not in ("wall", "cpu"):
+        raise SeqtagError(f"--budget-clock is {clock!r}; give wall (elapsed minutes, train.max_time_minutes) or cpu "
+                          "(minutes of the training process's CPU time, fair on a machine other work shares).")
     if not isinstance(seeds, int) or seeds < 1:
         raise SeqtagError(f"--seeds is {seeds!r}; give how many seeds to train each configuration with, 1 or more.")
     family = family_of(recipe.task)
     recipe = family.resolve(recipe)
     pairs = configurations(recipe, cells, heads)
     seed_list = [recipe.train.seed + i for i in range(seeds)]
-    base = replace(recipe, train=replace(recipe.train, max_time_minutes=budget_minutes))
+    # A CPU budget is counted by `CpuBudget`; the wall clock then sets no limit.
+    base = replace(recipe, train=replace(recipe.train, max_time_minutes=budget_minutes if clock == "wall" else None))
     out_dir = Path(out_dir)
-    settings = _settings(base, budget_minutes)
+    settings = _settings(base, budget_minutes, clock)
     lock, finished = _claim_compare_folder(out_dir, overwrite, resume, settings)
     try:
         # The data once, before any training: a missing file stops here, and the long-end figures of every run
@@ -556,19 +608,20 @@ def compare(recipe: Recipe, cells: Sequence[str] | None = None, heads: Sequence[
                 if name in finished:
                     runs.append(RunFigures(**finished[name]))
                     continue
-                figures = _measure(run_dir, run_recipe, family, prepared, splits[long_split], None)
+                figures = _measure(run_dir, run_recipe, family, prepared, splits[long_split], None, clock)
             else:
-                log.info("compare %d/%d: %s for %g min into %s", number, len(plan), name, budget_minutes, run_dir)
-                start = MeasuredStart(family)
+                log.info("compare %d/%d: %s for %g %s min into %s", number, len(plan), name, budget_minutes, clock,
+                         run_dir)
+                start = MeasuredStart(family, CpuBudget(budget_minutes) if clock == "cpu" else None)
                 continues = resume and (run_dir / "checkpoints" / "last.ckpt").is_file()
                 result = train(run_recipe, run_dir, resume=continues, overwrite=not continues, start=start)
                 if result.interrupted:  # Ctrl+C: the run saved its best weights; --resume goes on from there
                     raise KeyboardInterrupt
-                figures = _measure(run_dir, run_recipe, family, prepared, splits[long_split], start.speed)
+                figures = _measure(run_dir, run_recipe, family, prepared, splits[long_split], start.speed, clock)
             runs.append(figures)
             record["runs"][name] = dataclasses.asdict(figures)
             _write_json(out_dir / "compare.json", record)
-        comparison = Comparison(base, budget_minutes, seed_list, pairs, runs, long_split, out_dir, notes)
+        comparison = Comparison(base, budget_minutes, clock, seed_list, pairs, runs, long_split, out_dir, notes)
         (out_dir / "compare.md").write_text(comparison.markdown(), encoding="utf-8")
         comparison.plot(out_dir / "compare.png")
         return comparison

@@ -52,8 +52,8 @@ def test_demo_compare_writes_the_table_the_plot_and_one_run_per_configuration(de
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "compare.png").stat().st_size > 10_000  # a drawn figure, not an empty canvas
     header = _header(markdown)
-    assert header == ["cell", "head", "parameters", "train tokens/s", "time to best dev (s)", "epochs", "dev F1",
-                      "test F1", "test longest 10% F1"]
+    assert header == ["cell", "head", "parameters", "train tokens/s", "train tokens/CPU-s", "time to best dev (s)",
+                      "epochs", "dev F1", "test F1", "test longest 10% F1"]
     rows = _rows(markdown)
     assert [row[:2] for row in rows] == [["rnn", "softmax"], ["gru", "softmax"]]
     for row in rows:
@@ -69,9 +69,11 @@ def test_demo_compare_writes_the_table_the_plot_and_one_run_per_configuration(de
         # Each figure is the saved model's own: its size, its dev/test figures, two epochs trained.
         assert int(row[2].replace(",", "")) == sum(p.numel() for p in model.net.parameters()) == run["parameters"]
         assert model.net.encoder.rnn.__class__ is CELLS[row[0]]
-        assert row[5] == "2"
-        assert row[6] == f"{model.metrics['dev']['f1']:.2f}" and row[7] == f"{model.metrics['test']['f1']:.2f}"
+        assert row[6] == "2"
+        assert row[7] == f"{model.metrics['dev']['f1']:.2f}" and row[8] == f"{model.metrics['test']['f1']:.2f}"
         assert run["tokens_per_second"] > 0 and 0 < run["seconds_to_best"] < 60
+        # CPU time is never more than wall time for one thread; tokens per CPU second at least per wall second.
+        assert run["tokens_per_cpu_second"] >= run["tokens_per_second"] * 0.95
     # A GRU has three gate blocks to the plain RNN's one.
     assert int(rows[1][2].replace(",", "")) > int(rows[0][2].replace(",", ""))
 
@@ -127,12 +129,32 @@ def test_an_existing_comparison_is_refused_and_resume_trains_only_what_is_missin
     assert other.exit_code == 2 and "budget_minutes was 1" in other.output
 
 
+def test_a_cpu_budget_stops_each_run_after_that_much_cpu_time(tmp_path):
+    out = tmp_path / "cpu"
+    result = _compare(out, "demo", "--cells", "rnn", "--budget-minutes", "0.02", "--budget-clock", "cpu",
+                      "--set", "model.hidden_size=16", "--set", "model.word_dim=16")
+    assert result.exit_code == 0, result.output
+    run = out / "rnn-softmax-seed1"
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    used = last["callbacks"]["CpuBudget"]["cpu_seconds"]
+    assert 1.2 <= used < 1.2 + 3, "stopped by the 1.2 CPU seconds, after the step that crossed them"
+    # The CPU budget, not a wall-clock limit or the epoch count, ended it.
+    assert json.loads((run / "model" / "config.json").read_text())["recipe"]["train"]["max_time_minutes"] is None
+    assert last["epoch"] < 100_000
+    header = _header(result.stdout)
+    assert "CPU time to best dev (s)" in header
+    best = float(_rows(result.stdout)[0][header.index("CPU time to best dev (s)")])
+    assert 0 < best <= round(used, 1)
+    assert "of the training process's CPU time" in (out / "compare.md").read_text()
+
+
 @pytest.mark.parametrize("args, message", [
     (["demo", "--cells", "lstm,lsmt"], "--cells: 'lsmt' is not a recurrent cell"),
     (["demo", "--heads", "pooled"], "--heads: 'pooled' is not a head a 'tagging' recipe"),
     (["char-lm", "--train", DEMO_TEST, "--heads", "crf"], "--heads: 'crf' is not a head a 'lm' recipe"),
     (["demo", "--budget-minutes", "0"], "--budget-minutes is 0"),
     (["demo", "--seeds", "0"], "--seeds is 0"),
+    (["demo", "--budget-clock", "gpu"], "--budget-clock is 'gpu'"),
 ])
 def test_bad_names_and_settings_are_clear_errors_before_anything_trains(tmp_path, args, message):
     result = _compare(tmp_path / "out", *args)
@@ -168,15 +190,15 @@ def lm_compare(tmp_path_factory):
 def test_language_model_compare_on_a_tiny_text(lm_compare):
     _, out, result = lm_compare
     header = _header(result.stdout)
-    assert header[6:] == ["dev perplexity", "dev bits/char", "dev long-context perplexity",
+    assert header[7:] == ["dev perplexity", "dev bits/char", "dev long-context perplexity",
                           "dev near-start perplexity"]  # no test file: no test columns
     rows = _rows(result.stdout)
     assert [row[:2] for row in rows] == [["rnn", "next_token"], ["lstm", "next_token"]]
     for row in rows:
         assert all(NUMBER.match(value) for value in row[2:]), row
         model = seqtag.load(out / f"{row[0]}-next_token-seed1" / "model")
-        assert row[6] == f"{model.metrics['dev']['perplexity']:.2f}"
-        assert float(row[7]) == pytest.approx(math.log2(float(row[6])), abs=1e-3)
+        assert row[7] == f"{model.metrics['dev']['perplexity']:.2f}"
+        assert float(row[8]) == pytest.approx(math.log2(float(row[7])), abs=1e-3)
     assert "last tenth of each stretch" in (out / "compare.md").read_text()
 
 
