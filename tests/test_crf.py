@@ -10,7 +10,7 @@ import torch
 
 import seqtag
 from seqtag.config import ModelConfig, load_recipe
-from seqtag.crf import CRFHead, allowed_transitions
+from seqtag.crf import FORBIDDEN, CRFHead, allowed_transitions
 from seqtag.data.featurizer import span_label_list
 from seqtag.data.schemes import find_violation
 from seqtag.errors import SeqtagError
@@ -60,7 +60,7 @@ def _brute_force(head: CRFHead, emissions: torch.Tensor, length: int) -> dict[tu
 def test_log_partition_viterbi_and_marginals_match_brute_force_with_padding(scheme):
     head = _head(LABELS, scheme)
     emissions, mask = _batch(LENGTHS, len(LABELS))
-    start, steps, end = head._transitions(-10_000.0)
+    start, steps, end = head._transitions(FORBIDDEN)
     log_partition = head._forward(emissions, mask, start, steps, end)[1]
     with torch.no_grad():
         paths = head.viterbi(emissions, mask)
@@ -78,6 +78,13 @@ def test_log_partition_viterbi_and_marginals_match_brute_force_with_padding(sche
         assert torch.allclose(marginals[row, :length].double(), by_hand, atol=1e-5)
         assert torch.allclose(marginals[row, :length].sum(-1), torch.ones(length), atol=1e-5)
         assert marginals[row, length:].eq(0).all()
+        alone = emissions[row:row + 1, :length]                     # the same sentence in a batch of its own
+        alone_mask = torch.ones(1, length, dtype=torch.bool)
+        alone_partition = head._forward(alone, alone_mask, start, steps, end)[1]
+        assert float(alone_partition) == pytest.approx(float(log_partition[row]), abs=1e-5)
+        with torch.no_grad():
+            assert torch.equal(head.viterbi(alone, alone_mask)[0], paths[row, :length])
+            assert torch.allclose(head.marginals(alone, alone_mask)[0], marginals[row, :length], atol=1e-6)
 
 
 def test_the_loss_is_the_gold_paths_negative_log_likelihood_per_token():
