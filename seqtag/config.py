@@ -601,7 +601,8 @@ ADJUSTABLE_MODEL_KEYS = ("dropout", "word_dropout", "embedding_dropout", "locked
 def finetune_recipe(parent: dict, overrides: list[str] = (), **paths: str | None) -> tuple[Recipe, FinetuneConfig, list[str]]:
     """The recipe a fine-tuning run trains with: the parent model's saved recipe (`parent`, from config.json)
     with the new data files, the `--set` overrides (`finetune.*` keys go to the FinetuneConfig), and, unless
-    train.lr is set, the parent's learning rate times finetune.lr_factor. Also returns the keys set."""
+    train.lr is set, the parent's learning rate times finetune.lr_factor; the parent run's train.max_steps and
+    train.max_time_minutes are not carried over. Also returns the keys set."""
     raw = {key: (dict(value) if isinstance(value, dict) else value) for key, value in parent.items()}
     task = raw.get("task", "tagging")
     for split in PATH_KEYS:  # the parent's files are not the new data
@@ -639,4 +640,7 @@ def finetune_recipe(parent: dict, overrides: list[str] = (), **paths: str | None
     finetune = _section("finetune", FinetuneConfig, settings, task, "--set")
     if "train.lr" not in changed:
         recipe.train.lr *= finetune.lr_factor
+    for key in ("max_steps", "max_time_minutes"):  # the parent run's limits are not the fine-tuning run's
+        if f"train.{key}" not in changed:
+            setattr(recipe.train, key, _fields(TrainConfig)[key].default)
     return recipe, finetune, changed

@@ -264,3 +264,15 @@ def test_a_crf_tagger_grows_its_transitions_and_decodes_valid_spans_of_the_new_t
     model = seqtag.load(result.model_dir)
     for sentence in model.predict([["José", "took", "vitamin", "C", "in", "Paris", "."]] * 3):
         assert schemes.find_violation(sentence.labels, "iob2") is None
+
+
+def test_the_parent_run_limits_are_not_carried_over_and_the_lr_is_lowered():
+    from seqtag.config import finetune_recipe
+
+    parent = load_recipe("demo", ["train.max_steps=7", "train.max_time_minutes=3"]).to_dict()
+    recipe, settings, changed = finetune_recipe(parent, ["finetune.lr_factor=0.25"], train="x.conll")
+    assert recipe.train.max_steps == 0 and recipe.train.max_time_minutes is None
+    assert recipe.train.lr == pytest.approx(0.005 * 0.25) and recipe.data.train.endswith("x.conll")
+    assert recipe.data.dev is None and recipe.data.test is None  # the parent's files are not the new data
+    recipe, _, _ = finetune_recipe(parent, ["train.max_steps=5", "train.lr=0.1"], train="x.conll")
+    assert recipe.train.max_steps == 5 and recipe.train.lr == 0.1
