@@ -1,12 +1,13 @@
 """Training throughput of the recurrent cells, side by side: the peephole and coupled LSTMs (seqtag/cells.py,
-a compiled step loop) as a share of the fused nn.LSTM's, with the fused GRU and RNN for reference.
+a compiled step loop) as a share of the fused nn.LSTM's, with the fused GRU and RNN for reference, and the
+fused LSTM with weight drop or locked dropout on (what the regularisers cost).
 
-Every cell trains the tagger network the pipeline builds for the ud-pos recipe (word 100 + char CNN 64, a
+Every variant trains the tagger network the pipeline builds for the ud-pos recipe (word 100 + char CNN 64, a
 2-layer BiLSTM of 200 per direction, softmax head) on the same EWT training batches (the bucketed sampler's
-first epoch), a step being forward, backward, gradient clipping and an Adam step. The cells take turns batch
+first epoch), a step being forward, backward, gradient clipping and an Adam step. The variants take turns batch
 by batch (the order rotating), so a busy moment of a shared machine falls on all of them alike; a repeat is one
 pass over the batches from the same starting weights. The table gives medians over repeats and the median of
-each repeat's paired ratio to the LSTM. Peak memory: each cell trains in a fresh process, whose resident-set high
+each repeat's paired ratio to the LSTM. Peak memory: each variant trains in a fresh process, whose resident-set high
 water mark is reset just before training.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/cell_speed.py [--batches 30] [--repeats 5]
@@ -27,7 +28,10 @@ import torch
 from seqtag.config import load_recipe
 from seqtag.train import prepare_data
 
-CELLS = ("lstm", "peephole", "coupled", "gru", "rnn")
+# name → the ud-pos recipe's model settings changed
+VARIANTS = {"lstm": {}, "peephole": {"cell": "peephole"}, "coupled": {"cell": "coupled"}, "gru": {"cell": "gru"},
+            "rnn": {"cell": "rnn"}, "lstm+weight_drop": {"weight_drop": 0.5},
+            "lstm+locked_dropout": {"locked_dropout": True}}
 
 
 def tagging_data():
@@ -47,9 +51,9 @@ def first_batches(data, count: int) -> list:
     return batches
 
 
-def network(data, cell: str) -> torch.nn.Module:
+def network(data, variant: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = dataclasses.replace(data.recipe.model, cell=cell)
+    model = dataclasses.replace(data.recipe.model, **VARIANTS[variant])
     return data.family.build_network(model, data.prepared.sizes).train()
 
 
@@ -69,10 +73,10 @@ def _status_kib(field: str) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
 
 
-def measure_memory(cell: str, count: int) -> None:
+def measure_memory(variant: str, count: int) -> None:
     """In a fresh process: RSS before training and its peak while training `count` batches (MiB), as JSON."""
     data = tagging_data()
-    batches, net = first_batches(data, count), network(data, cell)
+    batches, net = first_batches(data, count), network(data, variant)
     gc.collect()
     with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
         refs.write("5")  # resets VmHWM, the peak RSS, to the current RSS
@@ -87,54 +91,55 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--memory-of", choices=CELLS, help=argparse.SUPPRESS)  # the child process
+    parser.add_argument("--memory-of", choices=VARIANTS, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     if args.memory_of:
         measure_memory(args.memory_of, args.batches)
         return
 
+    names = tuple(VARIANTS)
     data = tagging_data()
     batches = first_batches(data, args.batches)
     tokens = sum(int(batch.lengths.sum()) for batch in batches)
-    nets = {cell: network(data, cell) for cell in CELLS}
-    start = {cell: {k: v.clone() for k, v in net.state_dict().items()} for cell, net in nets.items()}
-    for cell in CELLS:  # warm-up, not counted: TorchScript profiles and optimises its first calls
-        optimizer = adam(data, nets[cell])
+    nets = {name: network(data, name) for name in names}
+    start = {name: {k: v.clone() for k, v in net.state_dict().items()} for name, net in nets.items()}
+    for name in names:  # warm-up, not counted: TorchScript profiles and optimises its first calls
+        optimizer = adam(data, nets[name])
         for batch in batches[:5]:
-            step_seconds(data, nets[cell], optimizer, batch)
-    speed: dict[str, list[float]] = {cell: [] for cell in CELLS}
+            step_seconds(data, nets[name], optimizer, batch)
+    speed: dict[str, list[float]] = {name: [] for name in names}
     for repeat in range(args.repeats):
-        for cell in CELLS:
-            nets[cell].load_state_dict(start[cell])
-        optimizers = {cell: adam(data, nets[cell]) for cell in CELLS}
-        seconds = dict.fromkeys(CELLS, 0.0)
+        for name in names:
+            nets[name].load_state_dict(start[name])
+        optimizers = {name: adam(data, nets[name]) for name in names}
+        seconds = dict.fromkeys(names, 0.0)
         for index, batch in enumerate(batches):
-            turn = (index + repeat) % len(CELLS)
-            for cell in CELLS[turn:] + CELLS[:turn]:
-                seconds[cell] += step_seconds(data, nets[cell], optimizers[cell], batch)
-        for cell in CELLS:
-            speed[cell].append(tokens / seconds[cell])
-        print(f"repeat {repeat + 1}: " + ", ".join(f"{cell} {speed[cell][-1]:,.0f}" for cell in CELLS) + " tok/s",
+            turn = (index + repeat) % len(names)
+            for name in names[turn:] + names[:turn]:
+                seconds[name] += step_seconds(data, nets[name], optimizers[name], batch)
+        for name in names:
+            speed[name].append(tokens / seconds[name])
+        print(f"repeat {repeat + 1}: " + ", ".join(f"{name} {speed[name][-1]:,.0f}" for name in names) + " tok/s",
               flush=True)
 
     memory = {}
-    for cell in CELLS:
-        child = subprocess.run([sys.executable, __file__, "--memory-of", cell, "--batches", str(args.batches)],
+    for name in names:
+        child = subprocess.run([sys.executable, __file__, "--memory-of", name, "--batches", str(args.batches)],
                                capture_output=True, text=True, check=True)
-        memory[cell] = json.loads(child.stdout.strip().splitlines()[-1])
+        memory[name] = json.loads(child.stdout.strip().splitlines()[-1])
 
     print(f"\n{len(batches)} batches, {tokens:,} tokens, torch threads {torch.get_num_threads()}, "
           f"{args.repeats} repeats\n")
-    print("| cell | parameters | median tok/s | ratio to lstm (medians) | median paired ratio | peak RSS while "
+    print("| network | encoder parameters | median tok/s | ratio to lstm (medians) | median paired ratio | peak RSS while "
           "training (MiB) | growth over RSS before (MiB) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     lstm = common.median(speed["lstm"])
-    for cell in CELLS:
-        parameters = sum(p.numel() for p in nets[cell].encoder.parameters())
-        paired = common.median([s / l for s, l in zip(speed[cell], speed["lstm"])])
-        print(f"| {cell} | {parameters:,} (encoder) | {common.median(speed[cell]):,.0f} | "
-              f"{common.median(speed[cell]) / lstm:.2f} | {paired:.2f} | {memory[cell]['peak']:,.0f} | "
-              f"{memory[cell]['peak'] - memory[cell]['before']:,.0f} |")
+    for name in names:
+        parameters = sum(p.numel() for p in nets[name].encoder.parameters())
+        paired = common.median([s / l for s, l in zip(speed[name], speed["lstm"])])
+        print(f"| {name} | {parameters:,} | {common.median(speed[name]):,.0f} | "
+              f"{common.median(speed[name]) / lstm:.2f} | {paired:.2f} | {memory[name]['peak']:,.0f} | "
+              f"{memory[name]['peak'] - memory[name]['before']:,.0f} |")
 
 
 if __name__ == "__main__":
