@@ -3,7 +3,8 @@
 bench/finetune_data.py.
 
     .venv/bin/python bench/finetune_data.py                        # the derived EWT files, once
-    .venv/bin/python bench/finetune_quality.py crossner [--set KEY=VALUE ...]  # WNUT-17 base → each CrossNER domain
+    .venv/bin/python bench/finetune_quality.py crossner [--set KEY=VALUE ...] [--base-set KEY=VALUE] [--tag T]
+                                                         # WNUT-17 base → each CrossNER domain
     .venv/bin/python bench/finetune_quality.py propn                # EWT without PROPN → fine-tuned on 1,000 sentences
     .venv/bin/python bench/finetune_quality.py domain               # EWT without reviews → fine-tuned on reviews
     .venv/bin/python bench/finetune_quality.py lm --steps 600       # char-lm (Tiny Shakespeare) → WikiText-2 text
@@ -64,9 +65,9 @@ def crossner(args) -> None:
     root = Path(args.root)
     wnut = {"train": common.WNUT / "wnut17train.conll", "dev": common.WNUT / "emerging.dev.conll",
             "test": common.WNUT / "emerging.test.annotated"}
-    base = root / "wnut-base"
+    base = root / f"wnut-base{args.tag}"
     base_minutes = run([SEQTAG, "train", "wnut-ner", *(x for s, p in wnut.items() for x in (f"--{s}", str(p))),
-                        "--set", "train.max_time_minutes=12", *args.set], base)
+                        "--set", "train.max_time_minutes=12", *args.base_set], base)
     base_types = {label.split("-", 1)[1] for label in json.loads((base / "model" / "labels.json").read_text())
                   if "-" in label}
     print(f"base: WNUT-17 test F1 {metrics(base)['test']['f1']:.2f}, {base_minutes:.1f} min; types "
@@ -190,6 +191,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("what", choices=["crossner", "propn", "domain", "lm"])
     parser.add_argument("--set", dest="set", action="append", default=[], type=lambda s: f"--set={s}")
+    parser.add_argument("--base-set", dest="base_set", action="append", default=[], type=lambda s: f"--set={s}",
+                        help="crossner: a setting of the WNUT-17 base model only (--set applies to the domain runs)")
     parser.add_argument("--root", default="/tmp/ft")
     parser.add_argument("--data", default="/tmp/ft/data")
     parser.add_argument("--tag", default="", help="suffix of the CrossNER run folders (e.g. -vectors)")
