@@ -284,3 +284,20 @@ def test_fine_tuning_takes_vectors_for_the_words_it_adds_only(tmp_path):
     vocab = model.featurizer.words.get_vocab()
     torch.testing.assert_close(weight[vocab["aspirin"]], torch.tensor([1.0, 2.0, 3.0]))
     assert not torch.equal(weight[vocab[old_word]], torch.tensor([7.0, 7.0, 7.0])), "the parent's row is its own"
+
+
+@pytest.mark.parametrize("name", ["glove.txt", "crlf.txt", "c-tool.bin", "gensim.bin"])
+def test_lines_and_records_cut_by_block_ends_read_alike(name, tmp_path, monkeypatch):
+    from seqtag.data import vectors as module
+
+    monkeypatch.setattr(module, "BLOCK", 7)   # every line and record crosses reads
+    path = tmp_path / name
+    path.write_bytes(FILES[name])
+    read = load_vectors(path, 3, wanted=WORDS)
+    assert list(read) == list(WORDS)
+    for word, values in WORDS.items():
+        np.testing.assert_array_equal(read[word], np.array(values, dtype=np.float32))
+    if name == "glove.txt":
+        path.write_bytes(FILES[name] + b"oslo 1 2\n")
+        with pytest.raises(InputError, match=r"glove.txt, line 5: expected a word and 3 numbers"):
+            load_vectors(path, 3, [])

@@ -265,32 +265,42 @@ def _read_text(reader: _Reader, header: tuple[int, int] | None, block: bytes, di
             raise InputError(path, 1, _dim_mismatch(header[1], dim, "the header 'count dim'"))
         block, reader.line = block[block.find(b"\n") + 1:], 1
     seen_vector = header is not None   # the header fixed the size; otherwise the first vector line does
-    carry = b""
+    carry, number = b"", reader.line
     while block or carry:
-        lines = (carry + block).split(b"\n")
-        carry = lines.pop() if block else b""   # the last, unfinished line waits for the next block
-        number = reader.line
+        data = carry + block if carry else block
+        # Whole lines only; the unfinished last one waits for the next block (at the end of the data, it is whole).
+        end = data.rfind(b"\n") + 1 if block else len(data)
+        carry = data[end:]
         kept: list[tuple[str, bytes, int]] = []
-        for line in lines:
+        position = 0
+        while position < end:
+            # Lines are found and measured inside the block, never copied out: only the word and kept numbers are.
+            stop = data.find(b"\n", position, end)
+            stop = end if stop < 0 else stop
             number += 1
-            space = line.find(b" ")
-            if space <= 0 or line.count(b" ") != dim:
-                fields = _irregular_line(line, dim, path, number, seen_vector)
+            space = data.find(b" ", position, stop)
+            if space <= position or data.count(b" ", position, stop) != dim:
+                fields = _irregular_line(data[position:stop], dim, path, number, seen_vector)
                 if fields is None:
+                    position = stop + 1
                     continue
                 word_bytes, numbers = fields
             else:
-                word_bytes, numbers = line[:space], None
+                word_bytes, numbers = data[position:space], None
             seen_vector = True
             try:
                 word = word_bytes.decode("utf-8")
             except UnicodeDecodeError:
                 raise InputError(path, number, "is not valid UTF-8; save the vectors as UTF-8.") from None
             if keep.wants(word):
-                kept.append((word, b" ".join(numbers) if numbers is not None else line[space + 1:].rstrip(), number))
+                kept.append((word, b" ".join(numbers) if numbers is not None else data[space + 1:stop].rstrip(),
+                             number))
+            position = stop + 1
         _parse_rows(kept, dim, path, keep)
         reader.line = number
         block = reader.read() if block else b""
+        if not block and not carry:
+            break
 
 
 def _irregular_line(line: bytes, dim: int, path: Path, number: int, seen_vector: bool
