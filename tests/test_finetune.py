@@ -276,3 +276,18 @@ def test_the_parent_run_limits_are_not_carried_over_and_the_lr_is_lowered():
     assert recipe.data.dev is None and recipe.data.test is None  # the parent's files are not the new data
     recipe, _, _ = finetune_recipe(parent, ["train.max_steps=5", "train.lr=0.1"], train="x.conll")
     assert recipe.train.max_steps == 5 and recipe.train.lr == 0.1
+
+
+def test_a_bpe_classifier_keeps_its_tokenizer_and_says_so(tmp_path, caplog):
+    path = tmp_path / "train.csv"
+    path.write_text("text,label\n" + "good film,pos\nbad film,neg\ngreat fun,pos\ndull plot,neg\n" * 3)
+    recipe = load_recipe("sentiment", [*SMALL, "data.tokenizer=bpe", "data.vocab_size=40"], train=str(path),
+                         dev=str(path))
+    base = train(recipe, tmp_path / "base").model_dir
+    new = tmp_path / "new.csv"
+    new.write_text("text,label\n" + "zesty quixotic film,pos\nvapid jumble,neg\n" * 3)
+    with caplog.at_level("INFO", logger="seqtag"):
+        result = finetune(base, new, dev=new, out=tmp_path / "ft", overrides=FAST)
+    assert sum("fixed sub-word vocabulary" in record.message for record in caplog.records) == 1
+    sizes = json.loads((result.model_dir / "config.json").read_text())["sizes"]
+    assert sizes["words"] == json.loads((base / "config.json").read_text())["sizes"]["words"]
