@@ -3,7 +3,7 @@
 bench/finetune_data.py.
 
     .venv/bin/python bench/finetune_data.py                        # the derived EWT files, once
-    .venv/bin/python bench/finetune_quality.py crossner [--set KEY=VALUE ...] [--base-set KEY=VALUE] [--tag T]
+    .venv/bin/python bench/finetune_quality.py crossner [--set KEY=VALUE ...] [--base-set KEY=VALUE] [--tag=T]
                                                          # WNUT-17 base → each CrossNER domain
     .venv/bin/python bench/finetune_quality.py propn                # EWT without PROPN → fine-tuned on 1,000 sentences
     .venv/bin/python bench/finetune_quality.py domain               # EWT without reviews → fine-tuned on reviews
@@ -129,17 +129,18 @@ def propn(args) -> None:
     test = common.EWT / "en_ewt-ud-test.conllu"
     merged = root / "ewt-merged"
     merged_minutes = run([SEQTAG, "train", "ud-pos", "--train", str(data / "merged-train.conllu"), "--dev",
-                          str(data / "merged-dev.conllu"), "--set", "train.max_epochs=8", *args.set], merged)
-    tuned = root / "ewt-propn-finetuned"
+                          str(data / "merged-dev.conllu"), "--set", "train.max_epochs=8", *args.base_set], merged)
+    tuned = root / f"ewt-propn-finetuned{args.tag}"
     tuned_minutes = run([SEQTAG, "finetune", str(merged / "model"), "--train", str(data / "first1000-train.conllu"),
                          "--dev", str(common.EWT / "en_ewt-ud-dev.conllu"), "--set", "train.max_epochs=8",
                          *args.set], tuned)
     full = Path(args.full)
-    print("| model | PROPN F1 | accuracy on the other tags | accuracy (all tags) | minutes |")
+    print("| model | PROPN F1 | accuracy on the other tags | accuracy (all tags) | minutes |", flush=True)
     print("| --- | --- | --- | --- | --- |")
     for name, folder, minutes in (("trained on all of EWT (UPOS)", full, args.full_minutes),
                                   ("EWT with PROPN merged into NOUN", merged / "model", merged_minutes),
-                                  ("… fine-tuned on 1,000 sentences with PROPN", tuned / "model", tuned_minutes)):
+                                  (f"… fine-tuned on 1,000 sentences with PROPN {' '.join(args.set)}", tuned / "model",
+                                   f"{tuned_minutes:.1f}")):
         report = tag_report(folder, test, "PROPN")
         print(f"| {name} | {report['f1']:.2f} | {report['other_accuracy']:.2f} | {report['accuracy']:.2f} | "
               f"{minutes} |", flush=True)
@@ -149,12 +150,12 @@ def domain(args) -> None:
     root, data = Path(args.root), Path(args.data)
     base = root / "ewt-noreviews"
     base_minutes = run([SEQTAG, "train", "ud-pos", "--train", str(data / "noreviews-train.conllu"), "--dev",
-                        str(data / "noreviews-dev.conllu"), "--set", "train.max_epochs=8", *args.set], base)
+                        str(data / "noreviews-dev.conllu"), "--set", "train.max_epochs=8", *args.base_set], base)
     given = ["--train", str(data / "reviews-train.conllu"), "--dev", str(data / "reviews-dev.conllu"),
              "--set", "train.max_epochs=8"]
-    plain = root / "ewt-reviews-finetuned"
+    plain = root / f"ewt-reviews-finetuned{args.tag}"
     plain_minutes = run([SEQTAG, "finetune", str(base / "model"), *given, *args.set], plain)
-    replay = root / "ewt-reviews-finetuned-replay"
+    replay = root / f"ewt-reviews-finetuned-replay{args.tag}"
     replay_minutes = run([SEQTAG, "finetune", str(base / "model"), *given, "--set",
                           f"finetune.replay={data / 'noreviews-train.conllu'}", "--set", "finetune.replay_fraction=0.5",
                           *args.set], replay)
@@ -192,10 +193,11 @@ def main() -> None:
     parser.add_argument("what", choices=["crossner", "propn", "domain", "lm"])
     parser.add_argument("--set", dest="set", action="append", default=[], type=lambda s: f"--set={s}")
     parser.add_argument("--base-set", dest="base_set", action="append", default=[], type=lambda s: f"--set={s}",
-                        help="crossner: a setting of the WNUT-17 base model only (--set applies to the domain runs)")
+                        help="a setting of the base model only (--set applies to the fine-tuning runs and, for crossner, "
+                             "the from-scratch domain runs)")
     parser.add_argument("--root", default="/tmp/ft")
     parser.add_argument("--data", default="/tmp/ft/data")
-    parser.add_argument("--tag", default="", help="suffix of the CrossNER run folders (e.g. -vectors)")
+    parser.add_argument("--tag", default="", help="suffix of the run folders of a variant (e.g. -vectors)")
     parser.add_argument("--full", default="/tmp/bench/ud-pos/model", help="a ud-pos model trained on all of EWT")
     parser.add_argument("--full-minutes", default="44.7", help="its training time, as recorded in RESULTS.md")
     parser.add_argument("--parent", default="/tmp/bench/char-lm/model", help="the Tiny Shakespeare char-lm model")
