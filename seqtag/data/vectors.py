@@ -36,7 +36,7 @@ from ..errors import InputError
 log = logging.getLogger("seqtag")
 
 FORMATS = ("auto", "text", "word2vec_binary")
-BLOCK = 16 << 20                   # bytes per read: few system calls, and bytes.split works on big blocks
+BLOCK = 16 << 20                   # bytes per read: few reads, Python steps and parser calls per gigabyte
 GZIP_MAGIC = b"\x1f\x8b"
 _HEADER = re.compile(rb"\s*(\d+)\s+(\d+)\s*")
 _NUMERIC_BYTES = frozenset(b"0123456789.-+eE \t\r")
@@ -298,7 +298,9 @@ def _read_text(reader: _Reader, header: tuple[int, int] | None, block: bytes, di
             position = stop + 1
         _parse_rows(kept, dim, path, keep)
         reader.line = number
-        block = reader.read() if block else b""
+        more = bool(block)
+        data = block = None  # let this block go before the next one is read: one block in memory, not two
+        block = reader.read() if more else b""
         if not block and not carry:
             break
 
