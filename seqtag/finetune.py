@@ -177,7 +177,8 @@ class Start:
             data["tokens"] = len(train)
         if "replay_per_epoch" in prepared.record:
             data["replay_per_epoch"] = prepared.record["replay_per_epoch"]
-        added = {kind: (values if kind != "words" else len(values)) for kind, values in self.growth.added.items()}
+        # What grew: each list in full when short (labels, characters), else its length (a new domain's words).
+        added = {kind: (values if len(values) <= 200 else len(values)) for kind, values in self.growth.added.items()}
         return {"finetune": {
             "parent": {"path": str(self.parent_dir.resolve()), "weights_sha256": weights_digest(self.parent_dir),
                        "seqtag_version": config.get("seqtag_version"), "sizes": config["sizes"]},

@@ -245,6 +245,8 @@ def test_a_character_language_model_learns_new_characters_and_refuses_replay(tmp
     vocab = model.tokenizer.get_vocab()
     assert all(vocab[token] == index for token, index in old_vocab.items())
     assert {"Z", "ü", "4", "!"} <= set(vocab) - set(old_vocab)
+    added = json.loads((result.model_dir / "config.json").read_text())["finetune"]["added"]["tokens"]
+    assert set(added) == set(vocab) - set(old_vocab)
     assert len(model.generate("Zü", max_tokens=5, seed=1)) == 7
     with pytest.raises(SeqtagError, match="a language model reads one stream"):
         finetune(base, prose, out=tmp_path / "ft2", overrides=[f"finetune.replay={verse}"])

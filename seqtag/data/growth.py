@@ -190,7 +190,7 @@ class Growth:
         return self._grow("chars", chars, (char for word in words for char in word), True, 1)
 
     def lm_tokenizer(self, texts: Iterable[str], min_freq: int) -> Tokenizer:
-        return self._grow("words", self.tokenizer, texts, False, min_freq)
+        return self._grow("tokens", self.tokenizer, texts, False, min_freq)
 
     def _grow(self, kind: str, tokenizer: Tokenizer, items: Iterable[str], whole: bool, min_freq: int) -> Tokenizer:
         if not self.settings.extend_vocab:
