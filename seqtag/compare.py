@@ -354,7 +354,7 @@ class Comparison:
                  "figures are the mean ± sample standard deviation over the seeds (one seed: its value). "
                  "Train tokens/s and tokens/CPU-s: tokens trained ÷ the training's wall time and ÷ its CPU time, "
                  "with the dev checks taken out. Time to best dev: the budget's clock (dev checks included) when "
-                 "the best dev check was saved. Epochs: whole epochs trained. "
+                 "the best dev check was saved. Epochs: epochs begun, the last one possibly cut short by the budget. "
                  f"{self.long_definition()}", "",
                  "## Settings", "",
                  f"- budget: {self.budget_minutes:g} minutes of training per run, " + (
