@@ -115,12 +115,14 @@ def tag_report(model_dir: Path, test: Path, label: str) -> dict:
             if gold != label:
                 counts["other"] += 1
                 counts["other_correct"] += gold == guess
+                counts["other_called_label"] += guess == label  # an error that only the new label can make
             counts["tokens"] += 1
             counts["all_correct"] += gold == guess
     precision = counts["correct"] / counts["predicted"] if counts["predicted"] else 0.0
     recall = counts["correct"] / counts["gold"] if counts["gold"] else 0.0
     f1 = 200 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"f1": f1, "other_accuracy": 100 * counts["other_correct"] / counts["other"],
+            "other_accuracy_but_label": 100 * (counts["other_correct"] + counts["other_called_label"]) / counts["other"],
             "accuracy": 100 * counts["all_correct"] / counts["tokens"]}
 
 
@@ -135,15 +137,16 @@ def propn(args) -> None:
                          "--dev", str(common.EWT / "en_ewt-ud-dev.conllu"), "--set", "train.max_epochs=8",
                          *args.set], tuned)
     full = Path(args.full)
-    print("| model | PROPN F1 | accuracy on the other tags | accuracy (all tags) | minutes |", flush=True)
-    print("| --- | --- | --- | --- | --- |")
+    print("| model | PROPN F1 | accuracy on the other tags | … leaving out tokens predicted PROPN | accuracy (all tags) "
+          "| minutes |", flush=True)
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, folder, minutes in (("trained on all of EWT (UPOS)", full, args.full_minutes),
                                   ("EWT with PROPN merged into NOUN", merged / "model", merged_minutes),
                                   (f"… fine-tuned on 1,000 sentences with PROPN {' '.join(args.set)}", tuned / "model",
                                    f"{tuned_minutes:.1f}")):
         report = tag_report(folder, test, "PROPN")
-        print(f"| {name} | {report['f1']:.2f} | {report['other_accuracy']:.2f} | {report['accuracy']:.2f} | "
-              f"{minutes} |", flush=True)
+        print(f"| {name} | {report['f1']:.2f} | {report['other_accuracy']:.2f} | "
+              f"{report['other_accuracy_but_label']:.2f} | {report['accuracy']:.2f} | {minutes} |", flush=True)
 
 
 def domain(args) -> None:
