@@ -3,13 +3,15 @@
     .venv/bin/python bench/finetune_data.py [--out DIR]
 
 - merged-{train,dev}.conllu: EWT with every PROPN relabelled NOUN (a base model that lacks a label);
-- first1000-train.conllu: the first 1,000 training sentences with their true labels (the new label's data);
+- first1000-train.conllu and random1000-train.conllu: the first 1,000 training sentences, and 1,000 drawn with seed 1,
+  with their true labels (the new label's data);
 - noreviews-{train,dev,test}.conllu and reviews-{train,dev,test}.conllu: EWT split by genre, read from the
   prefix of each sentence's `# sent_id` (answers, email, newsgroup, reviews, weblog).
 """
 from __future__ import annotations
 
 import argparse
+import random
 from pathlib import Path
 
 import common
@@ -49,6 +51,8 @@ def main() -> None:
     for split in ("train", "dev"):
         written[f"merged-{split}.conllu"] = [merge_propn(b) for b in blocks[split]]
     written["first1000-train.conllu"] = blocks["train"][:1000]
+    # The first sentences are one genre's (weblogs); a seeded sample of all genres stands for "1,000 sentences".
+    written["random1000-train.conllu"] = random.Random(1).sample(blocks["train"], 1000)
     for split, split_blocks in blocks.items():
         written[f"reviews-{split}.conllu"] = [b for b in split_blocks if genre(b) == "reviews"]
         written[f"noreviews-{split}.conllu"] = [b for b in split_blocks if genre(b) != "reviews"]

@@ -133,7 +133,7 @@ def propn(args) -> None:
     merged_minutes = run([SEQTAG, "train", "ud-pos", "--train", str(data / "merged-train.conllu"), "--dev",
                           str(data / "merged-dev.conllu"), "--set", "train.max_epochs=8", *args.base_set], merged)
     tuned = root / f"ewt-propn-finetuned{args.tag}"
-    tuned_minutes = run([SEQTAG, "finetune", str(merged / "model"), "--train", str(data / "first1000-train.conllu"),
+    tuned_minutes = run([SEQTAG, "finetune", str(merged / "model"), "--train", str(data / args.propn_train),
                          "--dev", str(common.EWT / "en_ewt-ud-dev.conllu"), "--set", "train.max_epochs=8",
                          *args.set], tuned)
     full = Path(args.full)
@@ -198,6 +198,7 @@ def main() -> None:
     parser.add_argument("--base-set", dest="base_set", action="append", default=[], type=lambda s: f"--set={s}",
                         help="a setting of the base model only (--set applies to the fine-tuning runs and, for crossner, "
                              "the from-scratch domain runs)")
+    parser.add_argument("--propn-train", default="first1000-train.conllu", help="propn: the fine-tuning file")
     parser.add_argument("--root", default="/tmp/ft")
     parser.add_argument("--data", default="/tmp/ft/data")
     parser.add_argument("--tag", default="", help="suffix of the run folders of a variant (e.g. -vectors)")
