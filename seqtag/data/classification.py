@@ -14,7 +14,7 @@ from ..config import DataConfig, Recipe
 from ..errors import SeqtagError
 from . import text_readers
 from .featurizer import Featurizer, LabelCodec, reads_characters
-from .growth import Growth, first_places
+from .growth import Growth, training_places
 from .splits import Prepared, split_sources
 from .vectors import added_words, counts_from_ids, first_words, match_vectors, read_pretrained, record_coverage
 from .vocab import PAD, UNK, build_char_tokenizer, build_text_tokenizer
@@ -152,12 +152,8 @@ def prepare_classification(recipe: Recipe, cache_dir: str | None = None, growth:
 
 def _grown_featurizer(growth: Growth, rows: dict, sources: dict, data: DataConfig) -> Featurizer:
     """The parent's featurizer grown by the training (and replay) texts: new words, characters and classes."""
-    training = [split for split in ("train", "replay") if split in rows]
+    training, places = training_places(rows, sources, "label", "line", span_types=False)
     texts = [text for split in training for text in rows[split]["text"]]
-    places: dict = {}
-    for split in training:
-        found = first_places(rows[split]["label"], rows[split]["line"], sources[split], span_types=False)
-        places.update({label: place for label, place in found.items() if label not in places})
     words = growth.words(texts, whole=False, min_freq=data.min_freq)
     parent = growth.featurizer
     chars = growth.chars(word for tokens in Featurizer(words, None, None, 1, raw_text=True).tokens(texts)

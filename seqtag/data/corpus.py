@@ -12,7 +12,7 @@ from ..config import DataConfig, Recipe
 from ..errors import InputError, SeqtagError
 from . import readers, schemes
 from .featurizer import Featurizer, LabelCodec, reads_characters, span_label_list
-from .growth import Growth, first_places
+from .growth import Growth, training_places
 from .splits import Prepared, split_sources
 from .vectors import added_words, first_words, match_vectors, read_pretrained, record_coverage
 from .vocab import build_char_tokenizer, build_word_tokenizer
@@ -160,12 +160,8 @@ def _grown_featurizer(growth: Growth, rows: dict, sources: dict, file_scheme: st
         kind = "plain tags (scheme none)" if parent.train_scheme == "none" else f"spans ({parent.file_scheme})"
         raise SeqtagError(f"{sources['train']}: the labels are in scheme {file_scheme}, but the model predicts "
                           f"{kind}; give data of the model's kind, or declare the scheme with --set data.scheme=...")
-    training = [split for split in ("train", "replay") if split in rows]
+    training, places = training_places(rows, sources, "labels", "lines", span_types=file_scheme != "none")
     words = [word for split in training for sentence in rows[split]["tokens"] for word in sentence]
-    places: dict = {}
-    for split in training:
-        found = first_places(rows[split]["labels"], rows[split]["lines"], sources[split], file_scheme != "none")
-        places.update({label: place for label, place in found.items() if label not in places})
     codec = growth.labels(places, span_types=file_scheme != "none")
     codec.file_scheme = file_scheme
     return Featurizer(growth.words(words, whole=True, min_freq=data.min_freq), growth.chars(words), codec,

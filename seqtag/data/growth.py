@@ -17,6 +17,7 @@ from tokenizers.models import WordLevel
 
 from ..config import FinetuneConfig
 from ..errors import InputError, SeqtagError
+from . import schemes
 from .featurizer import Featurizer, LabelCodec, span_label_list
 from .vocab import UNK
 
@@ -83,8 +84,7 @@ class LabelMap:
                              for value in values]
             return batch
 
-        renamed = dataset.map(rename, batched=True, desc="label map", load_from_cache_file=False)
-        return renamed
+        return dataset.map(rename, batched=True, desc="label map", load_from_cache_file=False)
 
     def check_all_met(self, sources: Iterable[str]) -> None:
         missing = [label for label in self.mapping if label not in self.met]
@@ -207,11 +207,9 @@ class Growth:
         return grown
 
 
-def first_places(label_rows: Sequence, line_rows: Sequence | None, source: str, span_types: bool,
-                 to_train=None) -> dict[str, tuple[str, int | None]]:
+def first_places(label_rows: Sequence, line_rows: Sequence | None, source: str, span_types: bool
+                 ) -> dict[str, tuple[str, int | None]]:
     """Each label (or entity type) of some rows with the file and line where it first occurs."""
-    from . import schemes
-
     places: dict[str, tuple[str, int | None]] = {}
     for index, labels in enumerate(label_rows):
         lines = line_rows[index] if line_rows is not None else None
@@ -225,3 +223,14 @@ def first_places(label_rows: Sequence, line_rows: Sequence | None, source: str, 
             for position, label in enumerate(labels):
                 places.setdefault(label, (source, lines[position] if lines else None))
     return places
+
+
+def training_places(rows: dict, sources: dict, label_column: str, line_column: str, span_types: bool
+                    ) -> tuple[list[str], dict[str, tuple[str, int | None]]]:
+    """The training splits (train, and replay when given) and where each of their labels first occurs."""
+    training = [split for split in ("train", "replay") if split in rows]
+    places: dict[str, tuple[str, int | None]] = {}
+    for split in training:
+        found = first_places(rows[split][label_column], rows[split][line_column], sources[split], span_types)
+        places.update({label: place for label, place in found.items() if label not in places})
+    return training, places
