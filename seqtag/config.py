@@ -257,13 +257,15 @@ class TrainConfig:
     lr_factor: float = 0.5
     """Factor for the "plateau" schedule."""
     lr_patience: int = 2
-    """Epochs without improvement before the "plateau" schedule lowers the rate."""
+    """Epochs without improvement before the "plateau" schedule lowers the rate. Counted once the dev score has
+    left its first value (a small tagger's F1 can sit at 0 for its first epochs), as for `patience`."""
     gradient_clip: float = 5.0
     """Clip the gradient norm to this value (0 turns clipping off)."""
     max_epochs: int = 30
     """Upper bound on training epochs."""
     patience: int = 6
-    """Early stopping: epochs without a better dev score before training stops."""
+    """Early stopping: epochs without a better dev score before training stops (0: off). Counted once the dev
+    score has left the value of the first dev check."""
     seed: int = 1
     """Seed for weights, shuffling and dropout. On a GPU, cuDNN's LSTM is not bit-for-bit reproducible."""
     accelerator: str = "auto"

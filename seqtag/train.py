@@ -30,7 +30,7 @@ from .families import family_of
 from .hardware import check_training_hardware
 from .progress import end_reason, has_progress_bar, progress_callbacks
 from .runs import claim_run_folder
-from .tasks import DataModule, Task
+from .tasks import DataModule, Task, WaitsForFirstChange
 
 log = logging.getLogger("seqtag")
 
@@ -188,6 +188,23 @@ class RunCheckpoints(ModelCheckpoint):
             self._resumed = None
 
 
+class EarlyStop(WaitsForFirstChange, EarlyStopping):
+    """Lightning's early stopping, whose patience starts once the dev score has moved (see WaitsForFirstChange)."""
+
+    def _evaluate_stopping_criteria(self, current: torch.Tensor):
+        if self.still_at_start(float(current)):
+            return False, None
+        return super()._evaluate_stopping_criteria(current)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "first_score": self.first_score, "score_moved": self.score_moved}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.first_score = state_dict.get("first_score")
+        self.score_moved = state_dict.get("score_moved", False)
+
+
 def _early_stop_decided(trainer: pl.Trainer) -> bool:
     """Whether early stopping, as restored from a checkpoint, had decided to stop (Lightning does not save the
     decision itself, so a run killed between that dev check and its end would otherwise train on)."""
@@ -268,8 +285,8 @@ def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False, resume: boo
         # Not strict: a run stopped by max_steps or max_time before its first dev check has no score yet.
         # Checked at the dev check itself, so that the checkpoint written there holds this check's count (by
         # default, Lightning would count at the epoch's end, and a run resumed there would miss one).
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience, strict=False,
-                                       check_on_train_epoch_end=False))
+        callbacks.append(EarlyStop(monitor=monitor, mode=mode, patience=cfg.patience, strict=False,
+                                   check_on_train_epoch_end=False))
     callbacks += list(extra_callbacks)
     callbacks += progress_callbacks(cfg)  # a bar on a terminal, one line per epoch elsewhere (stderr)
     limits = (dict(limit_train_batches=1, max_epochs=1, limit_val_batches=1) if smoke

@@ -199,3 +199,31 @@ def test_an_empty_pretokenized_word_gets_a_finite_probability(trained_ner):
     sentence = seqtag.load(result.model_dir).predict([["", "Paris"]])[0]
     assert len(sentence.labels) == 2
     assert all(0.0 < p <= 1.0 for p in sentence.probabilities)
+
+
+def test_patience_starts_once_the_dev_score_has_moved():
+    # A small tagger's span F1 sits at 0 for its first epochs: neither the plateau schedule nor early stopping
+    # may count those checks, or the rate is halved (and the run stopped) before anything is learnt.
+    import torch
+    from seqtag.tasks import PlateauSchedule
+    from seqtag.train import EarlyStop
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = PlateauSchedule(optimizer, mode="max", factor=0.5, patience=1)
+    stopper = EarlyStop(monitor="dev_score", mode="max", patience=2)
+    decisions = []
+    for score in (0.0, 0.0, 0.0, 0.0, 3.0, 3.0):
+        schedule.step(score)
+        decisions.append(stopper._evaluate_stopping_criteria(torch.tensor(score))[0])
+    assert optimizer.param_groups[0]["lr"] == 1.0 and decisions == [False] * 6
+    schedule.step(3.0)  # the second check without a gain once the score moved
+    assert optimizer.param_groups[0]["lr"] == 0.5
+    restored = EarlyStop(monitor="dev_score", mode="max", patience=2)
+    restored.load_state_dict(stopper.state_dict())  # as a resumed run gets it from its checkpoint
+    assert restored._evaluate_stopping_criteria(torch.tensor(3.0))[0], "two checks without a gain after 3.0"
+    later = PlateauSchedule(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), mode="max", patience=1)
+    later.load_state_dict(schedule.state_dict())
+    assert later.score_moved and later.first_score == 0.0
+    # A score that moves at once (a loss, an accuracy) keeps the usual patience.
+    stopper = EarlyStop(monitor="dev_score", mode="min", patience=1)
+    assert [stopper._evaluate_stopping_criteria(torch.tensor(v))[0] for v in (5.0, 4.0, 4.5)] == [False, False, True]
