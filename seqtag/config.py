@@ -621,7 +621,8 @@ def finetune_recipe(parent: dict, overrides: list[str] = (), **paths: str | None
             if task not in field_.tasks:
                 raise SeqtagError(f"--set {key}: task {task!r} does not use it (only {' and '.join(field_.tasks)} "
                                   "models do).")
-            if (section == "data" and sub in FIXED_DATA_KEYS) or (section == "model" and sub not in ADJUSTABLE_MODEL_KEYS):
+            fixed = (section == "data" and sub in FIXED_DATA_KEYS) or (section == "model" and sub not in ADJUSTABLE_MODEL_KEYS)
+            if fixed and value != raw[section].get(sub):  # the parent's own value is no change (scripts pass both)
                 raise SeqtagError(f"--set {key}: {key} shaped the parent model's vocabularies, labels or weights, so "
                                   "a fine-tuned model keeps the parent's value. Train a new model to change it.")
             raw[section][sub] = value

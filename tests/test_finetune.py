@@ -155,6 +155,13 @@ def test_a_parent_of_another_format_version_is_refused(parent, tmp_path):
 def test_settings_that_shaped_the_parent_cannot_change(parent, tmp_path):
     with pytest.raises(SeqtagError, match="model.hidden_size shaped the parent model"):
         finetune(parent, _files(tmp_path), out=tmp_path / "ft", overrides=["model.hidden_size=16"])
+    # The parent's own value changes nothing, so a script may pass the same --set to train and finetune.
+    from seqtag.config import finetune_recipe
+
+    saved = json.loads((parent / "config.json").read_text())["recipe"]
+    same = [f"model.hidden_size={saved['model']['hidden_size']}", f"model.head={saved['model']['head']}"]
+    recipe, _, changed = finetune_recipe(saved, same)
+    assert recipe.model.hidden_size == saved["model"]["hidden_size"] and "model.head" in changed
     with pytest.raises(SeqtagError, match="Unknown recipe key 'finetune.freez'"):
         finetune(parent, _files(tmp_path), out=tmp_path / "ft", overrides=["finetune.freez=encoder"])
     with pytest.raises(SeqtagError, match="finetune.freeze is 'all'"):
