@@ -335,12 +335,16 @@ class FinetuneConfig:
     """Share of each epoch's training sentences (texts) that come from the replay file (at most all of it)."""
     lr_factor: float = 0.5
     """Without --set train.lr, the parent's learning rate times this: fine-tuning starts from trained weights."""
+    head_lr_factor: float = 2.0
+    """The output layer's learning rate (with a CRF, its transitions too) as a multiple of the run's (train.lr):
+    new labels' rows start there from nothing. The default, with lr_factor 0.5, is the parent's own rate."""
 
     def __post_init__(self) -> None:
         _one_of("finetune", "new_labels", self.new_labels, ("append", "error"))
         _one_of("finetune", "freeze", self.freeze, ("none", "embeddings", "encoder"))
         _positive("finetune", "unfreeze_after", self.unfreeze_after, allow_zero=True)
         _positive("finetune", "lr_factor", self.lr_factor)
+        _positive("finetune", "head_lr_factor", self.head_lr_factor)
         if not 0 < self.replay_fraction < 1:
             raise SeqtagError(f"finetune.replay_fraction is {self.replay_fraction!r}; it must be between 0 and 1 "
                               "(0.5: half of each epoch's sentences come from the replay file).")

@@ -154,6 +154,10 @@ class Start:
                      pool, self.growth.replay, new)
         return prepared
 
+    def head_lr(self, recipe: Recipe) -> float:
+        """The output layer's learning rate: new labels' rows start there from nothing."""
+        return recipe.train.lr * self.settings.head_lr_factor
+
     def start_network(self, net: Network, recipe: Recipe, prepared) -> None:
         self.rows = grow_network(net, self.parts["state_dict"])
         # Pretrained vectors (--set model.pretrained_vectors) start the new words only; the parent's rows are trained.

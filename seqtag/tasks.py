@@ -21,8 +21,9 @@ from .networks import Network
 class Task(pl.LightningModule):
     """Trains `net` with its family's loss; logs `train_loss` and the family's dev figures."""
 
-    def __init__(self, family: Family, net: Network, recipe: Recipe, labels=None):
+    def __init__(self, family: Family, net: Network, recipe: Recipe, labels=None, head_lr: float | None = None):
         super().__init__()
+        self.head_lr = head_lr         # the output layer's own rate (fine-tuning), else train.lr for all
         self.family = family
         self.net = net
         self.recipe = recipe
@@ -79,8 +80,12 @@ class Task(pl.LightningModule):
             self.log(name, value, prog_bar=name == self.family.monitor, sync_dist=False)
 
     def configure_optimizers(self):
-        return configure_optimizers([p for p in self.parameters() if p.requires_grad], self.recipe.train,
-                                    monitor=self.family.monitor, mode=self.family.mode)
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.head_lr is not None:
+            head = {id(p) for p in self.net.head.parameters()}
+            params = [{"params": [p for p in params if id(p) not in head]},
+                      {"params": [p for p in params if id(p) in head], "lr": self.head_lr}]
+        return configure_optimizers(params, self.recipe.train, monitor=self.family.monitor, mode=self.family.mode)
 
 
 def move_state(state, device):
@@ -120,8 +125,9 @@ class PlateauSchedule(WaitsForFirstChange, torch.optim.lr_scheduler.ReduceLROnPl
         super().step(metrics)
 
 
-def configure_optimizers(params: list[torch.nn.Parameter], cfg: TrainConfig, monitor: str, mode: str):
-    """The recipe's optimiser and learning-rate schedule over `params` (Lightning's return format);
+def configure_optimizers(params: list, cfg: TrainConfig, monitor: str, mode: str):
+    """The recipe's optimiser and learning-rate schedule over `params` (parameters, or torch's parameter groups
+    with their own "lr"; Lightning's return format);
     the plateau schedule watches `monitor` (`mode` "max": higher is better, "min": lower)."""
     if cfg.optimizer == "adam":
         optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -351,7 +351,8 @@ def new_task(data: DataModule, start=None) -> Task:
     if "pretrained_rows" in prepared.record:
         log.info("pretrained vectors set for %d of %d words", prepared.record["pretrained_rows"],
                  prepared.sizes["words"])
-    return Task(family, net, recipe, prepared.featurizer.labels if prepared.featurizer else None)
+    return Task(family, net, recipe, prepared.featurizer.labels if prepared.featurizer else None,
+                head_lr=start.head_lr(recipe) if start is not None else None)
 
 
 def is_relaunched_rank() -> bool:

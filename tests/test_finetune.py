@@ -300,3 +300,27 @@ def test_a_bpe_classifier_keeps_its_tokenizer_and_says_so(tmp_path, caplog):
     assert sum("fixed sub-word vocabulary" in record.message for record in caplog.records) == 1
     sizes = json.loads((result.model_dir / "config.json").read_text())["sizes"]
     assert sizes["words"] == json.loads((base / "config.json").read_text())["sizes"]["words"]
+
+
+def test_the_output_layer_learns_at_its_own_rate(tmp_path, monkeypatch):
+    # New labels' rows start from nothing: the head (with a CRF, its transitions too) gets head_lr_factor × the
+    # run's rate, the weights taken from the parent the run's rate.
+    import seqtag.train
+
+    base = train(load_recipe("demo", [*SMALL, "model.head=crf"]), tmp_path / "base").model_dir
+    trainers = []
+    make_trainer = seqtag.train.make_trainer
+
+    def keep(*args, **kwargs):
+        trainers.append(make_trainer(*args, **kwargs)[0])
+        return trainers[-1], trainers[-1].checkpoint_callback
+
+    monkeypatch.setattr(seqtag.train, "make_trainer", keep)
+    finetune(base, _files(tmp_path), out=tmp_path / "ft", overrides=["train.max_epochs=1", "train.lr=0.01",
+                                                                         "finetune.head_lr_factor=3"])
+    body, head = trainers[0].optimizers[0].param_groups
+    task = trainers[0].lightning_module
+    assert body["lr"] == pytest.approx(0.01) and head["lr"] == pytest.approx(0.03)
+    assert {id(p) for p in head["params"]} == {id(p) for p in task.net.head.parameters()}
+    assert any(p is task.net.head.transition_scores for p in head["params"])
+    assert len(body["params"]) + len(head["params"]) == len(list(task.parameters()))
