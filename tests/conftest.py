@@ -139,3 +139,19 @@ def conllu_files(tmp_path) -> dict[str, Path]:
         paths[split] = tmp_path / f"{split}.conllu"
         paths[split].write_text(text, encoding="utf-8")
     return paths
+
+
+@pytest.fixture
+def trainers(monkeypatch) -> list:
+    """The Lightning trainers that `train()` makes while a test runs, kept for the test to inspect."""
+    import seqtag.train
+
+    made = []
+    make_trainer = seqtag.train.make_trainer
+
+    def keep(*args, **kwargs):
+        made.append(make_trainer(*args, **kwargs)[0])
+        return made[-1], made[-1].checkpoint_callback
+
+    monkeypatch.setattr(seqtag.train, "make_trainer", keep)
+    return made

@@ -302,20 +302,11 @@ def test_a_bpe_classifier_keeps_its_tokenizer_and_says_so(tmp_path, caplog):
     assert sizes["words"] == json.loads((base / "config.json").read_text())["sizes"]["words"]
 
 
-def test_the_output_layer_learns_at_its_own_rate(tmp_path, monkeypatch):
+def test_the_output_layer_learns_at_its_own_rate(tmp_path, trainers):
     # New labels' rows start from nothing: the head (with a CRF, its transitions too) gets head_lr_factor × the
     # run's rate, the weights taken from the parent the run's rate.
-    import seqtag.train
-
     base = train(load_recipe("demo", [*SMALL, "model.head=crf"]), tmp_path / "base").model_dir
-    trainers = []
-    make_trainer = seqtag.train.make_trainer
-
-    def keep(*args, **kwargs):
-        trainers.append(make_trainer(*args, **kwargs)[0])
-        return trainers[-1], trainers[-1].checkpoint_callback
-
-    monkeypatch.setattr(seqtag.train, "make_trainer", keep)
+    trainers.clear()
     finetune(base, _files(tmp_path), out=tmp_path / "ft", overrides=["train.max_epochs=1", "train.lr=0.01",
                                                                          "finetune.head_lr_factor=3"])
     body, head = trainers[0].optimizers[0].param_groups

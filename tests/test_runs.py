@@ -307,15 +307,7 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_dev_check(ner_files, t
     assert _checkpoint_step(out / "checkpoints" / "last.ckpt") == 3, "the end of epoch 1, not the step cut short"
 
 
-def test_the_time_limit_writes_the_last_checkpoint(ner_files, tmp_path, monkeypatch):
-    trainers = []
-    make_trainer = seqtag.train.make_trainer
-
-    def keep(*args, **kwargs):
-        trainers.append(make_trainer(*args, **kwargs)[0])
-        return trainers[-1], trainers[-1].checkpoint_callback
-
-    monkeypatch.setattr(seqtag.train, "make_trainer", keep)
+def test_the_time_limit_writes_the_last_checkpoint(ner_files, tmp_path, trainers):
     out = tmp_path / "run"
     train(_ner(ner_files, "data.batch_size=2", "train.max_epochs=50", "train.max_time_minutes=0.0001"), out)
     assert 0 < trainers[0].global_step < 150, "stopped by the time limit"
