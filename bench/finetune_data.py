@@ -3,8 +3,9 @@
     .venv/bin/python bench/finetune_data.py [--out DIR]
 
 - merged-{train,dev}.conllu: EWT with every PROPN relabelled NOUN (a base model that lacks a label);
-- first1000-train.conllu and random1000-train.conllu: the first 1,000 training sentences, and 1,000 drawn with seed 1,
-  with their true labels (the new label's data);
+- first1000-train.conllu and random{1000,2000,4000}-train.conllu: the first 1,000 training sentences, and 1,000,
+  2,000 and 4,000 drawn with seed 1, with their true labels (the new label's data); cand1000-train.conllu: 1,000
+  drawn among the sentences with a capitalised noun after their first word;
 - noreviews-{train,dev,test}.conllu and reviews-{train,dev,test}.conllu: EWT split by genre, read from the
   prefix of each sentence's `# sent_id` (answers, email, newsgroup, reviews, weblog).
 """
@@ -40,6 +41,12 @@ def merge_propn(block: str) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def capitalised_nouns(block: str) -> int:
+    """Tokens tagged NOUN or PROPN that start with a capital and are not their sentence's first word."""
+    words = [line.split("\t") for line in block.splitlines() if line.split("\t")[0].isdigit()]
+    return sum(1 for fields in words[1:] if fields[3] in ("NOUN", "PROPN") and fields[1][:1].isupper())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="/tmp/ft/data")
@@ -52,7 +59,11 @@ def main() -> None:
         written[f"merged-{split}.conllu"] = [merge_propn(b) for b in blocks[split]]
     written["first1000-train.conllu"] = blocks["train"][:1000]
     # The first sentences are one genre's (weblogs); a seeded sample of all genres stands for "1,000 sentences".
-    written["random1000-train.conllu"] = random.Random(1).sample(blocks["train"], 1000)
+    for size in (1000, 2000, 4000):
+        written[f"random{size}-train.conllu"] = random.Random(1).sample(blocks["train"], size)
+    # What a user annotating PROPN would pick first: sentences with a capitalised noun after their first word.
+    candidates = [b for b in blocks["train"] if capitalised_nouns(b)]
+    written["cand1000-train.conllu"] = random.Random(1).sample(candidates, 1000)
     for split, split_blocks in blocks.items():
         written[f"reviews-{split}.conllu"] = [b for b in split_blocks if genre(b) == "reviews"]
         written[f"noreviews-{split}.conllu"] = [b for b in split_blocks if genre(b) != "reviews"]
