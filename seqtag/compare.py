@@ -160,6 +160,9 @@ class MeasuredStart:
     def callbacks(self) -> list[pl.Callback]:
         return [self.speed] + ([self.cpu_budget] if self.cpu_budget is not None else [])
 
+    def head_lr(self, recipe: Recipe) -> None:
+        return None  # one rate for the whole network, as in a plain run
+
     def config_entries(self, prepared) -> dict:
         return {}
 

@@ -372,7 +372,8 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
     trained model. Files seqtag did not write are never removed.
     In a multi-process run only rank 0 evaluates and writes the model directory.
     A fine-tuning run (`seqtag.finetune`) passes its `start`: data prepared from the parent's vocabularies, the
-    parent's weights, its callbacks and the config.json record of the parent.
+    parent's weights, its callbacks, the output layer's own learning rate (`head_lr`, or None) and the
+    config.json record of the parent.
     """
     family = family_of(recipe.task)
     recipe = family.resolve(recipe)
