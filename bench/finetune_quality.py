@@ -222,9 +222,9 @@ def lm(args) -> None:
     # The same number of optimiser steps for both routes (equal compute on a machine whose load varies), with
     # the dev text scored four times an epoch; the minutes each took are printed beside.
     budget = ["--set", f"train.max_steps={args.steps}", "--set", "train.val_check_interval=0.25"]
-    tuned = root / "lm-wikitext-finetuned"
+    tuned = root / f"lm-wikitext-finetuned{args.tag}"
     tuned_minutes = run([SEQTAG, "finetune", args.parent, "--train", str(text), *budget, *args.set], tuned)
-    scratch = root / "lm-wikitext-scratch"
+    scratch = root / f"lm-wikitext-scratch{args.tag}"
     scratch_minutes = run([SEQTAG, "train", "char-lm", "--train", str(text), *budget, *args.set], scratch)
     print("| char-lm on WikiText-2 valid.txt (dev = its last 10%) | dev loss (nats/char) | bits/char | minutes |")
     print("| --- | --- | --- | --- |")
