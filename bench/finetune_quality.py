@@ -98,16 +98,11 @@ def crossner(args) -> None:
     print(f"| mean | | {sum(scratch_f1) / len(scratch_f1):.2f} | {sum(tuned_f1) / len(tuned_f1):.2f} | | | |")
 
 
-def tag_report(model_dir: Path, test: Path, label: str) -> dict:
-    """Per-tag F1 of `label` and accuracy over the tokens whose gold tag is another one."""
-    import seqtag
-    from seqtag.data.corpus import read_corpus
-
-    model = seqtag.load(model_dir)
-    rows = read_corpus(model.data_config, str(test))
-    predicted, _ = model.tag(rows["tokens"])
+def label_counts(gold_rows, predicted_rows, label: str) -> dict:
+    """`label`'s precision, recall and F1, its false predictions, and the accuracy over the tokens whose gold tag is
+    another one (with and without counting the tokens wrongly given `label`), over tagged sentences."""
     counts = Counter()
-    for gold_row, predicted_row in zip(rows["labels"], predicted):
+    for gold_row, predicted_row in zip(gold_rows, predicted_rows):
         for gold, guess in zip(gold_row, predicted_row):
             counts["gold"] += gold == label
             counts["predicted"] += guess == label
@@ -120,10 +115,23 @@ def tag_report(model_dir: Path, test: Path, label: str) -> dict:
             counts["all_correct"] += gold == guess
     precision = counts["correct"] / counts["predicted"] if counts["predicted"] else 0.0
     recall = counts["correct"] / counts["gold"] if counts["gold"] else 0.0
-    f1 = 200 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"f1": f1, "other_accuracy": 100 * counts["other_correct"] / counts["other"],
+    return {"precision": 100 * precision, "recall": 100 * recall,
+            "f1": 200 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            "false": counts["other_called_label"],
+            "other_accuracy": 100 * counts["other_correct"] / counts["other"],
             "other_accuracy_but_label": 100 * (counts["other_correct"] + counts["other_called_label"]) / counts["other"],
             "accuracy": 100 * counts["all_correct"] / counts["tokens"]}
+
+
+def tag_report(model_dir: Path, test: Path, label: str) -> dict:
+    """`label_counts` of the model's tags on the test file."""
+    import seqtag
+    from seqtag.data.corpus import read_corpus
+
+    model = seqtag.load(model_dir)
+    rows = read_corpus(model.data_config, str(test))
+    predicted, _ = model.tag(rows["tokens"])
+    return label_counts(rows["labels"], predicted, label)
 
 
 def propn(args) -> None:
@@ -156,11 +164,26 @@ def propn(args) -> None:
             for shift, row in threshold_sweep(folder, test, "PROPN", (-3, -2, -1, 0, 1)).items():
                 print(f"| {name} | {shift:+d} | {row['precision']:.2f} | {row['recall']:.2f} | {row['f1']:.2f} | "
                       f"{row['false']} | {row['other_accuracy']:.2f} |", flush=True)
+        share = unseen_share(tuned / "model", test, data / args.propn_train, "PROPN")
+        print(f"\n{share:.1f}% of the fine-tuned model's false PROPN are words absent from {args.propn_train}")
+
+
+def unseen_share(model_dir: Path, test: Path, train_file: Path, label: str) -> float:
+    """The share of the tokens wrongly given `label` whose word the training file does not have."""
+    import seqtag
+    from seqtag.data.corpus import read_corpus
+
+    model = seqtag.load(model_dir)
+    rows = read_corpus(model.data_config, str(test))
+    seen = {word for sentence in read_corpus(model.data_config, str(train_file))["tokens"] for word in sentence}
+    predicted, _ = model.tag(rows["tokens"])
+    false = [word for words, gold_row, predicted_row in zip(rows["tokens"], rows["labels"], predicted)
+             for word, gold, guess in zip(words, gold_row, predicted_row) if guess == label != gold]
+    return 100 * sum(word not in seen for word in false) / len(false)
 
 
 def threshold_sweep(model_dir: Path, test: Path, label: str, shifts) -> dict:
-    """Per shift of `label`'s log-probability: its precision, recall and F1, the tokens of other tags given it,
-    and the accuracy over the tokens whose gold tag is another one."""
+    """`label_counts` per shift of `label`'s log-probability (a stricter or looser threshold for it)."""
     import seqtag
     from seqtag.data.corpus import read_corpus
 
@@ -174,21 +197,12 @@ def threshold_sweep(model_dir: Path, test: Path, label: str, shifts) -> dict:
             log_probabilities[i] = probabilities[row, :len(rows["tokens"][i])].clamp_min(1e-12).log()
     result = {}
     for shift in shifts:
-        counts = Counter()
-        for gold_row, scores in zip(rows["labels"], log_probabilities):
+        predicted = []
+        for scores in log_probabilities:
             scores = scores.clone()
             scores[:, column] += shift
-            for gold, guess in zip(gold_row, (names[k] for k in scores.argmax(-1).tolist())):
-                counts["gold"] += gold == label
-                counts["predicted"] += guess == label
-                counts["correct"] += gold == guess == label
-                counts["other"] += gold != label
-                counts["other_correct"] += gold != label and gold == guess
-        precision, recall = counts["correct"] / max(counts["predicted"], 1), counts["correct"] / counts["gold"]
-        result[shift] = {"precision": 100 * precision, "recall": 100 * recall,
-                         "f1": 200 * precision * recall / (precision + recall) if precision + recall else 0.0,
-                         "false": counts["predicted"] - counts["correct"],
-                         "other_accuracy": 100 * counts["other_correct"] / counts["other"]}
+            predicted.append([names[k] for k in scores.argmax(-1).tolist()])
+        result[shift] = label_counts(rows["labels"], predicted, label)
     return result
 
 
