@@ -18,7 +18,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqtag.config import RECIPES_DIR
+from seqtag.paths import RECIPES_DIR
 from seqtag.errors import SeqtagError
 
 
@@ -147,7 +147,7 @@ def train(
     paragraph), 130 after Ctrl+C (the best weights so far are saved once training had started)."""
     from seqtag.config import load_recipe
     from seqtag.progress import quiet_libraries
-    from seqtag.train import train as run_training
+    from seqtag.training import train as run_training
 
     quiet_libraries()
     loaded = load_recipe(recipe, set_ or [], train=train, dev=dev, test=test)
@@ -194,7 +194,7 @@ def finetune(
 
     Prints the new model's path and figures. Without --set train.lr the learning rate is the parent's times
     finetune.lr_factor (0.5)."""
-    from seqtag.finetune import finetune as run_finetune
+    from seqtag.finetuning import finetune as run_finetune
     from seqtag.progress import quiet_libraries
 
     quiet_libraries()
@@ -223,52 +223,47 @@ def evaluate(
                    f"F1 {scores['f1']:6.2f}  support {scores['support']}")
 
 
-# What `seqtag predict` reads, by the file's extension; raw lines (format "text") only from .txt or standard input.
-PREDICT_FORMATS = {".txt": "text", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
-                   ".conll": "conll", ".conllu": "conllu"}
-
-
 def _prediction_format(file: str, given: Optional[str], family) -> str:
-    """The input format for predict: --format, else the file's extension ("text" for standard input), among
-    the ones the model's family reads (raw lines always; tables for classifiers; CoNLL columns for taggers)."""
-    readable = ["text", *(f for f in dict.fromkeys(PREDICT_FORMATS.values()) if f in family.formats)]
+    """The input format for predict: --format, else the file's extension (raw lines for standard input), among
+    the ones the model's family reads (raw lines always; tables for classifiers; CoNLL columns for taggers): the
+    formats registered with a way to stream a file's items (`seqtag.data.readers.Format.prediction_items`)."""
+    from seqtag.data.readers import FORMATS, formats_of
+    from seqtag.data.text_readers import TEXT
+
+    streamed = {name for name, fmt in FORMATS.items() if fmt.prediction_items is not None}
+    by_extension = {extension: name for name in streamed for extension in FORMATS[name].extensions}
+    readable = [TEXT, *(name for name in formats_of(family.name) if name in streamed and name != TEXT)]
     choices = "|".join(readable)
     if given is not None:
         if given not in readable:
             raise SeqtagError(f"--format is {given!r}; this model ({family.name}) reads {choices}.")
-        if file == "-" and given != "text":
-            raise SeqtagError(f"--format {given} reads a file; standard input is read as text, one item per line.")
+        if file == "-" and given != TEXT:
+            raise SeqtagError(f"--format {given} reads a file; standard input is read as {TEXT}, one item per line.")
         return given
     if file == "-":
-        return "text"
+        return TEXT
     suffix = Path(file).suffix.lower()
-    if suffix not in PREDICT_FORMATS:
+    if suffix not in by_extension:
         raise SeqtagError(f"{file}: the extension {suffix or '(none)'!r} does not say how to read the file; give "
-                          f"--format {choices} (text: each line is one input).")
-    fmt = PREDICT_FORMATS[suffix]
+                          f"--format {choices} ({TEXT}: each line is one input).")
+    fmt = by_extension[suffix]
     if fmt not in readable:
         raise SeqtagError(f"{file}: a {suffix} file holds {fmt} data, which this model ({family.name}) does not "
-                          f"read; give --format text to read each line as one input (or use {choices}).")
+                          f"read; give --format {TEXT} to read each line as one input (or use {choices}).")
     return fmt
 
 
 def _prediction_inputs(file: str, fmt: str, data_config):
     """The items to predict, in file order: raw lines; the text column of a table or JSON lines file, read with
     the model's reader settings (data.text_column, data.header, data.quoting); or a CoNLL file's token lists."""
-    if fmt == "text":
+    from seqtag.data.readers import FORMATS
+
+    if file == "-":
         from seqtag.data.lines import decode_lines
 
-        with (sys.stdin.buffer if file == "-" else open(file, "rb")) as stream:
-            yield from (text for _, text in decode_lines(stream, "<stdin>" if file == "-" else file))
-    elif fmt in ("conll", "conllu"):
-        from seqtag.data.readers import read_tokens
-
-        yield from read_tokens(file, fmt, data_config.token_column)
+        yield from (text for _, text in decode_lines(sys.stdin.buffer, "<stdin>"))
     else:
-        from seqtag.data.text_readers import read_prediction_texts
-
-        yield from read_prediction_texts(file, fmt, data_config.text_column, data_config.header,
-                                         data_config.quoting)
+        yield from FORMATS[fmt].prediction_items(file, data_config)
 
 
 @app.command()
@@ -285,6 +280,7 @@ def predict(
     """Tag raw text, pre-tokenized lines or a CoNLL file's tokens, or classify texts (one per line, or a table's
     text column); writes one JSON line (or a CoNLL block) per input to standard output."""
     import seqtag
+    from seqtag.data.text_readers import TEXT
     from seqtag.families import family_of
 
     if batch_size < 1:
@@ -297,7 +293,7 @@ def predict(
         raise SeqtagError(f"{file}: file not found; give a text file with one sentence per line, or - for stdin.")
     items = _prediction_inputs(file, fmt, loaded.data_config)
     # CoNLL input gives token lists, which a tagger's predict takes as they are (no --pretokenized splitting).
-    split_lines = pretokenized and fmt == "text"
+    split_lines = pretokenized and fmt == TEXT
     # Read and predict in chunks so arbitrarily long inputs stream through in bounded memory.
     while chunk := list(islice(items, 4096)):
         for line in family.prediction_lines(loaded, chunk, split_lines, output, top_k, batch_size):
@@ -366,6 +362,8 @@ def compare(
     except KeyboardInterrupt:
         typer.echo(f"Interrupted (Ctrl+C); finished runs are kept. Continue with --resume --out {folder}.", err=True)
         raise typer.Exit(130) from None
+    if comparison is None:  # another process of a multi-process comparison: the first one reports
+        return
     typer.echo(comparison.table())
     typer.echo(f"\n{folder / 'compare.md'}\n{folder / 'compare.png'}")
 

@@ -26,7 +26,7 @@ import common
 import torch
 
 from seqtag.config import load_recipe
-from seqtag.train import prepare_data
+from seqtag.training import prepare_data
 
 # name → the ud-pos recipe's model settings changed
 VARIANTS = {"lstm": {}, "peephole": {"cell": "peephole"}, "coupled": {"cell": "coupled"}, "gru": {"cell": "gru"},
@@ -54,7 +54,7 @@ def first_batches(data, count: int) -> list:
 def network(data, variant: str) -> torch.nn.Module:
     torch.manual_seed(0)
     model = dataclasses.replace(data.recipe.model, **VARIANTS[variant])
-    return data.family.build_network(model, data.prepared.sizes).train()
+    return data.objective.family.build_network(model, data.prepared.sizes).train()
 
 
 def step_seconds(data, net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch) -> float:

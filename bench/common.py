@@ -45,7 +45,7 @@ def toolkit_run(data, initial_state: dict, batches: int, out: str) -> float:
 
     import pytorch_lightning as pl
 
-    from seqtag.train import make_trainer, new_task
+    from seqtag.training import make_trainer, new_task
 
     class EpochTimer(pl.Callback):
         def on_train_epoch_start(self, trainer, module):

@@ -65,7 +65,7 @@ def train_run(corpus: str, head: str, args) -> dict:
 
 def training_seconds(data, initial: dict, batches: int) -> tuple[float, int]:
     """Seconds and real tokens for `batches` training steps of a fresh copy of the network."""
-    from seqtag.train import new_task
+    from seqtag.training import new_task
 
     task = new_task(data)
     task.net.load_state_dict(initial, strict=False)  # the shared encoder; each head keeps its own new weights
@@ -77,7 +77,7 @@ def training_seconds(data, initial: dict, batches: int) -> tuple[float, int]:
     for step, batch in enumerate(loader):
         if step == batches:
             break
-        loss, _, size = data.family.train_loss(net, batch, None)
+        loss, _, size = data.objective.train_loss(net, batch, None)
         common.plain_step(net, optimizer, loss, recipe.train.gradient_clip)
         tokens += size
     return time.perf_counter() - start, tokens
@@ -88,7 +88,7 @@ def speeds(corpus: str, models: dict[str, str], args) -> dict[str, dict[str, flo
     import seqtag
     from seqtag.config import load_recipe
     from seqtag.data.corpus import read_corpus
-    from seqtag.train import new_task, prepare_data
+    from seqtag.training import new_task, prepare_data
 
     datas = {head: prepare_data(load_recipe("wnut-ner", overrides(corpus, head, args), **corpus_files(corpus)))
              for head in HEADS}

@@ -209,7 +209,7 @@ def bare_child(spec: dict, out_json: str) -> None:
 def seqtag_child(out_json: str, cli_args: list[str]) -> None:
     import pytorch_lightning as pl
 
-    import seqtag.train
+    import seqtag.training
 
     record = {"process_start": PROCESS_START, "epochs": []}
 
@@ -251,7 +251,7 @@ def seqtag_child(out_json: str, cli_args: list[str]) -> None:
         def on_train_end(self, trainer, module):
             record["train_end"] = clocks()  # after the last epoch's checkpoint
 
-    make_trainer = seqtag.train.make_trainer
+    make_trainer = seqtag.training.make_trainer
 
     def probed_make_trainer(*args, **kwargs):
         record["make_trainer"] = time.time()  # data read, vocabularies built, data encoded, network built
@@ -259,7 +259,7 @@ def seqtag_child(out_json: str, cli_args: list[str]) -> None:
         trainer.callbacks.append(Probe())
         return trainer, checkpoint
 
-    seqtag.train.make_trainer = probed_make_trainer
+    seqtag.training.make_trainer = probed_make_trainer
     from cli import app
 
     code = 0
@@ -366,7 +366,7 @@ def diagnostics(data, vocab_size: int, num_labels: int, repeats: int) -> dict:
     import torch
 
     from seqtag.data.batching import length_batches
-    from seqtag.train import new_task
+    from seqtag.training import new_task
 
     loader = data.train_dataloader()
     costs = data_path_costs(loader, epoch=1)
@@ -387,7 +387,7 @@ def diagnostics(data, vocab_size: int, num_labels: int, repeats: int) -> dict:
     task = new_task(data)  # the toolkit's network with its family's loss, in the same plain loop
     runs = {name: (net, bare_loss(net), plain(full_sort if name == "bare_full_sort" else bucketed))
             for name, net in nets.items()}
-    runs["toolkit_net_bucketed"] = (task.net, lambda b: task.family.train_loss(task.net, b, None)[0], bucketed)
+    runs["toolkit_net_bucketed"] = (task.net, lambda b: task.objective.train_loss(task.net, b, None)[0], bucketed)
     runs = {name: (net, sgd(net), loss_of, batches) for name, (net, loss_of, batches) in runs.items()}
     for net, optimizer, loss_of, batches in runs.values():
         train_epoch(net, batches[:WARMUP_BATCHES], optimizer, loss_of)  # allocations, lazy init
@@ -447,7 +447,7 @@ def main() -> None:
 def report(args, files: dict, tmp: Path, env: dict) -> None:
     import torch
 
-    from seqtag.train import new_task, prepare_data
+    from seqtag.training import new_task, prepare_data
 
     torch.set_num_threads(args.threads)
     recipe, setting, note = load_toolkit(files)

@@ -25,7 +25,7 @@ FILES = {"char-lm": common.SHAKESPEARE, "word-lm": common.WIKITEXT / "valid.txt"
 
 def child(recipe_name: str, corpus: str, steps: int, out: str) -> None:
     from seqtag.config import load_recipe
-    from seqtag.train import train
+    from seqtag.training import train
 
     recipe = load_recipe(recipe_name, ["train.progress_bar=false", f"train.max_steps={steps}",
                                        "train.val_check_interval=1.0"], train=corpus)

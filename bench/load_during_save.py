@@ -38,7 +38,7 @@ VERSIONS = {"A": (["model.hidden_size=8", "data.lowercase=true", "data.train_sch
 
 def train_versions(folder: Path) -> dict[str, Path]:
     from seqtag.config import load_recipe
-    from seqtag.train import train
+    from seqtag.training import train
 
     return {name: train(load_recipe("demo", [*SHAPES, *settings], **files), folder / name, smoke=True).model_dir
             for name, (settings, files) in VERSIONS.items()}

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from seqtag.config import load_recipe
 from seqtag.data.batching import IGNORE_INDEX
-from seqtag.train import new_task, prepare_data
+from seqtag.training import new_task, prepare_data
 
 
 def bare_run(data, initial_state, batches: int) -> float:

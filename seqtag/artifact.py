@@ -10,10 +10,12 @@
     metrics.json           the final dev/test figures
 
 Nothing is pickled, so loading runs no code from the directory. Saving writes a sibling staging directory
-and renames it into place, so a crash never leaves a half-written model where a good one was; the files
-and folders get the modes the user's umask gives any new file. Reading pins one version of the directory
-(see `read_model`), so a load running while another process saves never mixes two versions, and every
-file read is checked against config.json: whatever is wrong is a `ModelFileError` naming the file.
+and renames it into place, so a crash never leaves a half-written model where a good one was; each file, the
+staging folder and, after the rename, the parent folder are fsync'ed, so the model a save returned survives a
+power cut too (`write_durably` does the same for a single file). The files and folders get the modes the
+user's umask gives any new file. Reading pins one version of the directory (see `read_model`), so a load
+running while another process saves never mixes two versions, and every file read is checked against
+config.json: whatever is wrong is a `ModelFileError` naming the file.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from tokenizers import Tokenizer
 
+from .durable import fsync_folder, replace_durably, write_durably  # noqa: F401 - the save path's own, re-exported
 from .errors import ModelFileError
 
 FORMAT_VERSION = 2  # 2: networks composed from parts (embedders, cell, head); config.json holds the recipe
@@ -85,7 +88,10 @@ def save_model(directory: str | Path, config: dict, state_dict: dict[str, torch.
         raise ValueError(f"config.json keys {unknown} are not declared in seqtag.artifact.CONFIG_KEYS; declare "
                          "them there, or loading the model would refuse them.")
     target = Path(directory).resolve()
+    made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
+    for folder in reversed(made):  # a folder made here is durable only once its parent's entry is
+        fsync_folder(folder.parent)
     files = {"config.json": _json_bytes({**config, "format_version": FORMAT_VERSION}),
              # The weights name their task too, so that a config.json edited to another family is caught even
              # when that family's network has the same tensors.
@@ -99,7 +105,11 @@ def save_model(directory: str | Path, config: dict, state_dict: dict[str, torch.
     staging = _staging_dir(target)
     try:
         for name, data in files.items():
-            (staging / name).write_bytes(data)
+            with open(staging / name, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())  # the data is on disk before any rename can make it the model
+        fsync_folder(staging)  # and so are the staging folder's entries
         if target.exists():
             # Two renames: the old model stays whole until the new one is complete. A reader that opens
             # the directory in between finds no `target` but the retired one, and tries again.
@@ -107,9 +117,11 @@ def save_model(directory: str | Path, config: dict, state_dict: dict[str, torch.
             shutil.rmtree(retired, ignore_errors=True)
             os.replace(target, retired)
             os.replace(staging, target)
+            fsync_folder(target.parent)  # both renames are durable before the old version is deleted
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, target)
+            fsync_folder(target.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -20,6 +20,16 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from .registry import Registry
+
+# name → a recurrent layer built as nn.LSTM is (input_size, hidden_size, num_layers=, batch_first=,
+# bidirectional=, dropout=) and called as it is ((x, state) → (out, state)). PyTorch's fused kernels first.
+CELLS = Registry("model.cell", "recurrent cell")
+LSTM = "lstm"  # the default cell
+CELLS.register(LSTM, nn.LSTM)
+CELLS.register("gru", nn.GRU)
+CELLS.register("rnn", nn.RNN)
+
 
 def _peephole_steps(inputs: torch.Tensor, weight_hh: torch.Tensor, peephole: torch.Tensor, h: torch.Tensor,
                     c: torch.Tensor, keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -159,6 +169,7 @@ class GatedRecurrentLayers(nn.Module):
         return x, (torch.stack(finals_h), torch.stack(finals_c))                           # state: (L·dirs, B, H)
 
 
+@CELLS.register("peephole")
 class PeepholeLSTM(GatedRecurrentLayers):
     """LSTM whose forget and input gates also read C_{t-1} and whose output gate reads C_t, each through a
     diagonal (elementwise) peephole weight: `weight_ch_*` (3, H), the rows for f, i and o."""
@@ -173,6 +184,7 @@ class PeepholeLSTM(GatedRecurrentLayers):
                                h, c, keep)
 
 
+@CELLS.register("coupled")
 class CoupledLSTM(GatedRecurrentLayers):
     """LSTM with coupled forget and input gates: C_t = f⊙C_{t-1} + (1−f)⊙C̃, so three gate blocks (f, C̃, o)."""
 

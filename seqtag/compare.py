@@ -4,10 +4,15 @@ figures over seeds, and its figure on the long end of the data.
 
     OUT/compare.md              the table, the settings, the budget, the machine and the date
     OUT/compare.png             the figures and the speeds as bars
-    OUT/compare.json            the settings and every finished run's figures (what --resume reads)
+    OUT/compare.json            the settings, the plan and every finished run's figures (what --resume reads)
     OUT/CELL-HEAD-seedN/        one run folder per configuration and seed, as `seqtag train` writes it
 
-Each run is a plain `train()`; the comparison only sets what makes the runs comparable (see `FAIR_SETTINGS`).
+Each run is a plain `training.train()` with callbacks that measure it (`TrainingSpeed`, `BestDevClock`,
+`CpuBudget`); the comparison only sets what makes the runs comparable (see `FAIR_SETTINGS`) and prepares the
+data once for all of them. The table and the picture are drawn by `compare_report.py`.
+
+In a multi-process run (train.strategy=ddp) every process goes through the same plan: the first decides it and
+writes it to compare.json before any training starts, the others read it; only the first writes and measures.
 """
 from __future__ import annotations
 
@@ -18,28 +23,32 @@ import logging
 import math
 import os
 import platform
-import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Callback
 
-from . import __version__
+from .artifact import write_durably
+from .compare_report import LM_WINDOW, LONG_SHARE, Comparison, RunFigures
 from .config import Recipe, load_recipe
 from .data.batching import IGNORE_INDEX
 from .errors import SeqtagError
-from .families import family_of
+from .families import FAMILIES
+from .loading import load
 from .metrics import perplexity
 from .networks import CELLS
-from .predict import load
+from .objectives import objective_of
 from .progress import count_tokens
-from .runs import RunLock, run_files, trained_model
-from .train import train
+from .runs import RunLock, run_files, this_process_writes, trained_model
+from .starts import Scratch
+from .training import train
+from .version import __version__
 
 log = logging.getLogger("seqtag")
 
@@ -47,35 +56,14 @@ COMPARE_FILES = ("compare.md", "compare.png", "compare.json")
 # Put before the user's --set, which may change them: the time budget alone ends every run (no early stopping,
 # no epoch limit a fast cell would reach first), so each configuration gets the same minutes.
 FAIR_SETTINGS = ("train.patience=0", "train.max_epochs=100000", "train.progress_bar=false")
-LONG_SHARE = 0.1   # the longest tenth of the test items; the last (and first) tenth of a language model's window
-LM_WINDOW = 1000   # tokens a language model reads from a fresh state for its long-context figure
 LM_BATCH = 16      # windows scored side by side
 
 
 # ---------------------------------------------------------------------------
-# What one run measured
+# What is measured while a run trains
 
 
-@dataclass
-class RunFigures:
-    """One trained configuration and seed: what `compare.json` keeps of it."""
-
-    cell: str
-    head: str
-    seed: int
-    run_dir: str
-    parameters: int
-    tokens_per_second: float | None   # per wall second of training, dev checks left out; None: nothing timed
-    seconds_to_best: float | None     # the budget's clock (dev checks included) when the best dev check was saved
-    epochs: int
-    dev: dict
-    test: dict | None
-    long: dict                        # the long-end figures (see `longest_tenth`, `long_context_figures`)
-    load: float | None = None         # the machine's 1-minute load average when the run ended (other work on it)
-    tokens_per_cpu_second: float | None = None  # per second of this process's CPU time, dev checks left out
-
-
-class TrainingSpeed(pl.Callback):
+class TrainingSpeed(Callback):
     """Tokens trained per second of wall time and per second of this process's CPU time, the dev checks left out
     (the wall figure is what the epoch lines print), over the whole run (a resumed run: over its resumed part)."""
 
@@ -114,7 +102,7 @@ class TrainingSpeed(pl.Callback):
         return self.tokens / self.seconds[clock] if self.tokens and self.seconds[clock] > 0 else None
 
 
-class CpuBudget(pl.Callback):
+class CpuBudget(Callback):
     """Stops training once this process has spent `minutes` of CPU time on it (dev checks included). On a machine
     that other work shares, every run then gets the same compute, where a wall-clock limit gives each run what
     the others leave it. The CPU seconds used are saved in every checkpoint: a resumed run goes on counting, and
@@ -142,42 +130,40 @@ class CpuBudget(pl.Callback):
         self.offset = float(state_dict.get("cpu_seconds", 0.0))
 
 
-class MeasuredStart:
-    """`train()`'s `start` hook (what a fine-tuning run starts from) filled in as a plain run: the family's own
-    data preparation and network start, no config.json record, plus the `TrainingSpeed` meter as a callback."""
+class BestDevClock(Callback):
+    """The budget's clock (dev checks included) at the best dev check: wall seconds of training, or the
+    `CpuBudget`'s CPU seconds. Its state goes into the run's checkpoints, so a resumed run goes on counting."""
 
-    def __init__(self, family, cpu_budget: CpuBudget | None = None):
-        self.family = family
-        self.speed = TrainingSpeed()
-        self.cpu_budget = cpu_budget
+    def __init__(self, monitor: str, mode: str, cpu_budget: CpuBudget | None = None):
+        self.monitor, self.mode, self.cpu_budget = monitor, mode, cpu_budget
+        self.best: float | None = None
+        self.seconds: float | None = None  # the clock at the best dev check
+        self.offset = 0.0                  # wall seconds trained before a resume
+        self._started: float | None = None
 
-    def prepare(self, recipe: Recipe, cache_dir: str | None):
-        return self.family.prepare(recipe, cache_dir)
+    def clock(self) -> float:
+        if self.cpu_budget is not None:
+            return self.cpu_budget.used()
+        return self.offset + (time.perf_counter() - self._started if self._started is not None else 0.0)
 
-    def start_network(self, net, recipe: Recipe, prepared) -> None:
-        self.family.start_network(net, recipe, prepared)
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._started = time.perf_counter()
 
-    def callbacks(self) -> list[pl.Callback]:
-        return [self.speed] + ([self.cpu_budget] if self.cpu_budget is not None else [])
+    def on_validation_end(self, trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        value = float(value)
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+            self.best, self.seconds = value, self.clock()
 
-    def head_lr(self, recipe: Recipe) -> None:
-        return None  # one rate for the whole network, as in a plain run
+    def state_dict(self) -> dict:
+        return {"best": self.best, "seconds": self.seconds, "wall_seconds": self.clock() if self.cpu_budget is None
+                else self.offset}
 
-    def config_entries(self, prepared) -> dict:
-        return {}
-
-
-def seconds_to_best(run_dir: Path, clock: str = "wall") -> float | None:
-    """The budget's clock when checkpoints/best.ckpt was written (dev checks included, a resumed run's earlier part
-    too): Lightning's training timer (`train.max_time_minutes`), or the `CpuBudget`'s CPU seconds; None without a
-    dev check."""
-    best = run_dir / "checkpoints" / "best.ckpt"
-    if not best.is_file():
-        return None
-    states = torch.load(best, map_location="cpu", weights_only=True, mmap=True).get("callbacks", {})
-    if clock == "cpu":
-        return states.get(CpuBudget.__qualname__, {}).get("cpu_seconds")
-    return states.get("Timer", {}).get("time_elapsed", {}).get("train")
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best, self.seconds = state_dict.get("best"), state_dict.get("seconds")
+        self.offset = float(state_dict.get("wall_seconds", 0.0))
 
 
 # ---------------------------------------------------------------------------
@@ -245,184 +231,6 @@ def long_figures(model, family, rows) -> dict:
 
 
 # ---------------------------------------------------------------------------
-# The table
-
-
-@dataclass
-class Column:
-    title: str
-    values: Callable[[RunFigures], float | None]
-    digits: int = 2
-    spread: bool = True     # False: the same for every seed by construction (the parameter count)
-
-
-def _mean_spread(values: list[float], digits: int, spread: bool = True) -> str:
-    """`mean ± sample standard deviation` over seeds; one seed (or no `spread`): the mean; no value: a dash."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return "–"
-    number = f"{{:,.{digits}f}}"
-    if len(values) == 1 or not spread:
-        return number.format(values[0])
-    return f"{number.format(statistics.mean(values))} ± {number.format(statistics.stdev(values))}"
-
-
-@dataclass
-class Comparison:
-    recipe: Recipe                  # the recipe every run started from (its cell, head and seed vary)
-    budget_minutes: float
-    clock: str                      # what the budget counts: "wall" (elapsed) or "cpu" (this process's CPU time)
-    seeds: list[int]
-    configurations: list[tuple[str, str]]
-    runs: list[RunFigures]
-    long_split: str                 # "test", or "dev" when there is no test data
-    out_dir: Path
-    notes: dict = field(default_factory=dict)   # machine, threads, date, command
-
-    @property
-    def family(self):
-        return family_of(self.recipe.task)
-
-    def runs_of(self, cell: str, head: str) -> list[RunFigures]:
-        return [run for run in self.runs if (run.cell, run.head) == (cell, head)]
-
-    def score_keys(self) -> list[tuple[str, str]]:
-        """(metrics key, shown name) of the figures compared: span F1 or accuracy; perplexity and bits/char."""
-        if self.family.causal:
-            keys = [("perplexity", "perplexity")]
-            if any("bits_per_char" in run.dev for run in self.runs):
-                keys.append(("bits_per_char", "bits/char"))
-            return keys
-        if any("f1" in run.dev for run in self.runs):
-            return [("f1", "F1")]
-        return [("accuracy", "accuracy")]
-
-    def columns(self) -> list[Column]:
-        columns = [Column("parameters", lambda r: r.parameters, 0, spread=False),
-                   Column("train tokens/s", lambda r: r.tokens_per_second, 0),
-                   Column("train tokens/CPU-s", lambda r: r.tokens_per_cpu_second, 0),
-                   Column(("CPU " if self.clock == "cpu" else "") + "time to best dev (s)",
-                          lambda r: r.seconds_to_best, 1),
-                   Column("epochs", lambda r: r.epochs, 0)]
-        for split in ("dev", "test"):
-            for key, name in self.score_keys():
-                columns.append(Column(f"{split} {name}", lambda r, s=split, k=key: (getattr(r, s) or {}).get(k),
-                                      4 if key == "bits_per_char" else 2))
-        if self.family.causal:
-            columns += [Column(f"{self.long_split} long-context perplexity", lambda r: r.long["long_context_perplexity"]),
-                        Column(f"{self.long_split} near-start perplexity", lambda r: r.long["near_start_perplexity"])]
-        else:
-            key, name = self.score_keys()[0]
-            columns.append(Column(f"{self.long_split} longest 10% {name}", lambda r, k=key: r.long.get(k)))
-        # A column no run has a value for (no test data) is left out.
-        return [c for c in columns if any(c.values(run) is not None for run in self.runs)]
-
-    def table(self) -> str:
-        """The comparison as a Markdown table: one row per cell and head, mean ± spread over the seeds."""
-        columns = self.columns()
-        lines = ["| cell | head | " + " | ".join(c.title for c in columns) + " |",
-                 "| --- | --- |" + " ---: |" * len(columns)]
-        for cell, head in self.configurations:
-            runs = self.runs_of(cell, head)
-            values = [_mean_spread([c.values(run) for run in runs], c.digits, c.spread) for c in columns]
-            lines.append(f"| {cell} | {head} | " + " | ".join(values) + " |")
-        return "\n".join(lines)
-
-    def long_definition(self) -> str:
-        if self.family.causal:
-            run = self.runs[0].long if self.runs else {"window": LM_WINDOW, "windows": 0, "tokens": 0}
-            tail = run["tokens"] // max(1, run["windows"])
-            return (f"Long-context perplexity: the {self.long_split} token stream is cut into {run['windows']} "
-                    f"stretches of {run['window']:,} tokens, each read from a fresh state (no carried context); it "
-                    f"is the perplexity of the tokens in the last tenth of each stretch (at least "
-                    f"{run['window'] - tail:,} tokens of context before them), near-start perplexity that of the "
-                    f"tokens in the first tenth (at most {tail:,} before them); {run['tokens']:,} tokens each. The "
-                    f"gap between the two is what the model gains from long context.")
-        unit = "texts" if self.recipe.task == "classification" else "sentences"
-        shortest = [run.long.get("min_length") for run in self.runs if run.long.get("min_length") is not None]
-        count = self.runs[0].long.get("texts", self.runs[0].long.get("sentences")) if self.runs else 0
-        return (f"Longest 10%: the tenth of the {self.long_split} {unit} with the most tokens ({count} {unit}, "
-                f"{min(shortest) if shortest else '?'} tokens or more), scored by the saved model's `evaluate`.")
-
-    def markdown(self) -> str:
-        recipe, train_config = self.recipe, self.recipe.train
-        data = {split: getattr(recipe.data, split) for split in ("train", "dev", "test") if getattr(recipe.data, split)}
-        model = recipe.model
-        stopping = (f"`train.max_epochs={train_config.max_epochs}` and " +
-                    (f"early stopping off (`train.patience=0`)" if not train_config.patience else
-                     f"early stopping after `train.patience={train_config.patience}` dev checks without a better "
-                     f"score") + ": the budget ends each run unless these end it first")
-        lines = [f"# seqtag compare: {recipe.name} ({recipe.task})", "", self.table(), "",
-                 f"One row per cell and head, {len(self.seeds)} seed(s) each ({', '.join(map(str, self.seeds))}): "
-                 "figures are the mean ± sample standard deviation over the seeds (one seed: its value). "
-                 "Train tokens/s and tokens/CPU-s: tokens trained ÷ the training's wall time and ÷ its CPU time, "
-                 "with the dev checks taken out. Time to best dev: the budget's clock (dev checks included) when "
-                 "the best dev check was saved. Epochs: epochs begun, the last one possibly cut short by the budget. "
-                 f"{self.long_definition()}", "",
-                 "## Settings", "",
-                 f"- budget: {self.budget_minutes:g} minutes of training per run, " + (
-                     "of the training process's CPU time (`--budget-clock cpu`: the same compute for every run on a "
-                     "machine other work shares; no wall-clock limit)" if self.clock == "cpu" else
-                     "wall clock (`train.max_time_minutes`)"),
-                 f"- the same for every run: {stopping}; the same data, "
-                 f"vocabularies and labels (from the training file), the same seeds, and the recipe's other settings; "
-                 f"the model keeps the weights of its best dev check. Parameter counts differ by cell and are shown.",
-                 f"- model: word_dim {model.word_dim}, hidden_size {model.hidden_size}, num_layers {model.num_layers}, "
-                 f"embedders {', '.join(model.embedders)}, dropout {model.dropout:g}",
-                 f"- training: {train_config.optimizer}, lr {train_config.lr:g}, lr_schedule {train_config.lr_schedule}, "
-                 f"batch_size {recipe.data.batch_size}" + (f", bptt {recipe.data.bptt}" if self.family.causal else ""),
-                 *(f"- {split}: {source}" for split, source in data.items()),
-                 f"- run folders: {self.out_dir}/CELL-HEAD-seedN", "",
-                 "## Machine", "",
-                 *(f"- {name}: {value}" for name, value in self.notes.items()),
-                 f"- load average (1 min) as each run ended: {self._loads()}", ""]
-        return "\n".join(lines)
-
-    def _loads(self) -> str:
-        """The runs' end-of-run loads: timed figures from a busy machine are slower than it can do."""
-        loads = [f"{run.cell}-{run.head}-seed{run.seed} {run.load:.2f}" for run in self.runs if run.load is not None]
-        return ", ".join(loads) or "unknown"
-
-    def plot(self, path: Path) -> None:
-        """compare.png: the compared figures per configuration (bars with the seeds' spread) and the speeds."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg: no display needed, no pyplot state
-        from matplotlib.figure import Figure
-
-        names = [f"{cell}\n{head}" for cell, head in self.configurations]
-        key, name = self.score_keys()[0]
-        series = [(f"dev {name}", lambda r: r.dev.get(key)), (f"test {name}", lambda r: (r.test or {}).get(key))]
-        if self.family.causal:
-            series.append((f"{self.long_split} long-context {name}", lambda r: r.long["long_context_perplexity"]))
-        else:
-            series.append((f"{self.long_split} longest 10% {name}", lambda r: r.long.get(key)))
-        series = [(label, get) for label, get in series if any(get(run) is not None for run in self.runs)]
-        figure = Figure(figsize=(max(6.0, 1.6 * len(names) + 3), 7.5), layout="constrained")
-        FigureCanvasAgg(figure)
-        scores, speeds = figure.subplots(2, 1)
-        width = 0.8 / len(series)
-        for number, (label, get) in enumerate(series):
-            means, spreads = [], []
-            for cell, head in self.configurations:
-                values = [v for v in (get(run) for run in self.runs_of(cell, head)) if v is not None]
-                means.append(statistics.mean(values) if values else math.nan)
-                spreads.append(statistics.stdev(values) if len(values) > 1 else 0.0)
-            places = [i + (number - (len(series) - 1) / 2) * width for i in range(len(names))]
-            scores.bar(places, means, width, yerr=spreads, capsize=3, label=label)
-        scores.set_xticks(range(len(names)), names)
-        scores.set_ylabel(name + (" (lower is better)" if self.family.causal else ""))
-        scores.set_title(f"{self.recipe.name}: {self.budget_minutes:g} {self.clock} min per run, "
-                         f"{len(self.seeds)} seed(s), bars: mean, lines: sample std")
-        scores.legend(fontsize="small")
-        speed = [statistics.mean(v) if (v := [r.tokens_per_cpu_second for r in self.runs_of(c, h)
-                                               if r.tokens_per_cpu_second is not None]) else math.nan
-                 for c, h in self.configurations]
-        speeds.bar(range(len(names)), speed, color="tab:gray")
-        speeds.set_xticks(range(len(names)), names)
-        speeds.set_ylabel("training tokens per CPU second")
-        figure.savefig(path, dpi=110)
-
-
-# ---------------------------------------------------------------------------
 # Running a comparison
 
 
@@ -435,7 +243,7 @@ def configurations(recipe: Recipe, cells: Sequence[str] | None, heads: Sequence[
                    ) -> list[tuple[str, str]]:
     """Every (cell, head) pair to train, checked before anything trains: cells from the network's registry,
     heads from those the recipe's task can use. No cells: every registered one; no heads: the recipe's."""
-    family = family_of(recipe.task)
+    family = FAMILIES[recipe.task]
     cells = list(dict.fromkeys(cells)) if cells else list(CELLS)
     for cell in cells:
         if cell not in CELLS:
@@ -538,13 +346,11 @@ def _claim_compare_folder(out: Path, overwrite: bool, resume: bool, settings: di
 
 
 def _write_json(path: Path, content: dict) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(content, indent=1), encoding="utf-8")
-    os.replace(partial, path)
+    write_durably(path, json.dumps(content, indent=1))
 
 
 def _measure(run_dir: Path, recipe: Recipe, family, prepared, rows, speed: TrainingSpeed | None,
-             clock: str) -> RunFigures:
+             seconds_to_best: float | None) -> RunFigures:
     """The figures of the model a run saved: its own dev/test figures, its size, its speed (`speed`, None for a
     model trained before), the time to its best dev check and the long-end figures on `rows`."""
     model = load(run_dir / "model")
@@ -558,15 +364,40 @@ def _measure(run_dir: Path, recipe: Recipe, family, prepared, rows, speed: Train
         parameters=sum(p.numel() for p in model.net.parameters()),
         tokens_per_second=speed.tokens_per_second("wall") if speed is not None else None,
         tokens_per_cpu_second=speed.tokens_per_second("cpu") if speed is not None else None,
-        seconds_to_best=seconds_to_best(run_dir, clock), epochs=metrics.get("epochs", 0), dev=metrics["dev"],
+        seconds_to_best=seconds_to_best, epochs=metrics.get("epochs", 0), dev=metrics["dev"],
         test=metrics.get("test"), long=long_figures(model, family, rows), load=_load_average())
+
+
+def _plan(out_dir: Path, names: list[str], resume: bool, finished: dict) -> list[dict]:
+    """What to do with each run: "keep" (trained before, --resume), "resume" (continue from its checkpoint) or
+    "train". Decided once, by the first process, before anything trains."""
+    plan = []
+    for name in names:
+        run_dir = out_dir / name
+        if resume and trained_model(run_dir) and not _interrupted(run_dir):
+            action = "keep"
+        elif resume and (run_dir / "checkpoints" / "last.ckpt").is_file():
+            action = "resume"
+        else:
+            action = "train"
+        plan.append({"run": name, "action": action})
+    return plan
+
+
+def _read_plan(out_dir: Path) -> list[dict]:
+    """The plan the first process wrote (a relaunched process of a multi-process run follows it)."""
+    try:
+        return json.loads((out_dir / "compare.json").read_text(encoding="utf-8"))["plan"]
+    except (OSError, ValueError, KeyError) as err:
+        raise SeqtagError(f"{out_dir / 'compare.json'}: no plan from the first process ({err}).") from None
 
 
 def compare(recipe: Recipe, cells: Sequence[str] | None = None, heads: Sequence[str] | None = None,
             budget_minutes: float = 5.0, seeds: int = 1, out_dir: str | Path = "runs/compare",
-            overwrite: bool = False, resume: bool = False, clock: str = "wall") -> Comparison:
+            overwrite: bool = False, resume: bool = False, clock: str = "wall") -> Comparison | None:
     """Train `recipe` once per cell × head × seed, each for `budget_minutes` of training in its own run folder
-    under `out_dir`, then write compare.md, compare.png and compare.json there and return the comparison.
+    under `out_dir`, then write compare.md, compare.png and compare.json there and return the comparison
+    (None in the other processes of a multi-process run: the first one writes and reports).
 
     Every name is checked before anything trains. Seeds are the recipe's train.seed and the next `seeds - 1`.
     A folder holding an earlier comparison is refused unless `overwrite` (train every run again) or `resume`
@@ -581,7 +412,8 @@ def compare(recipe: Recipe, cells: Sequence[str] | None = None, heads: Sequence[
                           "(minutes of the training process's CPU time, fair on a machine other work shares).")
     if not isinstance(seeds, int) or seeds < 1:
         raise SeqtagError(f"--seeds is {seeds!r}; give how many seeds to train each configuration with, 1 or more.")
-    family = family_of(recipe.task)
+    objective = objective_of(recipe.task)
+    family = objective.family
     recipe = family.resolve(recipe)
     pairs = configurations(recipe, cells, heads)
     seed_list = [recipe.train.seed + i for i in range(seeds)]
@@ -589,47 +421,65 @@ def compare(recipe: Recipe, cells: Sequence[str] | None = None, heads: Sequence[
     base = replace(recipe, train=replace(recipe.train, max_time_minutes=budget_minutes if clock == "wall" else None))
     out_dir = Path(out_dir)
     settings = _settings(base, budget_minutes, clock)
-    lock, finished = _claim_compare_folder(out_dir, overwrite, resume, settings)
+    writer = this_process_writes()
+    names = [f"{cell}-{head}-seed{seed}" for cell, head in pairs for seed in seed_list]
+    lock, finished = _claim_compare_folder(out_dir, overwrite, resume, settings) if writer else (None, {})
     try:
-        # The data once, before any training: a missing file stops here, and the long-end figures of every run
-        # read the same rows.
-        prepared = family.prepare(base)
-        splits = family.evaluation_splits(prepared)
+        # The data once, before any training: a missing file stops here, every run trains on these very rows, and
+        # the long-end figures of every run read them.
+        prepared = objective.prepare(base)
+        splits = objective.evaluation_splits(prepared)
         long_split = "test" if "test" in splits else "dev"
-        record = {"seqtag_version": __version__, "settings": settings, "runs": finished}
-        notes = machine_notes()
-        _write_json(out_dir / "compare.json", record)
+        if writer:
+            plan = _plan(out_dir, names, resume, finished)
+            record = {"seqtag_version": __version__, "settings": settings, "plan": plan, "runs": finished}
+            notes = machine_notes()
+            _write_json(out_dir / "compare.json", record)
+        else:
+            plan = _read_plan(out_dir)
         runs: list[RunFigures] = []
-        plan = [(cell, head, seed) for cell, head in pairs for seed in seed_list]
-        for number, (cell, head, seed) in enumerate(plan, 1):
-            name = f"{cell}-{head}-seed{seed}"
+        configs = [(cell, head, seed) for cell, head in pairs for seed in seed_list]
+        for number, ((cell, head, seed), step) in enumerate(zip(configs, plan), 1):
+            name, action = step["run"], step["action"]
             run_dir = out_dir / name
             run_recipe = replace(base, model=replace(base.model, cell=cell, head=head),
                                  train=replace(base.train, seed=seed))
-            if resume and trained_model(run_dir) and not _interrupted(run_dir):
+            if not writer and action == "keep":
+                continue
+            if action == "keep":
                 log.info("compare %d/%d: %s was trained before; kept (--resume)", number, len(plan), name)
                 if name in finished:
                     runs.append(RunFigures(**finished[name]))
                     continue
-                figures = _measure(run_dir, run_recipe, family, prepared, splits[long_split], None, clock)
+                figures = _measure(run_dir, run_recipe, family, prepared, splits[long_split], None, None)
             else:
-                log.info("compare %d/%d: %s for %g %s min into %s", number, len(plan), name, budget_minutes, clock,
-                         run_dir)
-                start = MeasuredStart(family, CpuBudget(budget_minutes) if clock == "cpu" else None)
-                continues = resume and (run_dir / "checkpoints" / "last.ckpt").is_file()
-                result = train(run_recipe, run_dir, resume=continues, overwrite=not continues, start=start)
+                if writer:  # the other processes of a multi-process run follow the same plan silently
+                    log.info("compare %d/%d: %s for %g %s min into %s", number, len(plan), name, budget_minutes,
+                             clock, run_dir)
+                speed, budget = TrainingSpeed(), CpuBudget(budget_minutes) if clock == "cpu" else None
+                best_clock = BestDevClock(objective.monitor, objective.mode, budget)
+                measures = [speed, best_clock] + ([budget] if budget is not None else [])
+                continues = action == "resume"
+                result = train(run_recipe, run_dir, resume=continues, overwrite=not continues,
+                               init=Scratch(prepared), callbacks=measures)
                 if result.interrupted:  # Ctrl+C: the run saved its best weights; --resume goes on from there
                     raise KeyboardInterrupt
-                figures = _measure(run_dir, run_recipe, family, prepared, splits[long_split], start.speed, clock)
+                if not writer:
+                    continue
+                figures = _measure(run_dir, run_recipe, family, prepared, splits[long_split], speed,
+                                   best_clock.seconds)
             runs.append(figures)
             record["runs"][name] = dataclasses.asdict(figures)
             _write_json(out_dir / "compare.json", record)
+        if not writer:
+            return None
         comparison = Comparison(base, budget_minutes, clock, seed_list, pairs, runs, long_split, out_dir, notes)
-        (out_dir / "compare.md").write_text(comparison.markdown(), encoding="utf-8")
+        write_durably(out_dir / "compare.md", comparison.markdown())
         comparison.plot(out_dir / "compare.png")
         return comparison
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def _interrupted(run_dir: Path) -> bool:

@@ -19,12 +19,18 @@ from typing import Any
 
 import yaml
 
+# The parts' registries, complete: each part registers itself where its class is written (crf.py adds its head,
+# text_readers.py the text formats).
+from . import crf  # noqa: F401 - registers the CRF head in HEADS
+from .cells import CELLS, LSTM
+from .data import text_readers  # noqa: F401 - registers the text formats in FORMATS
+from .data.readers import CONLL, FORMATS, formats_of
+from .data.vocab import TOKENIZERS, WORD, tokenizers_of
+from .embedders import EMBEDDERS, WORD_EMBEDDER
 from .errors import SeqtagError
+from .heads import HEADS
+from .paths import RECIPES_DIR
 
-# An installed wheel carries the recipes inside the package (pyproject.toml maps seqtag.recipes onto recipes/);
-# a source checkout or an editable install has them beside the package. max() keeps the first folder that exists.
-RECIPES_DIR = max((Path(__file__).resolve().parent / "recipes", Path(__file__).resolve().parent.parent / "recipes"),
-                  key=Path.is_dir)
 
 
 def _one_of(section: str, name: str, value: Any, allowed: tuple) -> None:
@@ -38,12 +44,8 @@ def _positive(section: str, name: str, value: float, allow_zero: bool = False) -
         raise SeqtagError(f"{section}.{name} is {value!r}; it must be {bound}.")
 
 
-TAGGING_FORMATS = ("conll", "conllu", "hub")
-TEXT_FORMATS = ("csv", "tsv", "jsonl", "auto", "class_files", "class_folders", "hub")
-LM_FORMATS = ("text", "wikitext", "hub")
-FORMATS = {"tagging": TAGGING_FORMATS, "classification": TEXT_FORMATS, "lm": LM_FORMATS}
-TOKENIZERS = {"classification": ("word", "bpe", "wordpiece"), "lm": ("word", "char", "bpe")}
-TASKS = tuple(FORMATS)
+# The task families: those some data format is read for (each family registers a reader for its formats).
+TASKS = tuple(dict.fromkeys(family for fmt in FORMATS.values() for family in fmt.readers))
 SEED_MAX = 2**32 - 1  # numpy's seeds are unsigned 32-bit; Lightning seeds numpy, torch and random with train.seed
 
 
@@ -58,7 +60,7 @@ def used_by(*tasks: str, **field_args: Any) -> Any:
 
 @dataclass
 class DataConfig:
-    format: str = "conll"
+    format: str = CONLL
     """Reader. Tagging: "conll" (columns), "conllu" (Universal Dependencies) or "hub" (a dataset on the HF hub).
     Classification: "csv", "tsv", "jsonl", "auto" (csv/tsv/jsonl by file extension), "class_files" (one file per
     class, one text per line, the label is the file's extension: rt-polarity.pos -> "pos"), "class_folders" (a
@@ -95,7 +97,7 @@ class DataConfig:
     split_seed: int = used_by("classification", default=1)
     """Classification: seed of these splits; it and the split sizes are recorded in the saved model (a language
     model's dev cut is not random)."""
-    tokenizer: str = used_by("classification", "lm", default="word")
+    tokenizer: str = used_by("classification", "lm", default=WORD)
     """Classification: "word" (whole words), "bpe" or "wordpiece" (sub-words trained on the training text).
     Language models: "word" (closed vocabulary plus <unk>), "char" or "bpe" (byte-level, trained on the text)."""
     vocab_size: int = used_by("classification", "lm", default=30_000)
@@ -133,12 +135,10 @@ class DataConfig:
     """Language models: tokens per truncated-backpropagation window; the hidden state carries across windows."""
 
     def __post_init__(self) -> None:
-        _one_of("data", "format", self.format, tuple(dict.fromkeys(TAGGING_FORMATS + TEXT_FORMATS + LM_FORMATS)))
-        if self.format == "conll" and not str(self.label_column).lstrip("-").isdigit():
-            raise SeqtagError(f"data.label_column is {self.label_column!r}, but format 'conll' picks columns by "
-                              "0-based index (-1 is the last); give a number such as data.label_column=3. (Names "
-                              "are for format conllu, a field such as upos, and for csv/tsv headers.)")
-        _one_of("data", "tokenizer", self.tokenizer, ("word", "bpe", "wordpiece", "char"))
+        FORMATS.check(self.format)
+        TOKENIZERS.check(self.tokenizer)
+        if FORMATS[self.format].check is not None:  # settings this format cannot read with
+            FORMATS[self.format].check(self)
         _one_of("data", "normalization", self.normalization, ("none", "nfc", "nfkc"))
         _positive("data", "max_length", self.max_length, allow_zero=True)
         _positive("data", "vocab_size", self.vocab_size)
@@ -176,7 +176,7 @@ class ModelConfig:
     """Token embedders whose vectors are concatenated for each token: "word" (a word embedding), "char_cnn"
     (a CNN over the word's characters) and "char_lstm" (a BiLSTM over them); "word" comes first. Empty picks
     the task's own: [word, char_cnn] for tagging and classification, [word] for language models."""
-    cell: str = "lstm"
+    cell: str = LSTM
     """Recurrent cell of the encoder: "lstm", "gru" or "rnn" (PyTorch's fused kernels), "peephole" (an LSTM whose
     forget and input gates also read the previous cell state and whose output gate reads the new one, through
     diagonal peephole weights) or "coupled" (an LSTM whose forget gate f also decides writing: C_t = f·C_{t-1} +
@@ -225,12 +225,12 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in self.embedders:
-            _one_of("model", "embedders", name, ("word", "char_cnn", "char_lstm"))
-        if self.embedders and (self.embedders[0] != "word" or len(set(self.embedders)) != len(self.embedders)):
-            raise SeqtagError(f"model.embedders is {self.embedders!r}; it must start with 'word' and name each "
-                              "embedder once, e.g. [word, char_cnn].")
-        _one_of("model", "cell", self.cell, ("lstm", "gru", "rnn", "peephole", "coupled"))
-        _one_of("model", "head", self.head, ("", "softmax", "pooled", "next_token", "crf"))
+            EMBEDDERS.check(name)
+        if self.embedders and (self.embedders[0] != WORD_EMBEDDER or len(set(self.embedders)) != len(self.embedders)):
+            raise SeqtagError(f"model.embedders is {self.embedders!r}; it must start with {WORD_EMBEDDER!r} and name "
+                              f"each embedder once, e.g. [{', '.join(list(EMBEDDERS)[:2])}].")
+        CELLS.check(self.cell)
+        HEADS.check(self.head, ["", *HEADS])  # empty: the task's own head
         _one_of("model", "pooling", self.pooling, ("max", "mean", "last", "attention"))
         _one_of("model", "lm_directions", self.lm_directions, ("forward", "both"))
         _one_of("model", "pretrained_format", self.pretrained_format, ("auto", "text", "word2vec_binary"))
@@ -362,18 +362,15 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        _one_of("recipe", "task", self.task, tuple(FORMATS))
-        formats = FORMATS[self.task]
+        _one_of("recipe", "task", self.task, TASKS)
+        formats = formats_of(self.task)
         if self.data.format not in formats:
             raise SeqtagError(f"data.format is {self.data.format!r}, which task {self.task!r} cannot read; expected "
                               f"one of {', '.join(map(repr, formats))}.")
-        tokenizers = TOKENIZERS.get(self.task)
+        tokenizers = tokenizers_of(self.task)
         if tokenizers and self.data.tokenizer not in tokenizers:
             raise SeqtagError(f"data.tokenizer is {self.data.tokenizer!r}, which task {self.task!r} does not use; "
                               f"expected one of {', '.join(map(repr, tokenizers))}.")
-        if self.data.format == "wikitext" and self.data.tokenizer != "word":
-            raise SeqtagError("data.format 'wikitext' holds whitespace-separated words; it needs data.tokenizer "
-                              "'word' (use format 'text' for characters or BPE).")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -555,7 +552,7 @@ def parse_override(assignment: str) -> tuple[str, Any]:
 
 def _resolve(value: str, base: Path, format: str | None) -> str:
     """An absolute path; for "class_files" and "text", each of the comma-separated files."""
-    parts = value.split(",") if format in ("class_files", "text") else [value]
+    parts = value.split(",") if FORMATS[format].sources == "files" else [value]
     return ",".join(str((base / part.strip()).resolve()) for part in parts)
 
 
@@ -592,7 +589,7 @@ def load_recipe(name_or_path: str, overrides: list[str] = (), **paths: str | Non
     recipe = recipe_from_dict(raw, where=str(path) if not overrides else f"{path} with --set")
     for split, folder in base.items():
         value = getattr(recipe.data, split)
-        if value is not None and recipe.data.format != "hub":
+        if value is not None and FORMATS[recipe.data.format].sources != "split":
             setattr(recipe.data, split, _resolve(value, folder, recipe.data.format))
     return recipe
 
@@ -642,7 +639,7 @@ def finetune_recipe(parent: dict, overrides: list[str] = (), **paths: str | None
     recipe = recipe_from_dict(raw, where="the parent's recipe with --set", saved=True)
     for split in PATH_KEYS:
         value = getattr(recipe.data, split)
-        if value is not None and recipe.data.format != "hub":
+        if value is not None and FORMATS[recipe.data.format].sources != "split":
             setattr(recipe.data, split, _resolve(value, Path.cwd(), recipe.data.format))
     finetune = _section("finetune", FinetuneConfig, settings, task, "--set")
     if "train.lr" not in changed:

@@ -5,7 +5,7 @@ label-to-label step, for starting a sentence with a label and for ending one wit
 scores the sum of its emissions and steps; its probability is exp(score) over the sum of exp(score) over
 every labelling of that sentence (the partition function, by the forward algorithm in log space).
 
-What each method gives (the interface of every head, see `networks.HEADS`):
+What each method gives (the interface of every head, see `heads.py`):
 
 * `loss`: the negative log-likelihood of the gold labellings, summed over the sentences and divided by their
   real tokens, so it is in nats per token like the softmax head's cross-entropy (the training loop and the dev
@@ -22,6 +22,11 @@ not hold them, so the tagging family sets them when training starts and when a m
 the marginals give them the finite score FORBIDDEN: its exp is exactly 0 in float32 (probability 0), while
 every log-sum stays finite, so no gradient turns NaN. Viterbi gives them −inf, so a decoded path never holds
 one, whatever the other scores.
+
+Mixed precision: the emissions may be computed under autocast (bfloat16/float16), but everything after them —
+the forward algorithm, the gold path's score, Viterbi and forward–backward — runs in float32 with autocast off
+(`float32_region`), on float32 emissions and transitions: a bfloat16 matrix product in the forward algorithm
+moves the marginals by ~1e-2. With float32 inputs and no autocast the ops are exactly those of full precision.
 """
 from __future__ import annotations
 
@@ -30,8 +35,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from .config import ModelConfig
 from .data.schemes import _violation  # the scheme's own rule for one label after another (None: allowed)
+from .heads import HEADS, float32_region
 
 FORBIDDEN = -10_000.0  # the forward algorithm's score of a forbidden step: probability 0, still finite
 
@@ -67,11 +72,14 @@ def _log_sum_over_steps(scores: torch.Tensor, weights: torch.Tensor) -> torch.Te
     return total.clamp_min(torch.finfo(total.dtype).tiny).log() + top
 
 
+@HEADS.register("crf")
 class CRFHead(nn.Module):
     """Emissions per token plus learned start, step and end scores; NLL loss, Viterbi decoding and
     forward–backward marginals, all batched over sentences and masked (padding adds nothing)."""
 
-    def __init__(self, input_size: int, model: ModelConfig, sizes: Mapping[str, int], tied=None):
+    tasks = ("tagging",)
+
+    def __init__(self, input_size: int, model, sizes: Mapping[str, int], tied=None):
         super().__init__()
         size = sizes["labels"]
         self.num_labels = size
@@ -94,10 +102,10 @@ class CRFHead(nn.Module):
         self.allowed_start, self.allowed_steps, self.allowed_end = start.to(device), steps.to(device), end.to(device)
 
     def _transitions(self, forbidden: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Start (L,), step (L, L) and end (L,) scores with `forbidden` in place of the forbidden ones."""
-        return (self.start_scores.masked_fill(~self.allowed_start, forbidden),
-                self.transition_scores.masked_fill(~self.allowed_steps, forbidden),
-                self.end_scores.masked_fill(~self.allowed_end, forbidden))
+        """Start (L,), step (L, L) and end (L,) float32 scores with `forbidden` in place of the forbidden ones."""
+        return (self.start_scores.float().masked_fill(~self.allowed_start, forbidden),
+                self.transition_scores.float().masked_fill(~self.allowed_steps, forbidden),
+                self.end_scores.float().masked_fill(~self.allowed_end, forbidden))
 
     def scores(self, states: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.linear(self.dropout(states))                   # (B, T, L) emissions
@@ -105,18 +113,20 @@ class CRFHead(nn.Module):
     # -- training -------------------------------------------------------------
 
     def loss(self, scores: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood per real token of the sentences whose gold labels the head has all of."""
-        emissions = scores.float()                                 # (B, T, L)
-        known = (gold >= 0) & (gold < self.num_labels)             # (B, T)
-        kept = (known | ~mask).all(dim=1) & mask[:, 0]             # (B,): every real label known, not empty
-        if not kept.any():
-            return scores.sum() * 0.0
-        emissions, mask, gold = emissions[kept], mask[kept], gold[kept]
-        gold = gold.masked_fill(~mask, 0)                          # padding: any valid id, masked out below
-        start, steps, end = self._transitions(FORBIDDEN)
-        log_partition = self._forward(emissions, mask, start, steps, end)[1]             # (B,)
-        gold_score = self._path_score(emissions, mask, gold, start, steps, end)           # (B,)
-        return (log_partition - gold_score).sum() / mask.sum()
+        """Negative log-likelihood per real token of the sentences whose gold labels the head has all of.
+        In float32 with autocast off, whatever the dtype of `scores`."""
+        with float32_region(scores):
+            emissions = scores.float()                             # (B, T, L)
+            known = (gold >= 0) & (gold < self.num_labels)         # (B, T)
+            kept = (known | ~mask).all(dim=1) & mask[:, 0]         # (B,): every real label known, not empty
+            if not kept.any():
+                return emissions.sum() * 0.0
+            emissions, mask, gold = emissions[kept], mask[kept], gold[kept]
+            gold = gold.masked_fill(~mask, 0)                      # padding: any valid id, masked out below
+            start, steps, end = self._transitions(FORBIDDEN)
+            log_partition = self._forward(emissions, mask, start, steps, end)[1]         # (B,)
+            gold_score = self._path_score(emissions, mask, gold, start, steps, end)       # (B,)
+            return (log_partition - gold_score).sum() / mask.sum()
 
     @staticmethod
     def _path_score(emissions: torch.Tensor, mask: torch.Tensor, path: torch.Tensor, start: torch.Tensor,
@@ -164,15 +174,22 @@ class CRFHead(nn.Module):
         return self.viterbi(emissions, mask), self.marginals(emissions, mask)
 
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """P(label at token t | sentence) by forward–backward (B, T, L); 0 on padding."""
-        start, steps, end = self._transitions(FORBIDDEN)
-        alphas, log_partition = self._forward(emissions, mask, start, steps, end)
-        betas = self._backward(emissions, mask, steps, end)
-        log_marginals = torch.stack(alphas, 1) + torch.stack(betas, 1) - log_partition[:, None, None]  # (B, T, L)
-        return log_marginals.exp() * mask[..., None]
+        """P(label at token t | sentence) by forward–backward (B, T, L); 0 on padding. Float32, autocast off."""
+        with float32_region(emissions):
+            emissions = emissions.float()
+            start, steps, end = self._transitions(FORBIDDEN)
+            alphas, log_partition = self._forward(emissions, mask, start, steps, end)
+            betas = self._backward(emissions, mask, steps, end)
+            log_marginals = torch.stack(alphas, 1) + torch.stack(betas, 1) - log_partition[:, None, None]  # (B, T, L)
+            return log_marginals.exp() * mask[..., None]
 
     def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The best-scoring labelling with no forbidden step (B, T); 0 on padding and for empty sentences."""
+        """The best-scoring labelling with no forbidden step (B, T); 0 on padding and for empty sentences.
+        Float32, autocast off."""
+        with float32_region(emissions):
+            return self._viterbi(emissions.float(), mask)
+
+    def _viterbi(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         start, steps, end = self._transitions(float("-inf"))
         into = steps.T.contiguous()              # [label, previous label]: the max runs over contiguous memory
         best = start + emissions[:, 0]                                                    # (B, L)

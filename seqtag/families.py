@@ -1,47 +1,54 @@
-"""Task families, each declared once: how its data is read and featurized, which network it builds, its
-training step and dev figures, the files it saves, its predictor and how its figures are printed.
+"""Task families, each declared once: what its models are (defaults, heads, the network it builds, the files
+a model directory holds) and how a saved one is loaded, predicts and prints its figures.
 
-`train`, saving, `seqtag.load`, evaluation and the CLI read these declarations; none of them branches on
-the task name. Adding a family is one class here plus one line in `FAMILIES`.
+`seqtag.load`, `seqtag predict`/`evaluate` and the training side (`objectives.py`, which adds each family's data
+preparation, loss and dev figures) read these declarations; none of them branches on the task name. Adding a
+family is one class here plus one registration line, and its training side in `objectives.py`.
 
-Nothing here imports Lightning: the training loop (`tasks.py`) calls these plain functions, and
-`seqtag.load` only needs the predictor side. Data preparation imports its readers when it runs.
+Nothing here imports Lightning, the training modules or `datasets`: this is the prediction layer.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
-import torch
+from .artifact import COMMON_KEYS, DAMAGED, check_weights
+from .config import ADDED_KEYS, SECTIONS, ModelConfig, Recipe, recipe_from_dict
+from .data.featurizer import Featurizer, LabelCodec, reads_characters
+from .data.schemes import SCHEMES
+from .embedders import EMBEDDERS, WORD_EMBEDDER
+from .errors import ModelFileError, SeqtagError
+from .heads import HEADS
+from .language_model import LanguageModel
+from .networks import Network
+from .predict import SequenceTagger, TextClassifier
+from .registry import Registry
 
-from .config import FORMATS, TOKENIZERS, ModelConfig, Recipe
-from .data.featurizer import Featurizer, LabelCodec
-from .errors import SeqtagError
-from .language_model import LanguageModel, window_nats
-from .metrics import confusion_scores, perplexity, span_scores
-from .networks import Network, State
-from .predict import Predictor, SequenceTagger, TextClassifier
-
-DEV_SCORE = "dev_score"            # accuracy or span F1 (tagging), accuracy or macro-F1 (classification)
-DEV_PERPLEXITY = "dev_perplexity"  # language models; lower is better
+FAMILIES = Registry("task", "task family")  # name → the family's declaration (an instance; see the end)
 
 
 class Family:
     """The declaration every family fills in. Class attributes say what the family is; the methods are the
-    steps that differ between families."""
+    prediction-side steps that differ between families."""
 
     name: str
-    formats: tuple[str, ...]           # data.format values its readers take (config.FORMATS)
-    tokenizers: tuple[str, ...] = ()   # data.tokenizer values (config.TOKENIZERS; empty: the files' words)
-    embedders: tuple[str, ...]         # the default token embedders
-    heads: tuple[str, ...]             # heads it can use, the default first
     causal = False                     # a left-to-right network that carries its state (language models)
-    monitor, mode = DEV_SCORE, "max"   # the dev figure that early stopping and model selection watch
     files: tuple[str, ...]             # what its model directory holds besides config/weights/metrics
+    entries: dict[str, tuple | None] = {}  # config.json keys its models add, with the values each may take
 
-    # -- the recipe -----------------------------------------------------------
+    # -- the recipe and the network --------------------------------------------------------------------
+
+    @property
+    def embedders(self) -> tuple[str, ...]:
+        """The token embedders its networks have unless the recipe names others (each embedder says)."""
+        return tuple(name for name, embedder in EMBEDDERS.items() if self.name in embedder.default_for)
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """The heads it can use, the default first (each head says which families may use it)."""
+        return tuple(name for name, head in HEADS.items() if self.name in head.tasks)
 
     def resolve(self, recipe: Recipe) -> Recipe:
         """The recipe with this family's defaults filled in (so config.json records what was built) and its
@@ -54,58 +61,28 @@ class Family:
         embedders = list(model.embedders) or list(self.embedders)
         return replace(recipe, model=replace(model, head=head, embedders=embedders))
 
-    # -- data and network -----------------------------------------------------
-
-    def prepare(self, recipe: Recipe, cache_dir: str | None = None, growth=None):
-        """Read, check and featurize every split (a `seqtag.data.splits.Prepared`); a fine-tuning run's `growth`
-        (`seqtag.data.growth.Growth`) starts from the parent's vocabularies and labels."""
-        raise NotImplementedError
-
     def build_network(self, model: ModelConfig, sizes: dict[str, int]) -> Network:
         return Network(model, sizes, model.embedders, model.head, causal=self.causal)
 
-    def start_network(self, net: Network, recipe: Recipe, prepared) -> None:
-        """Set what training starts from beyond random weights: pretrained word vectors."""
-        if prepared.pretrained:
-            count = net.word_embedder().set_rows(prepared.pretrained, recipe.model.freeze_embeddings)
-            prepared.record["pretrained_rows"] = count
-
-    # -- training ---------------------------------------------------------------
-
-    def train_loss(self, net: Network, batch, state: State | None) -> tuple[torch.Tensor, State | None, int]:
-        """The loss of one training batch, the state to carry to the next batch, and the batch's size."""
-        scores, _ = net(batch.features, batch.lengths, batch.mask)
-        return net.head.loss(scores, batch.labels, batch.mask), None, int(batch.mask.sum())
-
-    def dev_counts(self, net: Network, batch, state: State | None, labels: LabelCodec | None
-                   ) -> tuple[torch.Tensor, State | None]:
-        """Summable counts for one dev batch (summed over batches and ranks), and the state to carry."""
-        raise NotImplementedError
-
-    def dev_figures(self, counts: torch.Tensor, labels: LabelCodec | None, recipe: Recipe) -> dict[str, float]:
-        """The dev figures from the summed counts; holds `self.monitor`."""
-        raise NotImplementedError
-
-    # -- saving and loading -----------------------------------------------------
-
-    def save_parts(self, prepared) -> tuple[dict, list[str] | None, dict]:
-        """(tokenizer files, label list, config.json entries) to save beside the weights."""
-        featurizer: Featurizer = prepared.featurizer
-        tokenizers = {"word_tokenizer.json": featurizer.words, "char_tokenizer.json": featurizer.chars}
-        return tokenizers, featurizer.labels.labels, {}
+    # -- loading --------------------------------------------------------------------------------------
 
     def required_files(self, config: dict) -> tuple[str, ...]:
         model = config.get("recipe", {}).get("model", {})
-        reads_chars = any(name.startswith("char_") for name in model.get("embedders", ()))
+        embedders = [name for name in model.get("embedders", ()) if isinstance(name, str)]
+        try:
+            reads_chars = reads_characters(embedders)
+        except KeyError:  # an unknown embedder: the recipe check names it
+            reads_chars = True
         return tuple(name for name in self.files if name != "char_tokenizer.json" or reads_chars)
-
-    def predictor(self, net: Network, prepared, recipe: Recipe, device="cpu") -> Predictor:
-        """The predictor for a network just trained (final evaluation uses it, as `seqtag.load` would)."""
-        raise NotImplementedError
 
     def load(self, parts: dict, path: Path, device="cpu"):
         """A predictor from a model directory's parts (see `artifact.read_model`)."""
         raise NotImplementedError
+
+    def network(self, parts: dict, path: Path) -> tuple[Network, Recipe]:
+        return _network(parts, path, self, self.entries)
+
+    # -- prediction and figures ---------------------------------------------------------------------
 
     def check_prediction_options(self, model_dir, pretokenized: bool, output: str) -> None:
         """Refuse `seqtag predict` options this family's models cannot honour, before any input is read."""
@@ -116,9 +93,6 @@ class Family:
                          batch_size: int) -> Iterator[str]:
         """What `seqtag predict` prints for a chunk of input lines."""
         raise NotImplementedError
-
-    def evaluation_splits(self, prepared) -> dict:
-        return {split: prepared.rows[split] for split in ("dev", "test") if split in prepared.rows}
 
     def figures_line(self, metrics: dict) -> str:
         """One line of the figures `evaluate` computed."""
@@ -132,24 +106,17 @@ def _network(parts: dict, path: Path, family: Family, entries: dict[str, tuple] 
     (None: any). Whatever does not fit (a key missing or of another family, a recipe setting missing, unknown
     or out of range, a part the family cannot use, weights of another shape) is a ModelFileError naming the
     file; `artifact.read_model` has checked the rest."""
-    from dataclasses import fields
-
-    from .artifact import COMMON_KEYS, check_weights
-    from .artifact import DAMAGED as damaged
-    from .config import ADDED_KEYS, SECTIONS, recipe_from_dict
-    from .errors import ModelFileError
-
     config, where, entries = parts["config"], path / "config.json", entries or {}
     foreign = sorted(set(config) - COMMON_KEYS - set(entries))
     if foreign:
         raise ModelFileError(where, f"{foreign[0]!r} is not a key of a {family.name!r} model (task), but of another "
-                                    f"family's; the task was edited. A model cannot change its task. {damaged}")
+                                    f"family's; the task was edited. A model cannot change its task. {DAMAGED}")
     for key, allowed in entries.items():
         if key not in config:
-            raise ModelFileError(where, f"the key {key!r} is missing. {damaged}")
+            raise ModelFileError(where, f"the key {key!r} is missing. {DAMAGED}")
         if allowed is not None and config[key] not in allowed:
             raise ModelFileError(where, f"{key} is {config[key]!r}; expected one of {', '.join(map(repr, allowed))}. "
-                                        f"{damaged}")
+                                        f"{DAMAGED}")
     # A saved recipe holds every setting; the data and model ones rebuild the network and its preprocessing, so
     # a default standing in for a missing one could give other results than the model was trained to give.
     for section in ("data", "model"):
@@ -161,11 +128,11 @@ def _network(parts: dict, path: Path, family: Family, entries: dict[str, tuple] 
         missing = [f.name for f in fields(SECTIONS[section]) if not isinstance(settings, dict) or f.name not in settings]
         if missing:
             raise ModelFileError(where, f"the saved recipe lacks {', '.join(f'{section}.{key}' for key in missing)}, "
-                                        f"so the model cannot be rebuilt as it was trained. {damaged}")
+                                        f"so the model cannot be rebuilt as it was trained. {DAMAGED}")
     try:
         recipe = family.resolve(recipe_from_dict(config["recipe"], where="the saved recipe", saved=True))
     except SeqtagError as err:
-        raise ModelFileError(where, f"{err} {damaged}") from None
+        raise ModelFileError(where, f"{err} {DAMAGED}") from None
     net = family.build_network(recipe.model, config["sizes"])
     check_weights(path / "model.safetensors", net.state_dict(), parts["state_dict"], f"a {family.name!r} network")
     net.load_state_dict(parts["state_dict"])
@@ -176,72 +143,23 @@ class Tagging(Family):
     """A label per token: POS tags, entities, chunks. Dev figure: accuracy, or span F1 for span schemes."""
 
     name = "tagging"
-    formats = FORMATS["tagging"]
-    embedders = ("word", "char_cnn")
-    heads = ("softmax", "crf")
     files = ("word_tokenizer.json", "char_tokenizer.json", "labels.json")
-
-    def prepare(self, recipe: Recipe, cache_dir: str | None = None, growth=None):
-        from .data.corpus import prepare_tagging
-
-        return prepare_tagging(recipe, cache_dir, growth)
+    entries = {"file_scheme": SCHEMES, "train_scheme": SCHEMES}
 
     @staticmethod
-    def _constrain(net: Network, codec: LabelCodec) -> None:
+    def constrain(net: Network, codec: LabelCodec) -> None:
         """Tell a head that rules out transitions (the CRF) which ones the training scheme forbids. They come
         from the label names, not the weights, so this runs when training starts and when a model is loaded."""
         constrain = getattr(net.head, "constrain", None)
         if constrain is not None:
             constrain(codec.labels, codec.train_scheme)
 
-    def start_network(self, net, recipe, prepared):
-        super().start_network(net, recipe, prepared)
-        self._constrain(net, prepared.featurizer.labels)
-
-    def dev_counts(self, net, batch, state, labels):
-        scores, _ = net(batch.features, batch.lengths, batch.mask)
-        predicted, _ = net.head.decode(scores, batch.mask)
-        tokens = batch.mask.sum()
-        loss = net.head.loss(scores, batch.labels, batch.mask).detach() * tokens
-        if not labels.is_span:
-            correct = ((predicted == batch.labels) & batch.mask).sum()
-            return torch.stack([correct.float(), tokens.float(), loss, tokens.float()]).cpu(), None
-        gold_seqs, predicted_seqs = [], []
-        for gold_row, pred_row, n in zip(batch.labels.tolist(), predicted.tolist(), batch.lengths.tolist()):
-            gold_seqs.append([labels.name(i) for i in gold_row[:n]])
-            predicted_seqs.append([labels.labels[i] for i in pred_row[:n]])
-        scores = span_scores(gold_seqs, predicted_seqs)
-        return torch.tensor([scores["correct_spans"], scores["gold_spans"], scores["predicted_spans"],
-                             float(loss), float(tokens)]), None
-
-    def dev_figures(self, counts, labels, recipe):
-        *counts, loss, tokens = counts.tolist()
-        if not labels.is_span:
-            correct, total = counts
-            score = 100.0 * correct / total if total else 0.0
-        else:
-            correct, gold, predicted = counts
-            precision = correct / predicted if predicted else 0.0
-            recall = correct / gold if gold else 0.0
-            score = 100.0 * 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return {DEV_SCORE: score, "dev_loss": loss / tokens if tokens else 0.0}
-
-    def save_parts(self, prepared):
-        tokenizers, labels, extra = super().save_parts(prepared)
-        codec = prepared.featurizer.labels
-        return tokenizers, labels, {"file_scheme": codec.file_scheme, "train_scheme": codec.train_scheme}
-
-    def predictor(self, net, prepared, recipe, device="cpu"):
-        return SequenceTagger(net, prepared.featurizer, recipe.data, device=device)
-
     def load(self, parts, path, device="cpu"):
-        from .data.schemes import SCHEMES
-
-        net, recipe = _network(parts, path, self, {"file_scheme": SCHEMES, "train_scheme": SCHEMES})
+        net, recipe = self.network(parts, path)
         config = parts["config"]
         codec = LabelCodec(parts["labels"], config["file_scheme"], config["train_scheme"])
         featurizer = Featurizer(parts["words"], parts["chars"], codec, recipe.data.max_word_length)
-        self._constrain(net, codec)
+        self.constrain(net, codec)
         return SequenceTagger(net, featurizer, recipe.data, parts["metrics"], path, device)
 
     def prediction_lines(self, model, lines, pretokenized, output, top_k, batch_size):
@@ -263,54 +181,11 @@ class Classification(Family):
     """A label per text: sentiment, topics. Dev figure: accuracy or macro-F1 (train.dev_metric)."""
 
     name = "classification"
-    formats = FORMATS["classification"]
-    tokenizers = TOKENIZERS["classification"]
-    embedders = ("word", "char_cnn")
-    heads = ("pooled",)
     files = ("word_tokenizer.json", "char_tokenizer.json", "labels.json")
-
-    def prepare(self, recipe: Recipe, cache_dir: str | None = None, growth=None):
-        from .data.classification import prepare_classification
-
-        return prepare_classification(recipe, cache_dir, growth)
-
-    def start_network(self, net, recipe, prepared):
-        super().start_network(net, recipe, prepared)
-        if recipe.train.class_weights == "balanced":
-            # n / (k · count) per class, so every class weighs as much in the loss as the others.
-            ids = torch.as_tensor(prepared.encoded["train"]["label_id"], dtype=torch.long)
-            size = prepared.sizes["labels"]
-            counts = torch.bincount(ids, minlength=size).float()
-            net.head.class_weights = len(ids) / (size * counts.clamp(min=1))
-            prepared.record["class_weights"] = dict(zip(prepared.featurizer.labels.labels,
-                                                        net.head.class_weights.tolist()))
-
-    def dev_counts(self, net, batch, state, labels):
-        scores, _ = net(batch.features, batch.lengths, batch.mask)
-        predicted, _ = net.head.decode(scores, batch.mask)
-        size = len(labels)
-        # A gold class never seen in training goes to an extra last row: always an error.
-        cells = batch.labels.clamp(max=size) * size + predicted                           # (B,)
-        return torch.bincount(cells, minlength=(size + 1) * size).view(size + 1, size).cpu(), None
-
-    def dev_figures(self, counts, labels, recipe):
-        size = len(labels)
-        scores = confusion_scores(counts[:size].tolist(), labels.labels)
-        unseen = int(counts[size].sum())
-        accuracy = 100.0 * sum(int(counts[i, i]) for i in range(size)) / max(1, int(counts.sum()))
-        figure = scores["macro_f1"] if recipe.train.dev_metric == "macro_f1" else accuracy
-        return {DEV_SCORE: figure, "dev_unseen": float(unseen)}
-
-    def save_parts(self, prepared):
-        tokenizers, labels, _ = super().save_parts(prepared)
-        return tokenizers, labels, {"split": prepared.record.get("split"),
-                                    "truncated": prepared.record.get("truncated")}
-
-    def predictor(self, net, prepared, recipe, device="cpu"):
-        return TextClassifier(net, prepared.featurizer, recipe.data, device=device)
+    entries = {"split": None, "truncated": None}
 
     def load(self, parts, path, device="cpu"):
-        net, recipe = _network(parts, path, self, {"split": None, "truncated": None})
+        net, recipe = self.network(parts, path)
         data = recipe.data
         featurizer = Featurizer(parts["words"], parts["chars"], LabelCodec(parts["labels"]), data.max_word_length,
                                 raw_text=True, max_length=data.max_length)
@@ -335,71 +210,23 @@ class LanguageModelling(Family):
     perplexity of the forward model over every dev token."""
 
     name = "lm"
-    formats = FORMATS["lm"]
-    tokenizers = TOKENIZERS["lm"]
-    embedders = ("word",)
-    heads = ("next_token",)
     causal = True
-    monitor, mode = DEV_PERPLEXITY, "min"
     files = ("tokenizer.json",)
+    entries = {"split": None}
 
     def resolve(self, recipe: Recipe) -> Recipe:
         recipe = super().resolve(recipe)
-        if recipe.model.embedders != ["word"]:
+        if recipe.model.embedders != [WORD_EMBEDDER]:
             raise SeqtagError(f"model.embedders is {recipe.model.embedders!r}; a language model reads token ids "
-                              "only: use [word].")
+                              f"only: use [{WORD_EMBEDDER}].")
         return recipe
-
-    def prepare(self, recipe: Recipe, cache_dir: str | None = None, growth=None):
-        from .data.lm import prepare_lm
-
-        return prepare_lm(recipe, cache_dir, growth)
-
-    @staticmethod
-    def _directions(net: Network) -> list[bool]:
-        return [False, True] if net.backward_encoder is not None else [False]
-
-    def _windows(self, net, batch, state) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list]:
-        """(nats, tokens) per direction for one BPTT window, and the states to carry (one per direction)."""
-        state = state or [None] * len(self._directions(net))
-        sums, carried = [], []
-        for backward, direction_state in zip(self._directions(net), state):
-            nats, count, direction_state = window_nats(net, batch, direction_state, backward)
-            sums.append((nats, count))
-            carried.append(direction_state)
-        return sums, carried
-
-    def train_loss(self, net, batch, state):
-        sums, state = self._windows(net, batch, state)
-        loss = torch.stack([nats / count.clamp(min=1) for nats, count in sums]).mean()
-        return loss, state, int(sums[0][1])
-
-    def dev_counts(self, net, batch, state, labels):
-        sums, state = self._windows(net, batch, state)
-        return torch.stack([torch.stack([nats.detach(), count.to(nats.dtype)]) for nats, count in sums]).cpu(), state
-
-    def dev_figures(self, counts, labels, recipe):
-        losses = (counts[:, 0] / counts[:, 1].clamp(min=1)).tolist()    # (directions, 2): nats, tokens
-        figures = {"dev_loss": losses[0], DEV_PERPLEXITY: perplexity(losses[0])}
-        if len(losses) > 1:
-            figures["dev_backward_perplexity"] = perplexity(losses[1])
-        return figures
-
-    def save_parts(self, prepared):
-        return {"tokenizer.json": prepared.tokenizer}, None, {"split": prepared.record.get("split")}
 
     def required_files(self, config):
         return self.files
 
-    def predictor(self, net, prepared, recipe, device="cpu"):
-        return LanguageModel(net, prepared.tokenizer, recipe.data, device=device)
-
     def load(self, parts, path, device="cpu"):
-        net, recipe = _network(parts, path, self, {"split": None})
+        net, recipe = self.network(parts, path)
         return LanguageModel(net, parts["tokenizer"], recipe.data, parts["metrics"], path, device)
-
-    def evaluation_splits(self, prepared):
-        return {split: prepared.encoded[split] for split in ("dev", "test") if split in prepared.encoded}
 
     def check_prediction_options(self, model_dir, pretokenized, output):
         raise SeqtagError(f"{model_dir} is a language model; use `seqtag generate` (or `seqtag evaluate` for "
@@ -411,14 +238,14 @@ class LanguageModelling(Family):
                 f"({metrics['tokens']} tokens)")
 
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (Tagging(), Classification(), LanguageModelling())}
+for _family in (Tagging(), Classification(), LanguageModelling()):
+    FAMILIES.register(_family.name, _family)
 
 
-def family_of(config: dict, path: Path | None = None) -> Family:
+def family_of(config: dict | str, path: Path | None = None) -> Family:
     """The family a recipe's task or a saved config.json names."""
     task = config.get("task") if isinstance(config, dict) else config
     if task not in FAMILIES:
         where = f"{path / 'config.json'}: " if path is not None else ""
         raise SeqtagError(f"{where}task is {task!r}; expected one of {', '.join(map(repr, FAMILIES))}.")
     return FAMILIES[task]
-

@@ -15,10 +15,9 @@ from tokenizers import Tokenizer
 
 from .config import SEED_MAX, DataConfig
 from .data.streams import EOS_ID, TokenStream, decode, token_level, window_loader
-from .data.vocab import PAD_ID, UNK_ID
+from .data.vocab import BPE_PIECES, CHAR, PAD_ID, UNK_ID, WORD
 from .errors import InputError, SeqtagError
 from .metrics import language_model_scores, perplexity
-from .predict import Finetunable
 from .networks import Network, State, detach_state
 
 SCORE_CHUNK = 1024  # tokens per forward pass when scoring, so long texts run in bounded memory
@@ -72,7 +71,7 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
 
 
-class LanguageModel(Finetunable):
+class LanguageModel:
     """A trained language model with its tokenizer."""
 
     task = "lm"  # its family in seqtag.families
@@ -91,7 +90,7 @@ class LanguageModel(Finetunable):
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` as training saw them; for words, each "\\n" is <eos>."""
-        if self.level != "word":
+        if self.level != WORD:
             return self.tokenizer.encode(text, add_special_tokens=False).ids
         ids: list[int] = []
         for number, line in enumerate(text.split("\n")):
@@ -102,7 +101,7 @@ class LanguageModel(Finetunable):
 
     def _start(self) -> list[int]:
         """The context a text begins in: a line break (word <eos>, or the newline token when known)."""
-        if self.level == "word":
+        if self.level == WORD:
             return [EOS_ID]
         newline = self.tokenizer.encode("\n", add_special_tokens=False).ids
         return newline if len(newline) == 1 and newline[0] != UNK_ID else []
@@ -132,7 +131,8 @@ class LanguageModel(Finetunable):
                 batch = {key: value.to(self.device) for key, value in batch.items()}
                 nats, n, state = window_nats(self.net, batch, state)
                 total, count = total + float(nats), count + int(n)
-        return language_model_scores(total, count, self.level, len(stream), stream.chars)
+        return language_model_scores(total, count, len(stream), stream.chars, tokens_are_characters=self.level == CHAR,
+                                     tokens_cover_text=self.level == BPE_PIECES)
 
     def score(self, text: str) -> dict:
         """Log-probability (natural log) of `text` following a line break, its perplexity and token count."""
@@ -182,8 +182,8 @@ class LanguageModel(Finetunable):
                 new.append(token)
                 logits, state = self._run([token], state)
                 scores = logits[-1]
-        if self.level == "bpe":
+        if self.level == BPE_PIECES:
             return decode(self.tokenizer, ids + new)  # byte-level BPE decodes the prompt back exactly
         continuation = decode(self.tokenizer, new)
-        space = " " if self.level == "word" and prompt and not prompt[-1].isspace() and continuation[:1] != "\n" else ""
+        space = " " if self.level == WORD and prompt and not prompt[-1].isspace() and continuation[:1] != "\n" else ""
         return prompt + space + continuation

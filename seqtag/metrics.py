@@ -128,13 +128,16 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 700 else math.inf
 
 
-def language_model_scores(nats: float, predicted: int, level: str, text_tokens: int, characters: int) -> dict:
+def language_model_scores(nats: float, predicted: int, text_tokens: int, characters: int,
+                          tokens_are_characters: bool, tokens_cover_text: bool) -> dict:
     """Perplexity, loss (nats per predicted token) and the count of predicted tokens; bits per character for
-    character models, and for BPE the mean loss over all `text_tokens` spread over the text's `characters`."""
+    character models (`tokens_are_characters`), and for sub-word models whose tokens spell the text out exactly
+    (`tokens_cover_text`, byte-level BPE) the mean loss over all `text_tokens` spread over the text's
+    `characters`."""
     loss = nats / predicted
     scores = {"perplexity": perplexity(loss), "loss": loss, "tokens": predicted}
-    if level == "char":
+    if tokens_are_characters:
         scores["bits_per_char"] = loss / math.log(2)
-    elif level == "bpe" and characters:
+    elif tokens_cover_text and characters:
         scores["bits_per_char"] = loss * text_tokens / (characters * math.log(2))
     return scores

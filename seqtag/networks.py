@@ -4,28 +4,33 @@ Plain `nn.Module`s that know nothing of Lightning, files, tokenizers or label st
 is rebuilt from the recipe's `ModelConfig` plus the vocabulary and label sizes (both saved in
 config.json) and a safetensors file.
 
-Adding a part is one class plus one line in its registry:
+The parts come from their registries, each filled in beside the parts' classes; adding a part is one class
+plus one registration line there:
 
-    EMBEDDERS   name → class(model, sizes); forward(features, mask) → (B, T, D)
-    CELLS       name → a fused PyTorch recurrent layer (nn.LSTM, nn.GRU, nn.RNN) or a module with nn.LSTM's
-                signature and weight names (seqtag.cells: the peephole and coupled LSTMs)
-    HEADS       name → class(input_size, model, sizes, tied); scores(states, mask, lengths),
-                loss(scores, gold, mask) and decode(scores, mask) → (label ids, probabilities)
+    EMBEDDERS   embedders.py   name → class(model, sizes, word_dropout); forward(features, mask) → (B, T, D)
+    CELLS       cells.py       name → a fused PyTorch recurrent layer (nn.LSTM, nn.GRU, nn.RNN) or a module with
+                               nn.LSTM's signature and weight names (the peephole and coupled LSTMs)
+    HEADS       heads.py       name → class(input_size, model, sizes, tied); scores(states, mask, lengths),
+                               loss(scores, gold, mask) and decode(scores, mask) → (label ids, probabilities);
+                               the CRF registers itself in crf.py
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .cells import CoupledLSTM, LockedDropout, PeepholeLSTM, drop_recurrent_weights, run_layer_by_layer
-from .config import ModelConfig
-from .crf import CRFHead
+from .cells import CELLS, LockedDropout, drop_recurrent_weights, run_layer_by_layer
+from .embedders import EMBEDDERS, PAD_ID, UNK_ID, WORD_EMBEDDER, WordEmbedder  # noqa: F401 - the ids, re-exported
+from . import crf  # noqa: F401 - registers the CRF head, so HEADS is complete
+from .heads import HEADS
 
-PAD_ID, UNK_ID = 0, 1  # the same ids in every vocabulary (seqtag.data.vocab builds them that way)
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 # A recurrent state: an LSTM's (h, c) pair or a GRU/RNN's h, each (layers × directions, B, H).
 State = torch.Tensor | tuple[torch.Tensor, ...]
@@ -39,114 +44,7 @@ def detach_state(state: State | None) -> State | None:
 
 
 # ---------------------------------------------------------------------------
-# Token embedders
-
-
-class WordEmbedder(nn.Module):
-    """A vector per word id. During training a few words become <unk> (word dropout), so the unknown
-    vector learns something useful, and with `model.embedding_dropout` whole word types lose their vector for
-    the batch. Pretrained rows can be frozen while the others learn."""
-
-    feature = "word_ids"
-
-    def __init__(self, model: ModelConfig, sizes: Mapping[str, int], word_dropout: float):
-        super().__init__()
-        self.embedding = nn.Embedding(sizes["words"], model.word_dim, padding_idx=PAD_ID)
-        self.word_dropout = word_dropout
-        self.embedding_dropout = model.embedding_dropout
-        self.output_size = model.word_dim
-        self._frozen_rows: torch.Tensor | None = None
-
-    def forward(self, features: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        ids = features["word_ids"]                                            # (B, T)
-        if self.training and self.word_dropout > 0:
-            drop = torch.rand(ids.shape, device=ids.device) < self.word_dropout
-            ids = ids.masked_fill(drop & mask, UNK_ID)
-        vectors = self.embedding(ids)                                         # (B, T, Dw)
-        if self.training and self.embedding_dropout > 0:
-            # One draw per word type (a row of the matrix), so every occurrence of a dropped word is zero.
-            keep = torch.rand(self.embedding.num_embeddings, device=ids.device) >= self.embedding_dropout
-            scale = keep.to(vectors.dtype) / (1 - self.embedding_dropout)    # (V,)
-            vectors = vectors * scale[ids][..., None]                         # (B, T, Dw)
-        return vectors
-
-    def set_rows(self, vectors: Mapping[int, torch.Tensor], freeze: bool) -> int:
-        """Copy pretrained vectors into the rows of their ids; with `freeze` exactly those rows stay fixed
-        (unknown and randomly started rows still learn). Returns how many rows were set."""
-        with torch.no_grad():
-            for index, vector in vectors.items():
-                self.embedding.weight[index] = vector
-        if freeze and vectors:
-            rows = torch.zeros(self.embedding.num_embeddings, 1, dtype=torch.bool)
-            rows[list(vectors)] = True
-            self._frozen_rows = rows
-            self.embedding.weight.register_hook(self._zero_frozen_rows)
-        return len(vectors)
-
-    def _zero_frozen_rows(self, grad: torch.Tensor) -> torch.Tensor:
-        return grad.masked_fill(self._frozen_rows.to(grad.device), 0.0)
-
-
-class CharCNN(nn.Module):
-    """A vector per word: a convolution over its characters, max-pooled over real characters."""
-
-    feature = "char_ids"
-
-    def __init__(self, model: ModelConfig, sizes: Mapping[str, int], word_dropout: float = 0.0):
-        super().__init__()
-        self.embed = nn.Embedding(sizes["chars"], model.char_dim, padding_idx=PAD_ID)
-        self.conv = nn.Conv1d(model.char_dim, model.char_hidden, model.char_kernel, padding=model.char_kernel // 2)
-        self.output_size = model.char_hidden
-
-    def encode_words(self, chars: torch.Tensor) -> torch.Tensor:
-        # chars: (N, C) for N real words
-        x = self.embed(chars).transpose(1, 2)                      # (N, D, C)
-        h = self.conv(x)[:, :, : chars.size(1)]                    # (N, F, C); even kernels pad one extra
-        h = h.masked_fill((chars == PAD_ID)[:, None, :], float("-inf"))
-        return h.max(dim=2).values                                 # (N, F)
-
-    def forward(self, features: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        return _per_real_word(self.encode_words, features["char_ids"], mask)
-
-
-class CharLSTM(nn.Module):
-    """A vector per word: the final states of a BiLSTM reading its characters both ways."""
-
-    feature = "char_ids"
-
-    def __init__(self, model: ModelConfig, sizes: Mapping[str, int], word_dropout: float = 0.0):
-        super().__init__()
-        self.embed = nn.Embedding(sizes["chars"], model.char_dim, padding_idx=PAD_ID)
-        self.lstm = nn.LSTM(model.char_dim, model.char_hidden, batch_first=True, bidirectional=True)
-        self.output_size = 2 * model.char_hidden
-
-    def encode_words(self, chars: torch.Tensor) -> torch.Tensor:
-        lengths = (chars != PAD_ID).sum(1).clamp(min=1).cpu()     # (N,)
-        packed = pack_padded_sequence(self.embed(chars), lengths, batch_first=True, enforce_sorted=False)
-        _, (h, _) = self.lstm(packed)                              # h: (2, N, H)
-        return torch.cat([h[0], h[1]], dim=-1)                     # (N, 2H)
-
-    def forward(self, features: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        return _per_real_word(self.encode_words, features["char_ids"], mask)
-
-
-def _per_real_word(encode, char_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Run a character encoder on the real words only; padding positions stay zero."""
-    vectors = encode(char_ids[mask])                               # (N, D)
-    full = vectors.new_zeros(*mask.shape, vectors.size(-1))        # (B, T, D)
-    full[mask] = vectors
-    return full
-
-
-EMBEDDERS: dict[str, type[nn.Module]] = {"word": WordEmbedder, "char_cnn": CharCNN, "char_lstm": CharLSTM}
-
-
-# ---------------------------------------------------------------------------
 # The recurrent encoder
-
-
-CELLS: dict[str, type[nn.Module]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN,
-                                     "peephole": PeepholeLSTM, "coupled": CoupledLSTM}
 
 
 class RecurrentEncoder(nn.Module):
@@ -197,140 +95,6 @@ class RecurrentEncoder(nn.Module):
 
 
 # ---------------------------------------------------------------------------
-# Output heads
-
-
-class SoftmaxHead(nn.Module):
-    """Label scores per token; softmax cross-entropy over the real tokens."""
-
-    def __init__(self, input_size: int, model: ModelConfig, sizes: Mapping[str, int], tied=None):
-        super().__init__()
-        self.dropout = nn.Dropout(model.dropout)
-        self.linear = nn.Linear(input_size, sizes["labels"])
-        self.num_labels = sizes["labels"]
-
-    def scores(self, states: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout(states))                   # (B, T, L)
-
-    def loss(self, scores: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over the real tokens whose gold label the head has."""
-        return _known_label_loss(scores, gold, mask, self.num_labels)
-
-    def decode(self, scores: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Best label id per token (B, T) and every label's probability (B, T, L)."""
-        probabilities = scores.float().softmax(-1)
-        return probabilities.argmax(-1), probabilities
-
-
-def _known_label_loss(scores: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor | None, num_labels: int,
-                      weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy where gold ids outside [0, num_labels) — padding, or labels never seen in training —
-    carry no gradient. A batch with no known label gives 0, not NaN."""
-    known = (gold >= 0) & (gold < num_labels)
-    if mask is not None:
-        known &= mask
-    gold = gold.masked_fill(~known, -100)
-    flat_scores, flat_gold = scores.reshape(-1, scores.size(-1)), gold.reshape(-1)
-    if weight is None:
-        total = nn.functional.cross_entropy(flat_scores, flat_gold, ignore_index=-100, reduction="sum")
-        return total / known.sum().clamp(min=1)
-    if not known.any():
-        return scores.sum() * 0.0
-    return nn.functional.cross_entropy(flat_scores, flat_gold, weight=weight, ignore_index=-100)
-
-
-class Pooling(nn.Module):
-    """One vector per text from its token states, reading real (unpadded) positions only."""
-
-    def __init__(self, kind: str, size: int):
-        super().__init__()
-        self.kind = kind
-        self.attention = nn.Linear(size, 1) if kind == "attention" else None
-
-    def forward(self, states: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        # states: (B, T, 2H); mask: (B, T)
-        if self.kind == "max":
-            return states.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values        # (B, 2H)
-        if self.kind == "mean":
-            total = (states * mask[..., None]).sum(dim=1)                                     # (B, 2H)
-            return total / mask.sum(dim=1, keepdim=True).clamp(min=1).to(states.dtype)        # (B, 2H)
-        if self.kind == "last":
-            # The forward direction ends at the last real token, the backward one at the first.
-            half = states.size(-1) // 2
-            last = (lengths.to(states.device) - 1).clamp(min=0)                               # (B,)
-            rows = torch.arange(states.size(0), device=states.device)
-            return torch.cat([states[rows, last, :half], states[:, 0, half:]], dim=-1)       # (B, 2H)
-        scores = self.attention(states).squeeze(-1)                                           # (B, T)
-        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=1)                     # (B, T)
-        return torch.einsum("bt,btd->bd", weights, states)                                    # (B, 2H)
-
-
-class PooledHead(nn.Module):
-    """One label per text: token states pooled over the real tokens, then a linear layer and softmax.
-    Optional class weights (balanced training) weigh the loss."""
-
-    def __init__(self, input_size: int, model: ModelConfig, sizes: Mapping[str, int], tied=None):
-        super().__init__()
-        self.dropout = nn.Dropout(model.dropout)
-        self.linear = nn.Linear(input_size, sizes["labels"])
-        self.pool = Pooling(model.pooling, input_size)
-        self.num_labels = sizes["labels"]
-        self.register_buffer("class_weights", None, persistent=False)
-
-    def scores(self, states: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout(self.pool(states, mask, lengths)))       # (B, L)
-
-    def loss(self, scores: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over the texts whose gold class the head has (class-weighted when set)."""
-        return _known_label_loss(scores, gold, None, self.num_labels, self.class_weights)
-
-    def decode(self, scores: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Best class per text (B,) and every class's probability (B, L)."""
-        probabilities = scores.float().softmax(-1)
-        return probabilities.argmax(-1), probabilities
-
-
-class NextTokenHead(nn.Module):
-    """Next-token scores over the vocabulary. Tied: the word embedding matrix is the output layer too
-    (one tensor, stored once), with the states projected to its size when the sizes differ."""
-
-    def __init__(self, input_size: int, model: ModelConfig, sizes: Mapping[str, int],
-                 tied: nn.Embedding | None = None):
-        super().__init__()
-        self.dropout = nn.Dropout(model.dropout)
-        self.projection = None
-        self.tied = [tied] if tied is not None else None  # a list, so the embedding is not registered twice
-        if tied is not None:
-            if input_size != tied.embedding_dim:
-                self.projection = nn.Linear(input_size, tied.embedding_dim)
-            self.linear = None
-            self.bias = nn.Parameter(torch.zeros(sizes["words"]))
-        else:
-            self.linear = nn.Linear(input_size, sizes["words"])
-
-    def scores(self, states: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor | None) -> torch.Tensor:
-        states = self.dropout(states)                                                # (B, T, H)
-        if self.projection is not None:
-            states = self.projection(states)                                         # (B, T, Dw)
-        if self.linear is None:
-            return nn.functional.linear(states, self.tied[0].weight, self.bias)      # (B, T, V)
-        return self.linear(states)                                                   # (B, T, V)
-
-    def loss(self, scores: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Summed negative log-likelihood in nats; targets < 0 (padding) are skipped."""
-        return nn.functional.cross_entropy(scores.flatten(0, 1).float(), gold.flatten(), ignore_index=-100,
-                                           reduction="sum")
-
-    def decode(self, scores: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        probabilities = scores.float().softmax(-1)
-        return probabilities.argmax(-1), probabilities
-
-
-HEADS: dict[str, type[nn.Module]] = {"softmax": SoftmaxHead, "pooled": PooledHead, "next_token": NextTokenHead,
-                                     "crf": CRFHead}
-
-
-# ---------------------------------------------------------------------------
 # The network
 
 
@@ -362,13 +126,13 @@ class Network(nn.Module):
 
         self.encoder = encoder()
         self.backward_encoder = encoder() if causal and model.lm_directions == "both" else None
-        tied = self.embedders["word"].embedding if causal and model.tie_embeddings else None
+        tied = self.embedders[WORD_EMBEDDER].embedding if causal and model.tie_embeddings else None
         self.head = HEADS[head](self.encoder.output_size, model, sizes, tied)
         self.word_embedder().embedding.weight.requires_grad_(not (model.freeze_embeddings and not
                                                                   model.pretrained_vectors))
 
     def word_embedder(self) -> WordEmbedder:
-        return self.embedders["word"]
+        return self.embedders[WORD_EMBEDDER]
 
     def forward(self, features: Mapping[str, torch.Tensor], lengths: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, state: State | None = None, backward: bool = False

@@ -1,5 +1,5 @@
 """The user-facing models: `seqtag.load(path)` → `predict`, `evaluate` (and for language models `score` and
-`generate`, in `language_model.py`).
+`generate`, in `language_model.py`); `seqtag.loading.load` builds them from a model directory.
 
 Prediction runs the same featurizer and collate function as training; raw strings are first split into tokens
 that remember their character offsets. Nothing here imports Lightning or the training modules.
@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifact import read_model
 from .config import DataConfig
 from .data import schemes
 from .data.batching import EncodedBatches, length_batches
@@ -66,26 +65,7 @@ class TaggedSentence:
                 "spans": [asdict(span) for span in self.spans]}
 
 
-class Finetunable:
-    """`model.finetune(train=..., dev=..., out=..., **settings)` for every loaded model: see `seqtag.finetune`."""
-
-    path: Path | None
-    device: torch.device
-
-    def finetune(self, train: str | Path, dev: str | Path | None = None, test: str | Path | None = None,
-                 out: str | Path | None = None, resume: bool = False, overwrite: bool = False, **settings):
-        """Fine-tune this model (its saved directory, which stays as it is) on new data and return the new model,
-        loaded. `settings` are `--set` keys, written finetune__freeze="encoder" or **{"train.max_epochs": 5}."""
-        if self.path is None:
-            raise SeqtagError("finetune() continues a saved model: load it with seqtag.load(path) first.")
-        from .finetune import finetune, settings_as_overrides  # the training stack, only when asked for
-
-        result = finetune(self.path, train, dev, test, out, settings_as_overrides(settings), resume=resume,
-                          overwrite=overwrite)
-        return load(result.model_dir, device=self.device)
-
-
-class Predictor(Finetunable):
+class Predictor:
     """What every loaded model holds: the network (in eval mode, on `device`), the featurizer that turns
     items into its features, the reader settings for `evaluate`, and the figures saved with it."""
 
@@ -295,11 +275,3 @@ class TextClassifier(Predictor):
         predicted = self.probabilities(list(dataset["text"]), batch_size).argmax(-1).tolist()
         return classification_scores(list(dataset["label"]), [self.labels[i] for i in predicted], self.labels)
 
-
-def load(path: str | Path, device: str | torch.device = "cpu"):
-    """Load a saved model directory — a tagger, a classifier or a language model, as its config.json says —
-    onto `device` ("cpu", "cuda", "cuda:1", ...). Needs no network and not the training corpus."""
-    from .families import FAMILIES  # the declarations name the predictors above
-
-    parts = read_model(path, {name: family.required_files for name, family in FAMILIES.items()})
-    return FAMILIES[parts["config"]["task"]].load(parts, Path(path), device)

@@ -25,6 +25,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from .durable import fsync_folder
 from .errors import SeqtagError
 
 try:  # serialises the check-and-take of a lock between processes of this host; absent on Windows
@@ -199,6 +200,11 @@ class RunLock:
         descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(owner, handle)
+            # On disk with its folder entry, like every file of a run folder: after a crash the lock still
+            # names the run that was stopped (an empty or missing one says nothing; both count as stale).
+            handle.flush()
+            os.fsync(handle.fileno())
+        fsync_folder(self.folder)
 
     @contextlib.contextmanager
     def _serialised(self):
@@ -255,3 +261,21 @@ def _boot_id() -> str | None:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return None
+
+
+# ---------------------------------------------------------------------------
+# Who writes in a multi-process run
+
+
+def is_relaunched_rank() -> bool:
+    """True in the processes Lightning starts for ranks above 0 (they run this same program again)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
+def this_process_writes(trainer=None) -> bool:
+    """The one rule for who writes models, reports, logs and run records: the first process of a multi-process
+    run (global rank 0), or the only one. `trainer` (once training has started) knows its rank; before that the
+    launcher's environment tells."""
+    if trainer is not None:
+        return bool(trainer.is_global_zero)
+    return not is_relaunched_rank() and int(os.environ.get("RANK", "0")) == 0

@@ -1,6 +1,6 @@
 """The Lightning side: one "system" around a network and one DataModule, for every task family.
 
-Each hook asks the family (`families.py`) for the part that differs: the loss of a batch, the dev counts
+Each hook asks the family's training objective (`objectives.py`) for the part that differs: the loss of a batch, the dev counts
 and figures, the data and its loaders. A family that carries a recurrent state between batches (language
 models) gets it back on the next call; the state is reset at the start of each training epoch and each
 dev pass.
@@ -14,17 +14,17 @@ from torch.utils.data import DataLoader
 
 from .config import Recipe, TrainConfig
 from .data.batching import BucketBatchSampler, EncodedBatches
-from .families import Family
+from .objectives import Objective
 from .networks import Network
 
 
 class Task(pl.LightningModule):
     """Trains `net` with its family's loss; logs `train_loss` and the family's dev figures."""
 
-    def __init__(self, family: Family, net: Network, recipe: Recipe, labels=None, head_lr: float | None = None):
+    def __init__(self, objective: Objective, net: Network, recipe: Recipe, labels=None, head_lr: float | None = None):
         super().__init__()
         self.head_lr = head_lr         # the output layer's own rate (fine-tuning), else train.lr for all
-        self.family = family
+        self.objective = objective
         self.net = net
         self.recipe = recipe
         self.labels = labels           # the LabelCodec of taggers and classifiers
@@ -32,7 +32,7 @@ class Task(pl.LightningModule):
         self._dev_counts: list[torch.Tensor] = []
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss, self._states["train"], size = self.family.train_loss(self.net, batch, self._states.get("train"))
+        loss, self._states["train"], size = self.objective.train_loss(self.net, batch, self._states.get("train"))
         self.log("train_loss", loss, prog_bar=True, batch_size=max(1, size))
         return loss
 
@@ -56,7 +56,7 @@ class Task(pl.LightningModule):
         self._dev_counts.clear()
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        counts, self._states["dev"] = self.family.dev_counts(self.net, batch, self._states.get("dev"), self.labels)
+        counts, self._states["dev"] = self.objective.dev_counts(self.net, batch, self._states.get("dev"), self.labels)
         self._dev_counts.append(counts)
 
     def on_validation_epoch_end(self) -> None:
@@ -76,8 +76,8 @@ class Task(pl.LightningModule):
             counts = self.all_gather(mine.to(self.device, torch.float64)).sum(0).cpu()
         if counts is None:
             return
-        for name, value in self.family.dev_figures(counts, self.labels, self.recipe).items():
-            self.log(name, value, prog_bar=name == self.family.monitor, sync_dist=False)
+        for name, value in self.objective.dev_figures(counts, self.labels, self.recipe).items():
+            self.log(name, value, prog_bar=name == self.objective.monitor, sync_dist=False)
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
@@ -85,7 +85,7 @@ class Task(pl.LightningModule):
             head = {id(p) for p in self.net.head.parameters()}
             params = [{"params": [p for p in params if id(p) not in head]},
                       {"params": [p for p in params if id(p) in head], "lr": self.head_lr}]
-        return configure_optimizers(params, self.recipe.train, monitor=self.family.monitor, mode=self.family.mode)
+        return configure_optimizers(params, self.recipe.train, monitor=self.objective.monitor, mode=self.objective.mode)
 
 
 def move_state(state, device):
@@ -146,19 +146,19 @@ def configure_optimizers(params: list, cfg: TrainConfig, monitor: str, mode: str
 
 
 class DataModule(pl.LightningDataModule):
-    """The recipe's splits, prepared once by the family, served as length-bucketed batches (or, for a
+    """The recipe's splits, prepared once by the objective, served as length-bucketed batches (or, for a
     causal family, as BPTT windows in stream order)."""
 
-    def __init__(self, family: Family, recipe: Recipe, cache_dir: str | None = None):
+    def __init__(self, objective: Objective, recipe: Recipe, cache_dir: str | None = None):
         super().__init__()
-        self.family = family
+        self.objective = objective
         self.recipe = recipe
         self.cache_dir = cache_dir
         self.prepared = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.prepared is None:  # train() prepares before Lightning asks
-            self.prepared = self.family.prepare(self.recipe, self.cache_dir)
+            self.prepared = self.objective.prepare(self.recipe, self.cache_dir)
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -173,14 +173,14 @@ class DataModule(pl.LightningDataModule):
     def _loader(self, split: str, training: bool) -> DataLoader:
         data = self.recipe.data
         size = data.batch_size if training else data.eval_batch_size
-        if self.family.causal:
+        if self.objective.family.causal:
             from .data.streams import window_loader
 
             return window_loader(self.prepared.encoded[split], size, data.bptt, pad=not training,
                                  backward=self.recipe.model.lm_directions == "both", *(),
                                  rank=self._rank()[0], world_size=self._rank()[1],
                                  first_window=self._resumed_window if training else (lambda: 0))
-        encoded, replay = self.prepared.encoded[split], self.prepared.record.get("replay_per_epoch", 0)
+        encoded, replay = self.prepared.encoded[split], self.prepared.record.replay_per_epoch
         if training and replay:
             # Fine-tuning with replay: the sampler draws a fresh sample of the rows after the training ones each epoch.
             from datasets import concatenate_datasets

@@ -144,14 +144,14 @@ def conllu_files(tmp_path) -> dict[str, Path]:
 @pytest.fixture
 def trainers(monkeypatch) -> list:
     """The Lightning trainers that `train()` makes while a test runs, kept for the test to inspect."""
-    import seqtag.train
+    import seqtag.training
 
     made = []
-    make_trainer = seqtag.train.make_trainer
+    make_trainer = seqtag.training.make_trainer
 
     def keep(*args, **kwargs):
         made.append(make_trainer(*args, **kwargs)[0])
         return made[-1], made[-1].checkpoint_callback
 
-    monkeypatch.setattr(seqtag.train, "make_trainer", keep)
+    monkeypatch.setattr(seqtag.training, "make_trainer", keep)
     return made

@@ -15,7 +15,7 @@ from seqtag.config import ADDED_KEYS, ModelConfig, load_recipe
 from seqtag.errors import SeqtagError
 from seqtag.data.batching import collate
 from seqtag.networks import CELLS, Network, RecurrentEncoder, WordEmbedder
-from seqtag.train import train
+from seqtag.training import train
 
 from test_nn import SIZES, _rows
 from test_pipeline import SHAPE, SMALL, _recipe_files

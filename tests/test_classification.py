@@ -16,7 +16,7 @@ from seqtag.data.featurizer import Featurizer
 from seqtag.data.vocab import PAD_ID, UNK_ID, build_text_tokenizer
 from seqtag.errors import InputError, SeqtagError
 from seqtag.metrics import classification_scores
-from seqtag.train import train
+from seqtag.training import train
 
 POSITIVE = ["a good and fun film", "great acting , good story", "fun , great and moving", "a good great film"]
 NEGATIVE = ["a bad and boring film", "awful acting , bad story", "boring , awful and dull", "a bad awful film"]
@@ -273,7 +273,7 @@ def test_seeded_dev_and_test_splits_are_recorded_and_repeatable(tmp_path):
 
     recipe = load_recipe("mr", ["data.dev_fraction=0.25", "data.test_fraction=0.25"], train=_class_files(tmp_path))
     first, again = (prepare_classification(recipe) for _ in range(2))
-    assert first.record["split"] == {"seed": 1, "test_fraction": 0.25, "dev_fraction": 0.25, "train": 4, "dev": 2,
+    assert first.record.split == {"seed": 1, "test_fraction": 0.25, "dev_fraction": 0.25, "train": 4, "dev": 2,
                                      "test": 2}
     assert first.rows["test"]["text"] == again.rows["test"]["text"]
     assert not set(first.rows["test"]["text"]) & set(first.rows["train"]["text"])

@@ -23,7 +23,7 @@ from pytorch_lightning.trainer.states import TrainerStatus
 from torch.utils.data import DataLoader
 from typer.testing import CliRunner
 
-import seqtag.train
+import seqtag.training
 from cli import app, recipe_descriptions
 from seqtag import __version__
 from seqtag.config import RECIPES_DIR
@@ -38,7 +38,7 @@ CHATTER = ("GPU available", "TPU available", "💡", "litlogger", "LitLogger", "
            "FutureWarning", "`Trainer", "LeafSpec", "log_every_n_steps")
 BAR = ("it/s", "━", "\r")
 # seqtag/train.py builds the Trainer; these tests of its progress output wait until it passes the callbacks in.
-WIRED = "progress_callbacks" in Path(seqtag.train.__file__).read_text(encoding="utf-8")
+WIRED = "progress_callbacks" in Path(seqtag.training.__file__).read_text(encoding="utf-8")
 needs_wiring = pytest.mark.skipif(not WIRED, reason="seqtag/train.py does not use seqtag.progress yet")
 
 

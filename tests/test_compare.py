@@ -13,6 +13,7 @@ import seqtag
 from cli import app
 from seqtag.compare import compare_recipe, long_context_figures, longest_tenth
 from seqtag.families import FAMILIES
+from seqtag.objectives import OBJECTIVES
 from seqtag.networks import CELLS
 
 runner = CliRunner()
@@ -206,7 +207,7 @@ def test_long_context_figures_score_each_window_from_a_fresh_state(lm_compare):
     text, out, _ = lm_compare
     lm = seqtag.load(out / "lstm-next_token-seed1" / "model")
     recipe = compare_recipe("char-lm", LM_FAST[1::2], train=str(text))
-    stream = FAMILIES["lm"].prepare(recipe).rows["dev"]
+    stream = OBJECTIVES["lm"].prepare(recipe).rows["dev"]
     figures = long_context_figures(lm, stream, window=50)   # several windows, each longer than one pass (bptt 16)
 
     # The same figures one window at a time, from the network's log-probabilities.

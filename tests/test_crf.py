@@ -15,7 +15,7 @@ from seqtag.data.featurizer import span_label_list
 from seqtag.data.schemes import find_violation
 from seqtag.errors import SeqtagError
 from seqtag.families import FAMILIES
-from seqtag.train import train
+from seqtag.training import train
 
 SMALL = ["train.progress_bar=false", "model.hidden_size=8", "model.word_dim=8", "model.char_hidden=4",
          "model.char_dim=4"]

@@ -15,8 +15,8 @@ import seqtag
 from seqtag.config import load_recipe
 from seqtag.data.batching import BucketBatchSampler
 from seqtag.errors import InputError, ModelFileError, SeqtagError
-from seqtag.finetune import finetune
-from seqtag.train import train
+from seqtag.finetuning import finetune
+from seqtag.training import train
 
 from conftest import CONLLU, write_conll
 
@@ -76,7 +76,7 @@ def test_the_grown_network_starts_with_the_parent_rows_and_unknown_vectors_for_n
     from seqtag.config import FinetuneConfig
     from seqtag.data.growth import Growth
     from seqtag.families import FAMILIES
-    from seqtag.finetune import grow_network
+    from seqtag.starts import grow_network
 
     parent_model = seqtag.load(parent)
     old = {k: v.clone() for k, v in parent_model.net.state_dict().items()}
@@ -211,8 +211,9 @@ def test_resume_continues_a_finetuning_run(parent, tmp_path):
 
 def test_python_api_and_cli(parent, tmp_path):
     new = _files(tmp_path)
-    model = seqtag.load(parent).finetune(train=new, out=tmp_path / "api", **{"train.max_epochs": 1},
-                                         finetune__freeze="encoder")
+    result = seqtag.finetune(parent, train=new, out=tmp_path / "api", **{"train.max_epochs": 1},
+                             finetune__freeze="encoder")
+    model = seqtag.load(result.model_dir)
     assert "S-DRUG" in model.featurizer.labels.labels
     assert json.loads((tmp_path / "api" / "model" / "config.json").read_text())["finetune"]["settings"]["freeze"] == "encoder"
     import cli

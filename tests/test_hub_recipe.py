@@ -5,7 +5,7 @@ from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
 import seqtag
 from seqtag.config import load_recipe
-from seqtag.train import train
+from seqtag.training import train
 
 
 def test_hub_format_trains_with_class_label_tags_and_splits(tmp_path):

@@ -16,7 +16,7 @@ from seqtag.data import lm, readers, text_readers
 from seqtag.data.classification import read_texts
 from seqtag.data.corpus import prepare_tagging
 from seqtag.errors import InputError, SeqtagError
-from seqtag.train import train
+from seqtag.training import train
 
 runner = CliRunner()
 FAST = ["train.progress_bar=false", "model.hidden_size=8", "model.word_dim=8", "model.char_hidden=4",

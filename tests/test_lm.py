@@ -21,10 +21,11 @@ from seqtag.errors import InputError, SeqtagError
 from seqtag.config import ModelConfig
 from seqtag.data.lm import prepare_lm
 from seqtag.families import FAMILIES
+from seqtag.objectives import OBJECTIVES
 from seqtag.language_model import check_sampling, sample_next, window_nats
 from seqtag.networks import Network
 from seqtag.tasks import Task
-from seqtag.train import train
+from seqtag.training import train
 
 runner = CliRunner()
 VERSE = ("To be, or not to be, that is the question:\n"
@@ -224,7 +225,7 @@ def test_carried_state_makes_windows_equal_one_long_pass(cell):
 
 
 def test_training_steps_carry_a_detached_state_and_restart_each_epoch():
-    task = Task(FAMILIES["lm"], _net(), load_recipe("char-lm"))
+    task = Task(OBJECTIVES["lm"], _net(), load_recipe("char-lm"))
     task.log = lambda *args, **kwargs: None
     windows = StreamWindows(_stream([list(range(3, 30)) * 2]), columns=2, bptt=5)
     task.training_step(windows[0], 0)
@@ -430,11 +431,11 @@ def test_pretrained_vectors_start_a_word_model_and_are_refused_for_characters(tm
     vectors = _write(tmp_path / "vectors.txt", "the " + " ".join(["0.5"] * 16) + "\nzebra " + " ".join(["1"] * 16) + "\n")
     recipe = load_recipe("word-lm", [*FAST, f"model.pretrained_vectors={vectors}", "model.freeze_embeddings=true"],
                          train=str(corpus), dev=str(corpus))
-    family = FAMILIES["lm"]
-    recipe = family.resolve(recipe)
+    objective = OBJECTIVES["lm"]
+    recipe = objective.family.resolve(recipe)
     prepared = prepare_lm(recipe)
-    net = family.build_network(recipe.model, prepared.sizes)
-    family.start_network(net, recipe, prepared)
+    net = objective.family.build_network(recipe.model, prepared.sizes)
+    objective.start_network(net, recipe, prepared)
     weight = net.word_embedder().embedding.weight
     the = prepared.tokenizer.token_to_id("the")
     assert torch.equal(weight[the], torch.full((16,), 0.5))
@@ -478,10 +479,12 @@ def test_an_interrupted_run_saves_its_best_weights_and_resumes_at_the_next_windo
 def test_language_model_scores_per_token_level():
     from seqtag.metrics import language_model_scores, perplexity
 
-    char = language_model_scores(nats=200.0, predicted=100, level="char", text_tokens=104, characters=104)
+    char = language_model_scores(nats=200.0, predicted=100, text_tokens=104, characters=104,
+                                 tokens_are_characters=True, tokens_cover_text=False)
     assert char == pytest.approx({"perplexity": math.exp(2.0), "loss": 2.0, "tokens": 100,
                                   "bits_per_char": 2.0 / math.log(2)})
-    bpe = language_model_scores(nats=300.0, predicted=100, level="bpe", text_tokens=110, characters=330)
+    bpe = language_model_scores(nats=300.0, predicted=100, text_tokens=110, characters=330,
+                                tokens_are_characters=False, tokens_cover_text=True)
     assert bpe["bits_per_char"] == pytest.approx(3.0 * 110 / (330 * math.log(2)))
-    assert "bits_per_char" not in language_model_scores(300.0, 100, "word", 110, 330)
+    assert "bits_per_char" not in language_model_scores(300.0, 100, 110, 330, False, False)
     assert perplexity(1000.0) == math.inf

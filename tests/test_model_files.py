@@ -21,7 +21,7 @@ from cli import app
 from seqtag import artifact
 from seqtag.config import load_recipe
 from seqtag.families import FAMILIES
-from seqtag.train import train
+from seqtag.training import train
 
 SMALL = ["train.progress_bar=false", "model.hidden_size=8", "model.word_dim=8", "model.num_layers=1",
          "model.char_hidden=4", "model.char_dim=4"]

@@ -17,13 +17,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import seqtag.train
+import seqtag.training
 from cli import app
 from seqtag.config import load_recipe
 from seqtag.errors import SeqtagError
 from seqtag.runs import LOCK_NAME, RunLock, claim_run_folder
 from seqtag.tasks import Task
-from seqtag.train import train
+from seqtag.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -223,7 +223,7 @@ def test_locks_of_a_restarted_machine_or_half_written_are_stale_and_another_host
 
 def test_relaunched_ranks_of_a_multi_process_run_leave_the_lock_to_rank_0(lock_holder, monkeypatch):
     folder, child = lock_holder
-    monkeypatch.setattr(seqtag.train, "_train_in", lambda *args: "trained")
+    monkeypatch.setattr(seqtag.training, "_train_in", lambda *args: "trained")
     recipe = load_recipe("demo", SMALL)
     with pytest.raises(SeqtagError, match="in use by another run"):
         train(recipe, folder)

@@ -10,7 +10,7 @@ import pytest
 
 import seqtag
 from seqtag.config import load_recipe
-from seqtag.train import train
+from seqtag.training import train
 
 from conftest import CONLLU_COUNTS, NER_SENTENCES, NER_TEST, sentences_and_tokens, write_ner_splits
 
@@ -206,7 +206,7 @@ def test_patience_starts_once_the_dev_score_has_moved():
     # may count those checks, or the rate is halved (and the run stopped) before anything is learnt.
     import torch
     from seqtag.tasks import PlateauSchedule
-    from seqtag.train import EarlyStop
+    from seqtag.training import EarlyStop
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     schedule = PlateauSchedule(optimizer, mode="max", factor=0.5, patience=1)

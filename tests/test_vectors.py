@@ -12,16 +12,16 @@ import seqtag
 from seqtag.config import load_recipe
 from seqtag.data.vectors import coverage, first_words, load_vectors, match_words
 from seqtag.errors import InputError, SeqtagError
-from seqtag.families import FAMILIES
-from seqtag.train import train
+from seqtag.objectives import OBJECTIVES
+from seqtag.training import train
 
 
 def _network(recipe):
-    family = FAMILIES[recipe.task]
-    recipe = family.resolve(recipe)
-    prepared = family.prepare(recipe)
-    net = family.build_network(recipe.model, prepared.sizes)
-    family.start_network(net, recipe, prepared)
+    objective = OBJECTIVES[recipe.task]
+    recipe = objective.family.resolve(recipe)
+    prepared = objective.prepare(recipe)
+    net = objective.family.build_network(recipe.model, prepared.sizes)
+    objective.start_network(net, recipe, prepared)
     return prepared, net
 
 
@@ -79,7 +79,7 @@ def test_classifiers_use_pretrained_vectors_too(tmp_path):
     vocab = prepared.featurizer.words.get_vocab()
     torch.testing.assert_close(net.word_embedder().embedding.weight[vocab["film"]], torch.tensor([1.0, 2, 3, 4]))
     assert "zebra" in vocab, "the file's first words join a classifier's vocabulary too"
-    assert prepared.record["pretrained_coverage"]["types"] == 7
+    assert prepared.record.pretrained_coverage["types"] == 7
     bpe = load_recipe("sentiment", ["model.word_dim=4", f"model.pretrained_vectors={vectors}", "data.tokenizer=bpe"],
                       train=train, dev=train)
     with pytest.raises(SeqtagError, match="pretrained_vectors needs data.tokenizer 'word'"):
@@ -256,15 +256,15 @@ def test_a_word_language_model_takes_vectors_for_its_vocabulary_only(tmp_path):
     vocab = prepared.tokenizer.get_vocab()
     assert "zebra" not in vocab, "a language model's vocabulary is its training words"
     torch.testing.assert_close(net.word_embedder().embedding.weight[vocab["question"]], torch.tensor([1.0, 2, 3, 4]))
-    assert prepared.record["pretrained_coverage"]["types_found"] == 1, "\"question\" takes \"Question\""
-    assert prepared.record["pretrained_coverage"]["lowercase_fallback_types"] == 1
+    assert prepared.record.pretrained_coverage["types_found"] == 1, "\"question\" takes \"Question\""
+    assert prepared.record.pretrained_coverage["lowercase_fallback_types"] == 1
     chars = load_recipe("char-lm", overrides, train=text)
     with pytest.raises(SeqtagError, match="pretrained_vectors needs data.tokenizer 'word' in a language model"):
         _network(chars)
 
 
 def test_fine_tuning_takes_vectors_for_the_words_it_adds_only(tmp_path):
-    from seqtag.finetune import finetune
+    from seqtag.finetuning import finetune
 
     small = ["train.progress_bar=false", "model.hidden_size=4", "model.word_dim=3", "model.char_hidden=4",
              "model.char_dim=4"]

@@ -13,47 +13,20 @@ from tokenizers.models import WordLevel
 from ..config import DataConfig, Recipe
 from ..errors import SeqtagError
 from . import text_readers
+from .readers import read_rows
 from .featurizer import Featurizer, LabelCodec, reads_characters
 from .growth import Growth, training_places
-from .splits import Prepared, split_sources
+from .splits import DataRecord, Prepared, split_sources
 from .vectors import added_words, counts_from_ids, first_words, match_vectors, read_pretrained, record_coverage
-from .vocab import PAD, UNK, build_char_tokenizer, build_text_tokenizer
+from .vocab import PAD, UNK, WORD, build_char_tokenizer, build_text_tokenizer
 
 log = logging.getLogger("seqtag")
 
-AUTO_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
-
-
-def text_format(config: DataConfig, source: str) -> str:
-    """The reader for `source`: data.format, or for "auto" the one its extension names."""
-    if config.format != "auto":
-        return config.format
-    suffix = Path(source).suffix.lower()
-    if suffix not in AUTO_FORMATS:
-        raise SeqtagError(f"{source}: data.format is 'auto' but the extension {suffix or '(none)'!r} names no "
-                          f"format; use {', '.join(AUTO_FORMATS)} or set data.format=csv|tsv|jsonl.")
-    return AUTO_FORMATS[suffix]
-
+FAMILY = "classification"  # the task family these rows are read for
 
 def read_texts(config: DataConfig, source: str, cache_dir: str | None = None) -> Dataset:
     """Rows {"text", "label", "line"} from a file, files, folder or hub split; skipped rows are logged."""
-    fmt, skip = text_format(config, source), config.skip_bad_rows
-    if fmt in ("csv", "tsv"):
-        ds = text_readers.read_table(source, "," if fmt == "csv" else "\t", config.text_column, config.label_column,
-                                     config.header, config.quoting, skip, cache_dir)
-    elif fmt == "jsonl":
-        ds = text_readers.read_jsonl(source, config.text_column, config.label_column, skip, cache_dir)
-    elif fmt == "class_files":
-        ds = text_readers.read_class_files([p.strip() for p in source.split(",") if p.strip()], skip, cache_dir)
-    elif fmt == "class_folders":
-        ds = text_readers.read_class_folders(source, skip, cache_dir)
-    else:
-        if not config.hub_name:
-            raise SeqtagError("data.format is 'hub' but data.hub_name is not set; name the dataset, e.g. "
-                              "--set data.hub_name=imdb.")
-        ds = text_readers.read_text_hub(config.hub_name, source, str(config.text_column), str(config.label_column),
-                                        config.hub_config, skip, cache_dir)
-    return text_readers.drop_problems(ds, source)
+    return text_readers.drop_problems(read_rows(FAMILY, config, source, cache_dir), source)
 
 
 def hold_out(train: Dataset, size: int, seed: int, split: str) -> tuple[Dataset, Dataset]:
@@ -78,7 +51,7 @@ def prepare_classification(recipe: Recipe, cache_dir: str | None = None, growth:
     never seen in training is counted, reported and scored as an error. A fine-tuning run's `growth` starts from
     the parent model's tokenizers and classes instead, grown by its training (and replay) texts."""
     data, model = recipe.data, recipe.model
-    if model.pretrained_vectors and data.tokenizer != "word":
+    if model.pretrained_vectors and data.tokenizer != WORD:
         raise SeqtagError(f"model.pretrained_vectors needs data.tokenizer 'word'; {data.tokenizer!r} pieces "
                           "have no pretrained word vectors.")
     sources = split_sources(data)
@@ -96,7 +69,7 @@ def prepare_classification(recipe: Recipe, cache_dir: str | None = None, growth:
     if len(labels) < 2 and growth is None:
         raise SeqtagError(f"{sources['train']}: every training text has the label {labels[0]!r}; a classifier "
                           "needs at least two labels.")
-    record: dict = {"split": None}
+    record = DataRecord()
     fractions = {"test": data.test_fraction, "dev": data.dev_fraction}
     held = [split for split, fraction in fractions.items() if split not in rows and fraction > 0]
     if held:
@@ -106,7 +79,7 @@ def prepare_classification(recipe: Recipe, cache_dir: str | None = None, growth:
             size = max(1, round(fractions[split] * total))
             rows["train"], rows[split] = hold_out(rows["train"], size, seed, split)
             sources[split] = f"{sources['train']} (held-out {split})"
-        record["split"] = {"seed": seed, **{f"{s}_fraction": fractions[s] for s in held},
+        record.split = {"seed": seed, **{f"{s}_fraction": fractions[s] for s in held},
                            **{s: len(rows[s]) for s in ("train", *held)}}
         log.info("held out of the training texts (seed %d): %s", seed,
                  ", ".join(f"{s} {len(rows[s])}" for s in held))
@@ -132,12 +105,12 @@ def prepare_classification(recipe: Recipe, cache_dir: str | None = None, growth:
         featurizer = Featurizer(words, chars, LabelCodec(labels), data.max_word_length, raw_text=True,
                                 max_length=data.max_length)
     words, chars, labels = featurizer.words, featurizer.chars, featurizer.labels.labels
-    encoded, record["truncated"], record["unseen_labels"] = {}, {}, {}
+    encoded, record.truncated = {}, {}
     for split, dataset in rows.items():
         encoded[split], report = featurizer.encode_dataset(dataset, sources[split])
-        record["truncated"][split] = report["truncated"]
+        record.truncated[split] = report["truncated"]
         if report["unseen_labels"]:
-            record["unseen_labels"][split] = report["unseen_labels"]
+            record.unseen_labels[split] = report["unseen_labels"]
     pretrained = {}
     if model.pretrained_vectors:
         vocab = words.get_vocab()
@@ -145,7 +118,7 @@ def prepare_classification(recipe: Recipe, cache_dir: str | None = None, growth:
         if growth is None:
             ids = encoded["train"].data.column("word_ids").combine_chunks().flatten().to_numpy()
             counts, unknown = counts_from_ids([ids], vocab, skip=[PAD], unknown=UNK)
-            record_coverage(vectors, counts, data.lowercase, unknown, record)
+            record.pretrained_coverage = record_coverage(vectors, counts, data.lowercase, unknown)
     sizes = {"words": words.get_vocab_size(), "chars": chars.get_vocab_size() if chars else 0, "labels": len(labels)}
     return Prepared(sources, rows, encoded, sizes, featurizer=featurizer, pretrained=pretrained, record=record)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from dataclasses import replace
 
 import pyarrow.compute as pc
 from datasets import Dataset
@@ -13,7 +14,7 @@ from ..errors import InputError, SeqtagError
 from . import readers, schemes
 from .featurizer import Featurizer, LabelCodec, reads_characters, span_label_list
 from .growth import Growth, training_places
-from .splits import Prepared, split_sources
+from .splits import DataRecord, Prepared, split_sources
 from .vectors import added_words, first_words, match_vectors, read_pretrained, record_coverage
 from .vocab import build_char_tokenizer, build_word_tokenizer
 
@@ -22,15 +23,7 @@ log = logging.getLogger("seqtag")
 
 def read_corpus(config: DataConfig, source: str, cache_dir: str | None = None) -> Dataset:
     """Rows {"tokens", "labels", "lines"} from a file (or hub split) with the recipe's reader settings."""
-    if config.format == "conll":
-        return readers.read_conll(source, config.token_column, int(config.label_column), cache_dir=cache_dir)
-    if config.format == "conllu":
-        return readers.read_conllu(source, config.label_column, cache_dir=cache_dir)
-    if not config.hub_name:
-        raise SeqtagError("data.format is 'hub' but data.hub_name is not set; name the dataset, e.g. "
-                          "--set data.hub_name=conll2003.")
-    return readers.read_hub(config.hub_name, source, config.tokens_field, config.labels_field,
-                            config.hub_config, cache_dir=cache_dir)
+    return readers.read_rows("tagging", config, source, cache_dir)
 
 
 def sentence_lengths(dataset: Dataset) -> list[int]:
@@ -113,7 +106,7 @@ def prepare_tagging(recipe: Recipe, cache_dir: str | None = None, growth: Growth
     file_scheme = resolve_scheme(data.scheme, rows["train"], sources["train"])
     for split, source in sources.items():
         check_scheme(rows[split], file_scheme, source, training=(rows["train"], sources["train"]))
-    vectors, record = {}, {}
+    vectors, record = {}, DataRecord()
     if growth is not None:
         featurizer = _grown_featurizer(growth, rows, sources, file_scheme, data)
         if model.pretrained_vectors:  # fine-tuning: rows for the words the run adds (finetune.py keeps only those)
@@ -132,7 +125,8 @@ def prepare_tagging(recipe: Recipe, cache_dir: str | None = None, growth: Growth
         if model.pretrained_vectors:
             vocab = words.get_vocab()
             known = {word: count for word, count in counts.items() if word in vocab}
-            record_coverage(vectors, known, data.lowercase, counts.total() - sum(known.values()), record)
+            record.pretrained_coverage = record_coverage(vectors, known, data.lowercase,
+                                                         counts.total() - sum(known.values()))
         chars = build_char_tokenizer(train_tokens) if reads_characters(model.embedders) else None
         train_labels = rows["train"]["labels"]
         if file_scheme == "none":
@@ -150,7 +144,7 @@ def prepare_tagging(recipe: Recipe, cache_dir: str | None = None, growth: Growth
     sizes = {"words": words.get_vocab_size(), "chars": chars.get_vocab_size() if chars else 0, "labels": len(codec)}
     return Prepared(sources, rows, encoded, sizes, featurizer=featurizer,
                     pretrained=match_vectors(vectors, words.get_vocab(), data.lowercase),
-                    record={"unseen_labels": unseen, **record})
+                    record=replace(record, unseen_labels=unseen))
 
 
 def _grown_featurizer(growth: Growth, rows: dict, sources: dict, file_scheme: str, data: DataConfig) -> Featurizer:

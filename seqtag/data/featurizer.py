@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from tokenizers import Tokenizer
 
+from ..embedders import EMBEDDERS
 from . import schemes
 from .vocab import UNK, UNK_ID, _distinct, _lookup, char_index, spell
 
@@ -90,7 +91,7 @@ def _fold_label(label: str, file_scheme: str) -> str:
 
 def reads_characters(embedders: Sequence[str]) -> bool:
     """Whether a network with these embedders spells words out, so it needs a character vocabulary."""
-    return any(name.startswith("char_") for name in embedders)
+    return any(EMBEDDERS[name].feature == "char_ids" for name in embedders)
 
 
 def span_label_list(types: Sequence[str], scheme: str) -> list[str]:

@@ -29,77 +29,21 @@ from tokenizers.models import BPE, WordLevel
 from ..config import DataConfig, Recipe
 from ..errors import InputError, SeqtagError
 from .growth import Growth
-from .splits import Prepared, split_sources
+from .splits import DataRecord, Prepared, split_sources
 from .vectors import added_words, counts_from_ids, match_vectors, read_pretrained, record_coverage
-from .readers import _build, _file_key, _read_lines, _unwrap_errors, load_hub_split
+from .readers import _unwrap_errors
+from .text_readers import WIKITEXT, _line_rows, lines_features, read_text, text_files  # noqa: F401 - re-exported
 from .streams import EOS, StreamWindows, TokenStream, encode_lines
-from .vocab import PAD, UNK, _word_level
+from .vocab import BPE_PIECES, CHAR, PAD, UNK, WORD, _word_level
 
 log = logging.getLogger("seqtag")
 
-LINES = Features({"text": Value("string")})
+LINES = lines_features()
 ENCODED = Features({"ids": Sequence(Value("int32")), "chars": Value("int32")})
-_NO_TEXT = "holds no text (it is empty or only whitespace); expected the text to model"
 
 
 # ---------------------------------------------------------------------------
 # Reading
-
-
-def text_files(spec: str) -> list[str]:
-    """The files named by `spec`: comma-separated paths, each of which may be a glob pattern (a file that
-    exists under the name given is taken as it is, even with [, * or ? in its name)."""
-    files: list[str] = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
-        if glob.has_magic(part) and not Path(part).is_file():
-            matches = sorted(p for p in glob.glob(part) if Path(p).is_file())
-            if not matches:
-                raise SeqtagError(f"{part}: no file matches this pattern.")
-            files.extend(matches)
-        else:
-            files.append(part)
-    if not files:
-        raise SeqtagError(f"{spec!r} names no file; give one or more text files, comma-separated or as a glob.")
-    return files
-
-
-def _line_rows(files: list[dict], keep_line_end: bool, source: str) -> Iterator[dict]:
-    """One row per line of the files; raises if no line holds anything but whitespace."""
-    has_text = False
-    for key in files:
-        for _, text in _read_lines(key["path"], key["shown_path"], keep_line_end):
-            has_text = has_text or (text != "" and not text.isspace())
-            yield {"text": text}
-    if not has_text:
-        raise InputError(source, None, _NO_TEXT)
-
-
-def read_text(config: DataConfig, source: str, cache_dir: str | None = None) -> Dataset:
-    """One row per line of the files (or hub split) in `source`, in order, with a "text" column; text that
-    is empty or only whitespace is an error.
-
-    Character and BPE models keep each line's "\\n" (a line break is a token to predict); word
-    models drop it and close the line with <eos> when encoding.
-    """
-    raw = config.tokenizer != "word"
-    if config.format == "hub":
-        field = config.text_column if isinstance(config.text_column, str) else "text"
-        ds, source = load_hub_split(config.hub_name, source, config.hub_config, cache_dir, {"text_column": field})
-        ds = ds.select_columns([field])
-        if field != "text":
-            ds = ds.rename_column(field, "text")
-        # Hub text datasets differ on whether rows end with "\n"; make every row one line that does.
-        end = "\n" if raw else ""
-        ds = _unwrap_errors(ds.map, lambda b: {"text": [t.rstrip("\r\n") + end for t in b["text"]]},
-                            batched=True, features=LINES, desc="Reading lines")
-        if not any(pc.any(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(chunk)), 0)).as_py()
-                   for chunk in ds.data.column("text").chunks):  # chunk by chunk: stops at the first real text
-            raise InputError(source, None, _NO_TEXT)
-        return ds
-    files = [_file_key(path) for path in text_files(source)]
-    return _build(_line_rows, {"files": files, "keep_line_end": raw, "source": source}, cache_dir, LINES)
 
 
 # ---------------------------------------------------------------------------
@@ -112,12 +56,12 @@ def _char_pre_tokenizer():
 
 def _word_pre_tokenizer(format: str):
     # PTB/WikiText are tokenized already: split at whitespace only, so "<unk>" stays one token.
-    return pre_tokenizers.WhitespaceSplit() if format == "wikitext" else pre_tokenizers.Whitespace()
+    return pre_tokenizers.WhitespaceSplit() if format == WIKITEXT else pre_tokenizers.Whitespace()
 
 
 def build_lm_tokenizer(config: DataConfig, texts: Iterator[list[str]]) -> Tokenizer:
     """Train the tokenizer of `config.tokenizer` on batches of training lines."""
-    if config.tokenizer == "bpe":
+    if config.tokenizer == BPE_PIECES:
         tokenizer = Tokenizer(BPE(unk_token=UNK))
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tokenizer.decoder = decoders.ByteLevel()
@@ -126,7 +70,7 @@ def build_lm_tokenizer(config: DataConfig, texts: Iterator[list[str]]) -> Tokeni
         tokenizer.train_from_iterator(texts, trainer)
         return tokenizer
     counts: Counter = Counter()
-    if config.tokenizer == "char":
+    if config.tokenizer == CHAR:
         for batch in texts:
             for text in batch:
                 counts.update(text)
@@ -207,20 +151,20 @@ def prepare_lm(recipe: Recipe, cache_dir: str | None = None, growth: Growth | No
     `growth` starts from the parent model's tokenizer, grown by the new training text.
     """
     config, sources = recipe.data, split_sources(recipe.data)
-    if recipe.model.pretrained_vectors and config.tokenizer != "word":
+    if recipe.model.pretrained_vectors and config.tokenizer != WORD:
         raise SeqtagError("model.pretrained_vectors needs data.tokenizer 'word' in a language model; characters "
                           "and BPE pieces have no pretrained word vectors.")
     lines = {split: read_text(config, source, cache_dir) for split, source in sources.items()}
-    cut, record = None, {"split": None}
+    cut, record = None, DataRecord()
     if "dev" not in lines:
-        cut = find_cut(lines["train"], config.dev_fraction, whole_lines=config.tokenizer == "word")
-        record["split"] = {"dev_fraction": config.dev_fraction, "row": cut[0], "character": cut[1]}
+        cut = find_cut(lines["train"], config.dev_fraction, whole_lines=config.tokenizer == WORD)
+        record.split = {"dev_fraction": config.dev_fraction, "row": cut[0], "character": cut[1]}
         sources["dev"] = f"{sources['train']} (last {config.dev_fraction:.0%})"
     if growth is None:
         tokenizer = build_lm_tokenizer(config, training_text(lines["train"], cut))
     else:
         texts = (text for batch in training_text(lines["train"], cut) for text in batch)
-        tokenizer = growth.lm_tokenizer(texts, config.min_freq if config.tokenizer == "word" else 1)
+        tokenizer = growth.lm_tokenizer(texts, config.min_freq if config.tokenizer == WORD else 1)
     log.info("tokenizer: %s, %d tokens", config.tokenizer, tokenizer.get_vocab_size())
     streams: dict[str, TokenStream] = {}
     for split, ds in lines.items():
@@ -244,8 +188,8 @@ def prepare_lm(recipe: Recipe, cache_dir: str | None = None, growth: Growth | No
         pretrained = match_vectors(vectors, vocab, config.lowercase)
         if growth is None:
             counts, unknown = counts_from_ids(streams["train"].pieces, vocab, skip=[PAD, EOS], unknown=UNK)
-            record_coverage(vectors, counts, config.lowercase, unknown, record)
-    record["train_tokens"] = len(streams["train"])
+            record.pretrained_coverage = record_coverage(vectors, counts, config.lowercase, unknown)
+    record.train_tokens = len(streams["train"])
     return Prepared(sources, streams, streams, {"words": tokenizer.get_vocab_size(), "chars": 0, "labels": 0},
                     tokenizer=tokenizer, pretrained=pretrained, record=record)
 

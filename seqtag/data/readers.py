@@ -14,17 +14,24 @@ file is read again.  Problems in the input raise `InputError` naming file and li
 
 `read_tokens` reads the same files for prediction: tokens only, streamed, without `datasets`
 (which this module imports only where a Dataset is built, so `seqtag predict` stays quick).
+
+Every `data.format` value is a `Format` registered in `FORMATS` beside its reader: this module registers
+conll, conllu and hub; `text_readers.py` the text formats. A format says which task families read it (and
+with which function), what `--train` names (a file, a list of files, a hub split), which file extensions
+mean it, how `seqtag predict` reads its items, and how to tell a file that is not in it.
 """
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from seqtag.errors import InputError, SeqtagError
 
+from ..registry import Registry
 from .lines import decode_lines
 
 if TYPE_CHECKING:
@@ -49,6 +56,101 @@ def __getattr__(name: str):
     if name == "FEATURES":  # the old module constant, built on demand
         return tagging_features()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+# ---------------------------------------------------------------------------
+# Formats
+
+
+@dataclass
+class Format:
+    """A data.format value."""
+
+    name: str
+    sources: str = "file"
+    """What --train/--dev/--test name: "file" (a path), "files" (comma-separated paths, or globs) or "split"
+    (a split of the dataset data.hub_name names)."""
+    extensions: tuple[str, ...] = ()
+    """File extensions that mean this format (`seqtag predict`, data.format auto)."""
+    readers: dict[str, Callable] = field(default_factory=dict)
+    """Task family → read(data config, source, cache_dir) → Dataset rows of that family."""
+    prediction_items: Callable | None = None
+    """(path, data config) → the items `seqtag predict` reads from such a file, streamed, without `datasets`."""
+    mismatch: Callable[[list[str]], str | None] | None = None
+    """(a file's first non-blank lines) → why they are not in this format, or None."""
+    check: Callable | None = None
+    """(data config) → raises a SeqtagError for reader settings this format cannot honour."""
+
+    def reader(self, family: str) -> Callable[[Callable], Callable]:
+        """Register the function that reads this format for `family`."""
+        def add(read: Callable) -> Callable:
+            self.readers[family] = read
+            return read
+
+        return add
+
+
+FORMATS = Registry("data.format", "data format")
+
+
+def formats_of(family: str) -> list[str]:
+    """The data.format values a task family reads, a dataset named on the hub last."""
+    return sorted((name for name, fmt in FORMATS.items() if family in fmt.readers),
+                  key=lambda name: FORMATS[name].sources == "split")
+
+
+def read_rows(family: str, config, source: str, cache_dir: str | None = None) -> Dataset:
+    """The rows of `source` (a file, files or hub split) read by `config.format`'s reader for `family`."""
+    return FORMATS[config.format].readers[family](config, source, cache_dir)
+
+
+def _looks_like_conllu(rows: list[str]) -> bool:
+    fields = [row.split("\t") for row in rows[:50]]
+    return all(len(f) == 10 and f[0].replace("-", "").replace(".", "").isdigit() for f in fields)
+
+
+def _check_conll(config) -> None:
+    if not str(config.label_column).lstrip("-").isdigit():
+        raise SeqtagError(f"data.label_column is {config.label_column!r}, but format {CONLL!r} picks columns by "
+                          "0-based index (-1 is the last); give a number such as data.label_column=3. (Names "
+                          f"are for format {CONLLU}, a field such as upos, and for csv/tsv headers.)")
+
+
+def need_hub_name(config, example: str) -> str:
+    """data.hub_name, which format hub needs (`example`: a dataset name to show)."""
+    if not config.hub_name:
+        raise SeqtagError(f"data.format is {HUB!r} but data.hub_name is not set; name the dataset, e.g. "
+                          f"--set data.hub_name={example}.")
+    return config.hub_name
+
+
+CONLL, CONLLU, HUB = "conll", "conllu", "hub"
+FORMATS.register(CONLL, Format(
+    CONLL, extensions=(".conll",), check=_check_conll,
+    prediction_items=lambda path, config: read_tokens(path, CONLL, config.token_column),
+    mismatch=lambda rows: ("the file looks like CoNLL-U (10 tab-separated fields, numbered tokens)"
+                           if _looks_like_conllu(rows) else None)))
+FORMATS.register(CONLLU, Format(
+    CONLLU, extensions=(".conllu",), prediction_items=lambda path, config: read_tokens(path, CONLLU),
+    mismatch=lambda rows: (None if _looks_like_conllu(rows) else
+                           "the file is not CoNLL-U (10 tab-separated fields per token)")))
+FORMATS.register(HUB, Format(HUB, sources="split"))
+
+
+@FORMATS[CONLL].reader("tagging")
+def _read_conll_rows(config, source: str, cache_dir: str | None = None) -> Dataset:
+    return read_conll(source, config.token_column, int(config.label_column), cache_dir=cache_dir)
+
+
+@FORMATS[CONLLU].reader("tagging")
+def _read_conllu_rows(config, source: str, cache_dir: str | None = None) -> Dataset:
+    return read_conllu(source, config.label_column, cache_dir=cache_dir)
+
+
+@FORMATS[HUB].reader("tagging")
+def _read_hub_rows(config, source: str, cache_dir: str | None = None) -> Dataset:
+    return read_hub(need_hub_name(config, "conll2003"), source, config.tokens_field, config.labels_field, config.hub_config,
+                    cache_dir=cache_dir)
+
 
 CONLLU_FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 
@@ -91,16 +193,16 @@ def read_conllu(
 
 
 def read_tokens(path: str | Path, format: str, token_column: int = 0) -> Iterator[list[str]]:
-    """The token lists of a CoNLL ("conll", the tokens in `token_column`) or CoNLL-U ("conllu", FORM) file,
+    """The token lists of a CoNLL (CONLL, the tokens in `token_column`) or CoNLL-U (CONLLU, FORM) file,
     one per sentence in file order, for prediction: other columns are not needed, and a file of tokens alone
     (one per line, a blank line after each sentence) is read too. Streams the file; needs no `datasets`."""
     key = _file_key(path)
-    if format == "conll":
+    if format == CONLL:
         rows = _conll_sentences(**key, token_column=int(token_column), label_column=None)
-    elif format == "conllu":
+    elif format == CONLLU:
         rows = _conllu_sentences(**key, label_index=None)
     else:
-        raise ValueError(f"read_tokens reads conll or conllu, not {format!r}")
+        raise ValueError(f"read_tokens reads {CONLL} or {CONLLU}, not {format!r}")
     for row in rows:
         yield row["tokens"]
 

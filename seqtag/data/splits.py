@@ -6,16 +6,39 @@ from typing import Any
 
 from ..config import DataConfig
 from ..errors import SeqtagError
+from .readers import FORMATS
 
 
 def split_sources(config: DataConfig) -> dict[str, str]:
     """The recipe's files (or hub split names) by split; a hub dataset trains on "train" unless told otherwise."""
     sources = {split: getattr(config, split) for split in ("train", "dev", "test")}
-    if config.format == "hub" and sources["train"] is None:
+    if FORMATS[config.format].sources == "split" and sources["train"] is None:
         sources["train"] = "train"
     if sources["train"] is None:
         raise SeqtagError("No training data: give --train FILE or set data.train in the recipe.")
     return {split: source for split, source in sources.items() if source is not None}
+
+
+@dataclass
+class DataRecord:
+    """Facts about a run's data that config.json, metrics.json and the log keep. `None`: not part of this run."""
+
+    unseen_labels: dict = field(default_factory=dict)
+    """Per split, the dev/test labels never seen in training and how often each occurs (scored as errors)."""
+    split: dict | None = None
+    """A seeded split (classification) or a cut of the training text (language models) made without a dev file."""
+    truncated: dict | None = None
+    """Classification: per split, how many texts data.max_length cut."""
+    pretrained_coverage: dict | None = None
+    """How much of the training vocabulary found a pretrained vector (model.pretrained_vectors)."""
+    train_tokens: int | None = None
+    """Language models: the tokens of the training stream."""
+    pretrained_rows: int | None = None
+    """How many embedding rows the pretrained vectors set when the network was started."""
+    class_weights: dict | None = None
+    """Classification with train.class_weights=balanced: each class's weight in the loss."""
+    replay_per_epoch: int = 0
+    """Fine-tuning with finetune.replay: how many of the original training rows join each epoch."""
 
 
 @dataclass
@@ -37,5 +60,5 @@ class Prepared:
     """A language model's tokenizer, saved with the model."""
     pretrained: dict = field(default_factory=dict)
     """Pretrained word vectors by word id."""
-    record: dict = field(default_factory=dict)
+    record: DataRecord = field(default_factory=DataRecord)
     """Facts about the data saved in config.json: seeded splits, truncations, unseen labels."""

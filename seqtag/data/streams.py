@@ -16,7 +16,7 @@ from tokenizers.models import BPE
 from torch.utils.data import DataLoader
 
 from .batching import IGNORE_INDEX
-from .vocab import PAD_ID
+from .vocab import BPE_PIECES, CHAR, PAD_ID, WORD
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -26,16 +26,17 @@ EOS_ID = 2  # word level: after <pad> and <unk>
 
 
 def token_level(tokenizer: Tokenizer) -> str:
-    """"word", "char" or "bpe", read from the tokenizer itself."""
+    """The data.tokenizer a language model's tokenizer was trained as (word, char or bpe), read from the
+    tokenizer itself."""
     if isinstance(tokenizer.model, BPE):
-        return "bpe"
-    return "word" if tokenizer.token_to_id(EOS) == EOS_ID else "char"
+        return BPE_PIECES
+    return WORD if tokenizer.token_to_id(EOS) == EOS_ID else CHAR
 
 
 def encode_lines(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
     """Token ids of each line; word level closes every line with <eos>."""
     encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
-    if token_level(tokenizer) == "word":
+    if token_level(tokenizer) == WORD:
         return [e.ids + [EOS_ID] for e in encodings]
     return [e.ids for e in encodings]
 
@@ -43,10 +44,10 @@ def encode_lines(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
 def decode(tokenizer: Tokenizer, ids: list[int]) -> str:
     """Text from token ids: characters joined, words spaced with <eos> as a line break, BPE bytes decoded."""
     level = token_level(tokenizer)
-    if level == "bpe":
+    if level == BPE_PIECES:
         return tokenizer.decode(ids, skip_special_tokens=True)
     tokens = [tokenizer.id_to_token(i) for i in ids if i != PAD_ID]
-    if level == "char":
+    if level == CHAR:
         return "".join(tokens)
     return " ".join(tokens).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n")
 

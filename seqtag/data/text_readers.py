@@ -17,11 +17,17 @@ File readers share the tagging readers' Arrow cache keyed by path, size and mtim
 
 `read_prediction_texts` reads a CSV, TSV or JSON lines file for prediction: the text column only,
 streamed, every row kept (an empty text too, so outputs stay in step with rows), without `datasets`.
+
+`read_text` reads plain text for language models: one row {"text"} per line of the files (or hub split).
+
+The formats registered here (see `readers.Format`): csv, tsv, jsonl, auto, class_files, class_folders and hub
+for classification; text, wikitext and hub for language models.
 """
 from __future__ import annotations
 
 import csv
 import functools
+import glob
 import hashlib
 import json
 import logging
@@ -32,7 +38,10 @@ from typing import TYPE_CHECKING
 
 from seqtag.errors import InputError, SeqtagError
 
-from .readers import _build, _file_key, _read_lines, _shorten, _unwrap_errors, load_hub_split
+from .lines import decode_lines
+from .readers import (FORMATS, HUB, Format, _build, _file_key, _read_lines, _shorten, _unwrap_errors, load_hub_split,
+                      need_hub_name)
+from .vocab import WORD
 
 if TYPE_CHECKING:
     from datasets import Dataset, Features
@@ -40,7 +49,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("seqtag")
 
 TEXT_COLUMNS = ("text", "label", "line", "problem")
-SEPARATORS = {"csv": ",", "tsv": "\t"}
+CSV, TSV, JSONL, AUTO, CLASS_FILES, CLASS_FOLDERS = "csv", "tsv", "jsonl", "auto", "class_files", "class_folders"
+TEXT, WIKITEXT = "text", "wikitext"
+SEPARATORS = {CSV: ",", TSV: "\t"}
+_NO_TEXT = "holds no text (it is empty or only whitespace); expected the text to model"
 
 
 @functools.cache
@@ -50,6 +62,14 @@ def text_features() -> Features:
 
     return Features({"text": Value("string"), "label": Value("string"), "line": Value("int32"),
                      "problem": Value("string")})
+
+
+@functools.cache
+def lines_features() -> Features:
+    """The one column of a language model's text rows."""
+    from datasets import Features, Value
+
+    return Features({"text": Value("string")})
 
 
 def __getattr__(name: str):
@@ -105,16 +125,22 @@ def read_prediction_texts(path: str | Path, format: str, text_column: int | str,
     names its fields, so an index given as `text_column` reads the field "text". Streams the file; needs no
     `datasets`."""
     key = _file_key(path)
-    if format == "jsonl":
+    if format == JSONL:
         field = text_column if isinstance(text_column, str) and not text_column.lstrip("-").isdigit() else "text"
         rows = _jsonl_rows(**key, text_field=field, label_field=None, skip=False)
     elif format in SEPARATORS:
         rows = _table_rows(**key, delimiter=SEPARATORS[format], text_column=text_column, label_column=None,
                            header=header, quoting=quoting, skip=False)
     else:
-        raise ValueError(f"read_prediction_texts reads csv, tsv or jsonl, not {format!r}")
+        raise ValueError(f"read_prediction_texts reads {CSV}, {TSV} or {JSONL}, not {format!r}")
     for row in rows:
         yield row["text"]
+
+
+def raw_lines(path: str | Path) -> Iterator[str]:
+    """Each line of a text file as one item to predict, streamed (an empty line too: its output keeps the place)."""
+    with open(path, "rb") as stream:
+        yield from (text for _, text in decode_lines(stream, str(path)))
 
 
 def class_file_label(path: str | Path) -> str:
@@ -129,7 +155,7 @@ def read_class_files(paths: list[str], skip: bool = False, cache_dir: str | None
 
     labels = [class_file_label(p) for p in paths]
     if len(paths) < 2 or len(set(labels)) != len(labels):
-        raise SeqtagError(f"format class_files needs two or more files with different extensions (the labels), "
+        raise SeqtagError(f"format {CLASS_FILES} needs two or more files with different extensions (the labels), "
                           f"comma-separated, e.g. --train data.pos,data.neg; got {', '.join(paths) or 'nothing'}.")
     parts = []
     for path, label in zip(paths, labels):
@@ -183,7 +209,7 @@ def _separator_hint(fields: list[str], delimiter: str) -> str:
         return ("; the row holds tabs, so the file looks tab-separated: set --set data.format=tsv (or name the "
                 "file .tsv)")
     if delimiter == "\t" and "," in fields[0]:
-        return ("; the row holds commas, so the file looks comma-separated: set --set data.format=csv (or name "
+        return (f"; the row holds commas, so the file looks comma-separated: set --set data.format={CSV} (or name "
                 "the file .csv)")
     return ""
 
@@ -413,3 +439,156 @@ def _hub_rows(batch: dict, indices: list[int], source: str, text_field: str, lab
         else:
             rows.append(_row(text, names[label] if names is not None else str(label), index + 1))
     return {key: [row[key] for row in rows] for key in TEXT_COLUMNS}
+
+
+# ---------------------------------------------------------------------------
+# Plain text (language models)
+
+
+def text_files(spec: str) -> list[str]:
+    """The files named by `spec`: comma-separated paths, each of which may be a glob pattern (a file that
+    exists under the name given is taken as it is, even with [, * or ? in its name)."""
+    files: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if glob.has_magic(part) and not Path(part).is_file():
+            matches = sorted(p for p in glob.glob(part) if Path(p).is_file())
+            if not matches:
+                raise SeqtagError(f"{part}: no file matches this pattern.")
+            files.extend(matches)
+        else:
+            files.append(part)
+    if not files:
+        raise SeqtagError(f"{spec!r} names no file; give one or more text files, comma-separated or as a glob.")
+    return files
+
+
+def _line_rows(files: list[dict], keep_line_end: bool, source: str) -> Iterator[dict]:
+    """One row per line of the files; raises if no line holds anything but whitespace."""
+    has_text = False
+    for key in files:
+        for _, text in _read_lines(key["path"], key["shown_path"], keep_line_end):
+            has_text = has_text or (text != "" and not text.isspace())
+            yield {"text": text}
+    if not has_text:
+        raise InputError(source, None, _NO_TEXT)
+
+
+def read_text(config, source: str, cache_dir: str | None = None) -> Dataset:
+    """One row per line of the files (or hub split) in `source`, in order, with a "text" column; text that
+    is empty or only whitespace is an error.
+
+    Character and BPE models keep each line's "\\n" (a line break is a token to predict); word
+    models drop it and close the line with <eos> when encoding.
+    """
+    raw = config.tokenizer != WORD
+    if config.format == HUB:
+        import pyarrow.compute as pc
+
+        field = config.text_column if isinstance(config.text_column, str) else "text"
+        ds, source = load_hub_split(config.hub_name, source, config.hub_config, cache_dir, {"text_column": field})
+        ds = ds.select_columns([field])
+        if field != "text":
+            ds = ds.rename_column(field, "text")
+        # Hub text datasets differ on whether rows end with "\n"; make every row one line that does.
+        end = "\n" if raw else ""
+        ds = _unwrap_errors(ds.map, lambda b: {"text": [t.rstrip("\r\n") + end for t in b["text"]]},
+                            batched=True, features=lines_features(), desc="Reading lines")
+        if not any(pc.any(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(chunk)), 0)).as_py()
+                   for chunk in ds.data.column("text").chunks):  # chunk by chunk: stops at the first real text
+            raise InputError(source, None, _NO_TEXT)
+        return ds
+    files = [_file_key(path) for path in text_files(source)]
+    return _build(_line_rows, {"files": files, "keep_line_end": raw, "source": source}, cache_dir, lines_features())
+
+
+# ---------------------------------------------------------------------------
+# Formats
+
+
+def _table_mismatch(delimiter: str):
+    def mismatch(rows: list[str]) -> str | None:
+        if rows[0].lstrip().startswith("{"):
+            return "the file looks like JSON lines"
+        if delimiter == "\t" and "\t" not in rows[0] and "," in rows[0]:
+            return "the file looks comma-separated (csv), not tab-separated"
+        return None
+
+    return mismatch
+
+
+def _table_texts(format: str):
+    return lambda path, config: read_prediction_texts(path, format, config.text_column, config.header,
+                                                      config.quoting)
+
+
+def _check_wikitext(config) -> None:
+    if config.tokenizer != WORD:
+        raise SeqtagError(f"data.format {WIKITEXT!r} holds whitespace-separated words; it needs data.tokenizer "
+                          f"{WORD!r} (use format {TEXT!r} for characters or BPE).")
+
+
+for _name, _extensions in ((CSV, (".csv",)), (TSV, (".tsv",))):
+    FORMATS.register(_name, Format(_name, extensions=_extensions, prediction_items=_table_texts(_name),
+                                   mismatch=_table_mismatch(SEPARATORS[_name])))
+FORMATS.register(JSONL, Format(
+    JSONL, extensions=(".jsonl", ".json"),
+    prediction_items=lambda path, config: read_prediction_texts(path, JSONL, config.text_column),
+    mismatch=lambda rows: None if rows[0].lstrip().startswith("{") else "the file is not JSON lines (each line a {...} object)"))
+FORMATS.register(AUTO, Format(AUTO))
+FORMATS.register(CLASS_FILES, Format(CLASS_FILES, sources="files"))
+FORMATS.register(CLASS_FOLDERS, Format(CLASS_FOLDERS))
+FORMATS.register(TEXT, Format(TEXT, sources="files", extensions=(".txt",), prediction_items=lambda path, config: raw_lines(path)))
+FORMATS.register(WIKITEXT, Format(WIKITEXT, check=_check_wikitext))
+
+
+def auto_format(source: str) -> str:
+    """The table format a file's extension names (data.format auto)."""
+    by_extension = {extension: name for name in (CSV, TSV, JSONL) for extension in FORMATS[name].extensions}
+    suffix = Path(source).suffix.lower()
+    if suffix not in by_extension:
+        raise SeqtagError(f"{source}: data.format is {AUTO!r} but the extension {suffix or '(none)'!r} names no "
+                          f"format; use {', '.join(by_extension)} or set data.format={CSV}|{TSV}|{JSONL}.")
+    return by_extension[suffix]
+
+
+@FORMATS[CSV].reader("classification")
+@FORMATS[TSV].reader("classification")
+def _read_table_rows(config, source: str, cache_dir: str | None = None) -> Dataset:
+    return read_table(source, SEPARATORS[config.format], config.text_column, config.label_column, config.header,
+                      config.quoting, config.skip_bad_rows, cache_dir)
+
+
+@FORMATS[JSONL].reader("classification")
+def _read_jsonl_rows(config, source: str, cache_dir: str | None = None) -> Dataset:
+    return read_jsonl(source, config.text_column, config.label_column, config.skip_bad_rows, cache_dir)
+
+
+@FORMATS[AUTO].reader("classification")
+def _read_by_extension(config, source: str, cache_dir: str | None = None) -> Dataset:
+    from dataclasses import replace
+
+    fmt = auto_format(source)
+    return FORMATS[fmt].readers["classification"](replace(config, format=fmt), source, cache_dir)
+
+
+@FORMATS[CLASS_FILES].reader("classification")
+def _read_class_file_rows(config, source: str, cache_dir: str | None = None) -> Dataset:
+    return read_class_files([p.strip() for p in source.split(",") if p.strip()], config.skip_bad_rows, cache_dir)
+
+
+@FORMATS[CLASS_FOLDERS].reader("classification")
+def _read_class_folder_rows(config, source: str, cache_dir: str | None = None) -> Dataset:
+    return read_class_folders(source, config.skip_bad_rows, cache_dir)
+
+
+@FORMATS[HUB].reader("classification")
+def _read_hub_text_rows(config, source: str, cache_dir: str | None = None) -> Dataset:
+    return read_text_hub(need_hub_name(config, "imdb"), source, str(config.text_column), str(config.label_column),
+                         config.hub_config, config.skip_bad_rows, cache_dir)
+
+
+FORMATS[TEXT].reader("lm")(read_text)
+FORMATS[WIKITEXT].reader("lm")(read_text)
+FORMATS[HUB].reader("lm")(read_text)

@@ -398,9 +398,9 @@ def added_words(grown, parent) -> set[str]:
 
 
 def record_coverage(vectors: Mapping[str, np.ndarray], counts: Mapping[str, int], lowercase: bool,
-                    unknown_tokens: int, record: dict) -> None:
-    """Log the coverage of the training vocabulary (`counts`: its words and training counts) and keep it in
-    `record` (config.json's "pretrained_coverage")."""
+                    unknown_tokens: int) -> dict:
+    """Log the coverage of the training vocabulary (`counts`: its words and training counts) and return it
+    (config.json's "pretrained_coverage")."""
     report = coverage(match_words(vectors, counts, lowercase), counts, unknown_tokens)
     log.info(describe(report))
-    record["pretrained_coverage"] = report
+    return report

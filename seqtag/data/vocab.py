@@ -10,11 +10,38 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from dataclasses import dataclass
+
 from tokenizers import Tokenizer, normalizers, pre_tokenizers, trainers
 from tokenizers.models import BPE, WordLevel, WordPiece
 
+from ..registry import Registry
+
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
+
+
+
+@dataclass(frozen=True)
+class TokenizerKind:
+    """A data.tokenizer value: the task families that train one, and for raw-text classification the
+    `tokenizers` model and trainer it is built from."""
+
+    families: tuple[str, ...]
+    text_model: tuple | None = None
+
+
+TOKENIZERS = Registry("data.tokenizer", "tokenizer")
+WORD, BPE_PIECES, WORDPIECE, CHAR = "word", "bpe", "wordpiece", "char"
+TOKENIZERS.register(WORD, TokenizerKind(("classification", "lm"), (WordLevel, trainers.WordLevelTrainer)))
+TOKENIZERS.register(BPE_PIECES, TokenizerKind(("classification", "lm"), (BPE, trainers.BpeTrainer)))
+TOKENIZERS.register(WORDPIECE, TokenizerKind(("classification",), (WordPiece, trainers.WordPieceTrainer)))
+TOKENIZERS.register(CHAR, TokenizerKind(("lm",)))
+
+
+def tokenizers_of(family: str) -> list[str]:
+    """The data.tokenizer values a task family trains (empty: it reads the files' own tokens)."""
+    return [name for name, kind in TOKENIZERS.items() if family in kind.families]
 
 
 def _word_level(counts: Counter, min_freq: int, extra: Iterable[str] = (), max_size: int | None = None,
@@ -61,16 +88,14 @@ def build_label_list(sentences: Iterable[Sequence[str]]) -> list[str]:
     return labels
 
 
-def build_text_tokenizer(texts: Sequence[str], kind: str = "word", vocab_size: int = 30_000, min_freq: int = 1,
+def build_text_tokenizer(texts: Sequence[str], kind: str = WORD, vocab_size: int = 30_000, min_freq: int = 1,
                          lowercase: bool = True, normalization: str = "none") -> Tokenizer:
     """A tokenizer for raw text, trained on the training texts: whole words, BPE or WordPiece.
 
     Text is normalized (optional NFC/NFKC, then optional lowercasing) and split at spaces
     and punctuation before the model sees it; ids 0 and 1 are padding and unknown.
     """
-    models = {"word": (WordLevel, trainers.WordLevelTrainer), "bpe": (BPE, trainers.BpeTrainer),
-              "wordpiece": (WordPiece, trainers.WordPieceTrainer)}
-    model, trainer = models[kind]
+    model, trainer = TOKENIZERS[kind].text_model
     tokenizer = Tokenizer(model(unk_token=UNK))
     steps = {"nfc": [normalizers.NFC()], "nfkc": [normalizers.NFKC()]}.get(normalization, [])
     steps += [normalizers.Lowercase()] if lowercase else []

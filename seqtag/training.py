@@ -1,11 +1,17 @@
 """Training a recipe end to end: data → Lightning fit → best weights → figures → saved model, the same way
-for every task family."""
+for every task family. The one training loop: fine-tuning and `seqtag compare` call `train` too, with their own
+start (`starts.py`) and callbacks.
+
+    train(recipe, out, init=Scratch() | FromParent(...), callbacks=[...])
+
+This is the training layer, the only one that imports Lightning (with `tasks.py`, `starts.py`, `progress.py`).
+"""
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
-import os
 import random
 import signal
 import threading
@@ -17,20 +23,21 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers import Logger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from . import __version__
-from .artifact import save_model
-from .config import Recipe
+from .artifact import replace_durably, save_model, write_durably
+from .config import Recipe, load_recipe
 from .errors import SeqtagError
-from .families import family_of
 from .hardware import check_training_hardware
+from .objectives import Objective, objective_of
 from .progress import end_reason, has_progress_bar, progress_callbacks
-from .runs import claim_run_folder
+from .runs import claim_run_folder, is_relaunched_rank, this_process_writes
+from .starts import Scratch, Start
 from .tasks import DataModule, Task, WaitsForFirstChange
+from .version import __version__
 
 log = logging.getLogger("seqtag")
 
@@ -43,21 +50,61 @@ class TrainResult:
     rank: int = 0          # in a multi-process run, only rank 0 evaluates, writes and has figures
 
 
-def csv_logger(out_dir: Path, keep_rows: int | None = 0) -> CSVLogger:
-    """CSV log in out_dir/logs/metrics.csv. A resumed run keeps the first `keep_rows` rows of the run it continues
-    (None: all of them), those logged before its checkpoint, so that no step or epoch is listed twice."""
-    path = out_dir / "logs" / "metrics.csv"
-    old_rows = []
-    if keep_rows != 0 and path.is_file():
-        with path.open(newline="") as rows:
-            old_rows = list(csv.DictReader(rows))[:keep_rows]
-    logger = CSVLogger(str(out_dir), name="logs", version="")
-    if old_rows:
-        # Lightning's writer starts a new file; hand it the old rows so they are written back first.
-        writer = logger.experiment
-        writer.metrics = old_rows + writer.metrics
-        writer.metrics_keys = sorted(old_rows[0].keys())
-    return logger
+class RunLog(Logger):
+    """The run's log, out_dir/logs/metrics.csv: one row per logging step or dev check, with a column per figure
+    (sorted) and "step". The file is rewritten whole and durably (`write_durably`: a crash leaves the previous
+    version whole) when a checkpoint is written and when training ends: the rows a checkpoint counts are on disk
+    with it (Lightning's own `save` after every logged row does nothing, so steps pay no fsync). A resumed run
+    keeps the first `keep_rows` rows of the run it continues (None: all of them), those logged before its
+    checkpoint, so no step is listed twice. Only the process that writes (`runs.this_process_writes`) writes."""
+
+    def __init__(self, out_dir: Path, keep_rows: int | None = 0):
+        super().__init__()
+        self.path = out_dir / "logs" / "metrics.csv"
+        self.rows: list[dict] = []
+        if keep_rows != 0 and self.path.is_file():
+            with self.path.open(newline="") as rows:
+                self.rows = list(csv.DictReader(rows))[:keep_rows]
+        self._saved = -1  # rows written by the last save (-1: none yet)
+
+    @property
+    def name(self) -> str:
+        return "logs"
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    @property
+    def log_dir(self) -> str:
+        return str(self.path.parent)
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass  # the recipe is saved whole in the model's config.json
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        row = {key: value.item() if isinstance(value, torch.Tensor) else value for key, value in metrics.items()}
+        row["step"] = len(self.rows) if step is None else step
+        self.rows.append(row)
+
+    def save(self) -> None:
+        pass  # see `flush`
+
+    def flush(self) -> None:
+        """Write metrics.csv with every row logged so far."""
+        if not this_process_writes() or self._saved == len(self.rows):
+            return
+        keys = sorted({key for row in self.rows for key in row})
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_durably(self.path, text.getvalue())
+        self._saved = len(self.rows)
+
+    def finalize(self, status: str) -> None:
+        self.flush()
 
 
 def logged_rows(checkpoint: Path) -> int | None:
@@ -93,7 +140,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         partial = path.with_name(f".{path.name}.partial")
         super().save_checkpoint(checkpoint, partial, storage_options)
-        os.replace(partial, path)
+        replace_durably(partial, path)
 
 
 class StepBoundaryInterrupt(KeyboardInterrupt):
@@ -113,7 +160,7 @@ class RunCheckpoints(ModelCheckpoint):
     the dev figure the plateau learning-rate schedule steps on at an epoch's end, a step Lightning skips when it
     resumes there. Early stopping's decision to stop, which Lightning does not save, is taken again from its
     restored count. A checkpoint also holds the number of rows metrics.csv had, so that a resumed run drops the
-    rows logged after it (see `csv_logger`).
+    rows logged after it (see `RunLog`).
     """
 
     def __init__(self, folder: Path, monitor: str, mode: str):
@@ -127,7 +174,7 @@ class RunCheckpoints(ModelCheckpoint):
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or self.saved_step == trainer.global_step:
             return
         self.last_model_path = str(self.last_path)  # part of the state, so set before saving
-        trainer.save_checkpoint(self.last_path)
+        trainer.save_checkpoint(self.last_path, weights_only=False)  # the whole training state
         self.saved_step = trainer.global_step
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -215,14 +262,10 @@ def _early_stop_decided(trainer: pl.Trainer) -> bool:
 def _csv_rows(trainer: pl.Trainer) -> int | None:
     """The rows of metrics.csv, every row logged so far written out first; None outside the first process."""
     logger = trainer.logger
-    if not isinstance(logger, CSVLogger) or not trainer.is_global_zero:
+    if not isinstance(logger, RunLog) or not this_process_writes(trainer):
         return None
-    logger.save()
-    path = Path(logger.experiment.metrics_file_path)
-    if not path.is_file():
-        return 0
-    with path.open(newline="") as rows:
-        return sum(1 for _ in csv.DictReader(rows))
+    logger.flush()
+    return len(logger.rows)
 
 
 class TrainingGuard(Callback):
@@ -277,8 +320,8 @@ class TrainingGuard(Callback):
 def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False, resume: bool = False,
                  extra_callbacks: list[Callback] = ()) -> tuple[pl.Trainer, ModelCheckpoint]:
     cfg = recipe.train
-    family = family_of(recipe.task)
-    monitor, mode = family.monitor, family.mode  # e.g. highest dev F1, or lowest dev perplexity
+    objective = objective_of(recipe.task)
+    monitor, mode = objective.monitor, objective.mode  # e.g. highest dev F1, or lowest dev perplexity
     checkpoint = RunCheckpoints(out_dir / "checkpoints", monitor, mode)
     callbacks = [checkpoint, TrainingGuard(cfg, out_dir)]
     if cfg.patience > 0:
@@ -296,7 +339,7 @@ def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False, resume: boo
     trainer = pl.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, precision=cfg.precision,
         gradient_clip_val=cfg.gradient_clip or None, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-        logger=csv_logger(out_dir, keep_rows=kept_rows), log_every_n_steps=10,
+        logger=RunLog(out_dir, keep_rows=kept_rows), log_every_n_steps=10,
         enable_progress_bar=has_progress_bar(callbacks), enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False,  # our bucketing sampler shards by rank itself
         max_time={"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None,
@@ -331,73 +374,67 @@ def fit(trainer: pl.Trainer, task: pl.LightningModule, data: pl.LightningDataMod
             signal.signal(signal.SIGINT, handler)
 
 
-def prepare_data(recipe: Recipe, cache_dir: str | None = None, start=None) -> DataModule:
-    """The recipe's data, read and featurized by its family (the recipe with the family's defaults is
-    `data.recipe`); a fine-tuning `start` (`finetune.Start`) prepares it from the parent's vocabularies."""
-    family = family_of(recipe.task)
-    data = DataModule(family, family.resolve(recipe), cache_dir)
-    if start is not None:
-        data.prepared = start.prepare(data.recipe, cache_dir)
-    data.setup("fit")
+def prepare_data(recipe: Recipe, cache_dir: str | None = None, start: Start | None = None) -> DataModule:
+    """The recipe's data, read and featurized by its objective (the recipe with the family's defaults is
+    `data.recipe`); a fine-tuning start prepares it from the parent's vocabularies."""
+    objective = objective_of(recipe.task)
+    data = DataModule(objective, objective.family.resolve(recipe), cache_dir)
+    data.prepared = (start or Scratch()).prepare(objective, data.recipe, cache_dir)
     return data
 
 
-def new_task(data: DataModule, start=None) -> Task:
+def new_task(data: DataModule, start: Start | None = None) -> Task:
     """A freshly started network for prepared data (or, fine-tuning, the parent's grown network), inside the
     Lightning task that trains it."""
-    family, recipe, prepared = data.family, data.recipe, data.prepared
-    net = family.build_network(recipe.model, prepared.sizes)
-    (start or family).start_network(net, recipe, prepared)
-    if "pretrained_rows" in prepared.record:
-        log.info("pretrained vectors set for %d of %d words", prepared.record["pretrained_rows"],
+    start = start or Scratch()
+    objective, recipe, prepared = data.objective, data.recipe, data.prepared
+    net = objective.family.build_network(recipe.model, prepared.sizes)
+    start.start_network(objective, net, recipe, prepared)
+    if prepared.record.pretrained_rows is not None:
+        log.info("pretrained vectors set for %d of %d words", prepared.record.pretrained_rows,
                  prepared.sizes["words"])
-    return Task(family, net, recipe, prepared.featurizer.labels if prepared.featurizer else None,
-                head_lr=start.head_lr(recipe) if start is not None else None)
-
-
-def is_relaunched_rank() -> bool:
-    """True in the processes Lightning starts for ranks above 0 (they run this same program again)."""
-    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+    return Task(objective, net, recipe, prepared.featurizer.labels if prepared.featurizer else None,
+                head_lr=start.head_lr(recipe))
 
 
 def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool = False,
-          cache_dir: str | None = None, overwrite: bool = False, start=None) -> TrainResult:
+          cache_dir: str | None = None, overwrite: bool = False, *, init: Start | None = None,
+          callbacks: list[Callback] = ()) -> TrainResult:
     """Train, keep the best dev checkpoint, evaluate dev/test with it and save the model directory.
 
-    The recipe's task family (`families.py`) says how; nothing here depends on which family it is.
+    The recipe's objective (`objectives.py`) says how; nothing here depends on which family it is.
+    `init` says what the run starts from (`starts.Scratch()` by default, `starts.FromParent` when fine-tuning);
+    `callbacks` are Lightning callbacks that watch the run (what `seqtag compare` measures).
     `smoke` runs one training step and one dev batch: the whole path, in seconds.
     With `resume`, training continues from `out_dir/checkpoints/last.ckpt`.
     A folder that already holds a model or a run is refused unless `overwrite` (or `resume`) says what to do with
     it, and so is a folder another run is using; see `runs.claim_run_folder`. A `smoke` run never replaces a
     trained model. Files seqtag did not write are never removed.
     In a multi-process run only rank 0 evaluates and writes the model directory.
-    A fine-tuning run (`seqtag.finetune`) passes its `start`: data prepared from the parent's vocabularies, the
-    parent's weights, its callbacks, the output layer's own learning rate (`head_lr`, or None) and the
-    config.json record of the parent.
     """
-    family = family_of(recipe.task)
-    recipe = family.resolve(recipe)
+    objective = objective_of(recipe.task)
+    recipe = objective.family.resolve(recipe)
     check_training_hardware(recipe.train)  # before any data is read: settings this machine cannot run
     out_dir = Path(out_dir)
     # Rank 0 checks, locks and clears the folder; a relaunched rank must not touch what rank 0 has started writing.
     lock = None if is_relaunched_rank() else claim_run_folder(out_dir, resume=resume, overwrite=overwrite,
                                                                 smoke=smoke)
     try:
-        return _train_in(out_dir, family, recipe, resume, smoke, cache_dir, start)
+        return _train_in(out_dir, objective, recipe, resume, smoke, cache_dir, init or Scratch(), list(callbacks))
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train_in(out_dir: Path, family, recipe: Recipe, resume: bool, smoke: bool, cache_dir: str | None,
-              start=None) -> TrainResult:
+def _train_in(out_dir: Path, objective: Objective, recipe: Recipe, resume: bool, smoke: bool, cache_dir: str | None,
+              start: Start, callbacks: list[Callback]) -> TrainResult:
     """`train` once the folder is claimed."""
     last = out_dir / "checkpoints" / "last.ckpt"
     pl.seed_everything(recipe.train.seed, workers=True, verbose=False)
     data = prepare_data(recipe, cache_dir, start)
     task = new_task(data, start)
     prepared = data.prepared
-    trainer, checkpoint = make_trainer(recipe, out_dir, smoke, resume, start.callbacks() if start else ())
+    trainer, checkpoint = make_trainer(recipe, out_dir, smoke, resume, [*start.callbacks(), *callbacks])
     with warnings.catch_warnings():
         # The loaders pick up a resumed epoch at its first untrained batch themselves, so this warning is wrong.
         warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
@@ -405,7 +442,7 @@ def _train_in(out_dir: Path, family, recipe: Recipe, resume: bool, smoke: bool, 
 
     if not trainer.interrupted:  # after Ctrl+C, Lightning's first process has stopped the others itself
         trainer.strategy.barrier()  # every rank has finished training before rank 0 reads the best checkpoint
-    if trainer.global_rank != 0:
+    if not this_process_writes(trainer):
         return TrainResult(out_dir / "model", {}, trainer.interrupted, trainer.global_rank)
     log.info("training ended: %s", end_reason(trainer))
     if checkpoint.best_model_path:
@@ -416,24 +453,52 @@ def _train_in(out_dir: Path, family, recipe: Recipe, resume: bool, smoke: bool, 
     # The final figures come from the predictor, exactly as `seqtag evaluate` computes them, on the training
     # device.
     device = task.device if trainer.world_size == 1 else torch.device("cpu")
-    predictor = family.predictor(task.net, prepared, recipe, device=device)
-    metrics = {split: predictor.evaluate(rows) for split, rows in family.evaluation_splits(prepared).items()}
-    if "train_tokens" in prepared.record:
-        metrics["train_tokens"] = prepared.record["train_tokens"]
+    predictor = objective.predictor(task.net, prepared, recipe, device=device)
+    metrics = {split: predictor.evaluate(rows) for split, rows in objective.evaluation_splits(prepared).items()}
+    if prepared.record.train_tokens is not None:
+        metrics["train_tokens"] = prepared.record.train_tokens
     metrics["epochs"] = trainer.current_epoch
     metrics["interrupted"] = trainer.interrupted
     metrics["smoke"] = smoke  # a smoke run's model may be replaced; see runs.trained_model
-    tokenizers, labels, entries = family.save_parts(prepared)
+    tokenizers, labels, entries = objective.save_parts(prepared)
     config = {
         "seqtag_version": __version__,
-        "task": family.name,
+        "task": objective.family.name,
         "sizes": prepared.sizes,
         "recipe": recipe.to_dict(),
-        "unseen_labels": prepared.record.get("unseen_labels", {}),
-        **({"pretrained_coverage": prepared.record["pretrained_coverage"]}
-           if "pretrained_coverage" in prepared.record else {}),
+        "unseen_labels": prepared.record.unseen_labels,
+        **({"pretrained_coverage": prepared.record.pretrained_coverage}
+           if prepared.record.pretrained_coverage is not None else {}),
         **entries,
-        **(start.config_entries(prepared) if start else {}),
+        **start.config_entries(prepared),
     }
     model_dir = save_model(out_dir / "model", config, task.net.state_dict(), tokenizers, labels, metrics)
     return TrainResult(model_dir, metrics, trainer.interrupted)
+
+
+# ---------------------------------------------------------------------------
+# The Python API (`seqtag.train`)
+
+
+def settings_as_overrides(settings: dict) -> list[str]:
+    """Python keyword settings as `--set` assignments: {"model.hidden_size": 64} or model__hidden_size=64."""
+    from .config import _as_setting
+
+    return [f"{key.replace('__', '.')}={_as_setting(value)}" for key, value in settings.items()]
+
+
+def train_recipe(recipe: str | Path | Recipe, files: dict[str, str | Path | None], out: str | Path | None = None,
+                 resume: bool = False, overwrite: bool = False, smoke: bool = False,
+                 settings: dict | None = None) -> TrainResult:
+    """`seqtag train` from Python: a recipe name or YAML path (or a loaded `Recipe`) with its `files` (train, dev,
+    test) and `--set` settings."""
+    if isinstance(recipe, Recipe):
+        if settings or any(path is not None for path in files.values()):
+            raise SeqtagError("seqtag.train(): a loaded Recipe already holds its files and settings; pass the recipe "
+                              "name or path to give --train/--dev/--test or settings.")
+        loaded = recipe
+    else:
+        loaded = load_recipe(str(recipe), settings_as_overrides(settings or {}),
+                             **{split: None if path is None else str(path) for split, path in files.items()})
+    folder = Path(out) if out is not None else Path("runs") / (f"{loaded.name}-smoke" if smoke else loaded.name)
+    return train(loaded, folder, resume=resume, smoke=smoke, overwrite=overwrite)

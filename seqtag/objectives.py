@@ -1,0 +1,226 @@
+"""The training side of each task family: how its data is prepared, how a network starts, the loss of a
+training batch, the dev figures, what a model directory saves and which splits are evaluated at the end.
+
+`training.py` and `tasks.py` (Lightning) call these plain functions; nothing here imports Lightning. Each
+objective is registered under its family's name and holds the family's declaration (`families.py`), which
+builds the network and the predictor.
+"""
+from __future__ import annotations
+
+import torch
+
+from .config import Recipe
+from .data.featurizer import Featurizer, LabelCodec
+from .data.splits import Prepared
+from .families import FAMILIES, Family, family_of
+from .language_model import LanguageModel, window_nats
+from .metrics import confusion_scores, perplexity, span_scores
+from .networks import Network, State
+from .predict import Predictor, SequenceTagger, TextClassifier
+from .registry import Registry
+
+DEV_SCORE = "dev_score"            # accuracy or span F1 (tagging), accuracy or macro-F1 (classification)
+DEV_PERPLEXITY = "dev_perplexity"  # language models; lower is better
+
+OBJECTIVES = Registry("task", "training objective")  # family name → its objective (an instance)
+
+
+class Objective:
+    """What training a family's network means. `family` is its declaration."""
+
+    family: Family
+    monitor, mode = DEV_SCORE, "max"   # the dev figure that early stopping and model selection watch
+
+    # -- data and network -----------------------------------------------------
+
+    def prepare(self, recipe: Recipe, cache_dir: str | None = None, growth=None) -> Prepared:
+        """Read, check and featurize every split; a fine-tuning run's `growth` (`seqtag.data.growth.Growth`)
+        starts from the parent's vocabularies and labels."""
+        raise NotImplementedError
+
+    def start_network(self, net: Network, recipe: Recipe, prepared: Prepared) -> None:
+        """Set what training starts from beyond random weights: pretrained word vectors."""
+        if prepared.pretrained:
+            count = net.word_embedder().set_rows(prepared.pretrained, recipe.model.freeze_embeddings)
+            prepared.record.pretrained_rows = count
+
+    # -- training ---------------------------------------------------------------
+
+    def train_loss(self, net: Network, batch, state: State | None) -> tuple[torch.Tensor, State | None, int]:
+        """The loss of one training batch, the state to carry to the next batch, and the batch's size."""
+        scores, _ = net(batch.features, batch.lengths, batch.mask)
+        return net.head.loss(scores, batch.labels, batch.mask), None, int(batch.mask.sum())
+
+    def dev_counts(self, net: Network, batch, state: State | None, labels: LabelCodec | None
+                   ) -> tuple[torch.Tensor, State | None]:
+        """Summable counts for one dev batch (summed over batches and ranks), and the state to carry."""
+        raise NotImplementedError
+
+    def dev_figures(self, counts: torch.Tensor, labels: LabelCodec | None, recipe: Recipe) -> dict[str, float]:
+        """The dev figures from the summed counts; holds `self.monitor`."""
+        raise NotImplementedError
+
+    # -- the end of training ------------------------------------------------------
+
+    def save_parts(self, prepared: Prepared) -> tuple[dict, list[str] | None, dict]:
+        """(tokenizer files, label list, config.json entries) to save beside the weights."""
+        featurizer: Featurizer = prepared.featurizer
+        tokenizers = {"word_tokenizer.json": featurizer.words, "char_tokenizer.json": featurizer.chars}
+        return tokenizers, featurizer.labels.labels, {}
+
+    def predictor(self, net: Network, prepared: Prepared, recipe: Recipe, device="cpu") -> Predictor:
+        """The predictor for a network just trained (final evaluation uses it, as `seqtag.load` would)."""
+        raise NotImplementedError
+
+    def evaluation_splits(self, prepared: Prepared) -> dict:
+        return {split: prepared.rows[split] for split in ("dev", "test") if split in prepared.rows}
+
+
+class TaggingObjective(Objective):
+    family = FAMILIES["tagging"]
+
+    def prepare(self, recipe, cache_dir=None, growth=None):
+        from .data.corpus import prepare_tagging  # reading files needs `datasets`
+
+        return prepare_tagging(recipe, cache_dir, growth)
+
+    def start_network(self, net, recipe, prepared):
+        super().start_network(net, recipe, prepared)
+        self.family.constrain(net, prepared.featurizer.labels)
+
+    def dev_counts(self, net, batch, state, labels):
+        scores, _ = net(batch.features, batch.lengths, batch.mask)
+        predicted, _ = net.head.decode(scores, batch.mask)
+        tokens = batch.mask.sum()
+        loss = net.head.loss(scores, batch.labels, batch.mask).detach() * tokens
+        if not labels.is_span:
+            correct = ((predicted == batch.labels) & batch.mask).sum()
+            return torch.stack([correct.float(), tokens.float(), loss, tokens.float()]).cpu(), None
+        gold_seqs, predicted_seqs = [], []
+        for gold_row, pred_row, n in zip(batch.labels.tolist(), predicted.tolist(), batch.lengths.tolist()):
+            gold_seqs.append([labels.name(i) for i in gold_row[:n]])
+            predicted_seqs.append([labels.labels[i] for i in pred_row[:n]])
+        scores = span_scores(gold_seqs, predicted_seqs)
+        return torch.tensor([scores["correct_spans"], scores["gold_spans"], scores["predicted_spans"],
+                             float(loss), float(tokens)]), None
+
+    def dev_figures(self, counts, labels, recipe):
+        *counts, loss, tokens = counts.tolist()
+        if not labels.is_span:
+            correct, total = counts
+            score = 100.0 * correct / total if total else 0.0
+        else:
+            correct, gold, predicted = counts
+            precision = correct / predicted if predicted else 0.0
+            recall = correct / gold if gold else 0.0
+            score = 100.0 * 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {DEV_SCORE: score, "dev_loss": loss / tokens if tokens else 0.0}
+
+    def save_parts(self, prepared):
+        tokenizers, labels, extra = super().save_parts(prepared)
+        codec = prepared.featurizer.labels
+        return tokenizers, labels, {"file_scheme": codec.file_scheme, "train_scheme": codec.train_scheme}
+
+    def predictor(self, net, prepared, recipe, device="cpu"):
+        return SequenceTagger(net, prepared.featurizer, recipe.data, device=device)
+
+
+class ClassificationObjective(Objective):
+    family = FAMILIES["classification"]
+
+    def prepare(self, recipe, cache_dir=None, growth=None):
+        from .data.classification import prepare_classification  # reading files needs `datasets`
+
+        return prepare_classification(recipe, cache_dir, growth)
+
+    def start_network(self, net, recipe, prepared):
+        super().start_network(net, recipe, prepared)
+        if recipe.train.class_weights == "balanced":
+            # n / (k · count) per class, so every class weighs as much in the loss as the others.
+            ids = torch.as_tensor(prepared.encoded["train"]["label_id"], dtype=torch.long)
+            size = prepared.sizes["labels"]
+            counts = torch.bincount(ids, minlength=size).float()
+            net.head.class_weights = len(ids) / (size * counts.clamp(min=1))
+            prepared.record.class_weights = dict(zip(prepared.featurizer.labels.labels,
+                                                     net.head.class_weights.tolist()))
+
+    def dev_counts(self, net, batch, state, labels):
+        scores, _ = net(batch.features, batch.lengths, batch.mask)
+        predicted, _ = net.head.decode(scores, batch.mask)
+        size = len(labels)
+        # A gold class never seen in training goes to an extra last row: always an error.
+        cells = batch.labels.clamp(max=size) * size + predicted                           # (B,)
+        return torch.bincount(cells, minlength=(size + 1) * size).view(size + 1, size).cpu(), None
+
+    def dev_figures(self, counts, labels, recipe):
+        size = len(labels)
+        scores = confusion_scores(counts[:size].tolist(), labels.labels)
+        unseen = int(counts[size].sum())
+        accuracy = 100.0 * sum(int(counts[i, i]) for i in range(size)) / max(1, int(counts.sum()))
+        figure = scores["macro_f1"] if recipe.train.dev_metric == "macro_f1" else accuracy
+        return {DEV_SCORE: figure, "dev_unseen": float(unseen)}
+
+    def save_parts(self, prepared):
+        tokenizers, labels, _ = super().save_parts(prepared)
+        return tokenizers, labels, {"split": prepared.record.split, "truncated": prepared.record.truncated}
+
+    def predictor(self, net, prepared, recipe, device="cpu"):
+        return TextClassifier(net, prepared.featurizer, recipe.data, device=device)
+
+
+class LanguageModellingObjective(Objective):
+    family = FAMILIES["lm"]
+    monitor, mode = DEV_PERPLEXITY, "min"
+
+    def prepare(self, recipe, cache_dir=None, growth=None):
+        from .data.lm import prepare_lm  # reading files needs `datasets`
+
+        return prepare_lm(recipe, cache_dir, growth)
+
+    @staticmethod
+    def _directions(net: Network) -> list[bool]:
+        return [False, True] if net.backward_encoder is not None else [False]
+
+    def _windows(self, net, batch, state) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list]:
+        """(nats, tokens) per direction for one BPTT window, and the states to carry (one per direction)."""
+        state = state or [None] * len(self._directions(net))
+        sums, carried = [], []
+        for backward, direction_state in zip(self._directions(net), state):
+            nats, count, direction_state = window_nats(net, batch, direction_state, backward)
+            sums.append((nats, count))
+            carried.append(direction_state)
+        return sums, carried
+
+    def train_loss(self, net, batch, state):
+        sums, state = self._windows(net, batch, state)
+        loss = torch.stack([nats / count.clamp(min=1) for nats, count in sums]).mean()
+        return loss, state, int(sums[0][1])
+
+    def dev_counts(self, net, batch, state, labels):
+        sums, state = self._windows(net, batch, state)
+        return torch.stack([torch.stack([nats.detach(), count.to(nats.dtype)]) for nats, count in sums]).cpu(), state
+
+    def dev_figures(self, counts, labels, recipe):
+        losses = (counts[:, 0] / counts[:, 1].clamp(min=1)).tolist()    # (directions, 2): nats, tokens
+        figures = {"dev_loss": losses[0], DEV_PERPLEXITY: perplexity(losses[0])}
+        if len(losses) > 1:
+            figures["dev_backward_perplexity"] = perplexity(losses[1])
+        return figures
+
+    def save_parts(self, prepared):
+        return {"tokenizer.json": prepared.tokenizer}, None, {"split": prepared.record.split}
+
+    def predictor(self, net, prepared, recipe, device="cpu"):
+        return LanguageModel(net, prepared.tokenizer, recipe.data, device=device)
+
+    def evaluation_splits(self, prepared):
+        return {split: prepared.encoded[split] for split in ("dev", "test") if split in prepared.encoded}
+
+
+for _objective in (TaggingObjective(), ClassificationObjective(), LanguageModellingObjective()):
+    OBJECTIVES.register(_objective.family.name, _objective)
+
+
+def objective_of(task: str) -> Objective:
+    """The training objective of a recipe's task (an unknown task is named in the error)."""
+    return OBJECTIVES[family_of(task).name]

@@ -1,0 +1,184 @@
+"""How a training run starts: its data and its weights.
+
+`train(recipe, out, init=...)` takes one of these:
+
+    Scratch()                       the recipe's data read afresh, vocabularies and labels from the training
+                                    split, random weights (and pretrained vectors where the recipe names them)
+    FromParent(dir, parts, growth)  fine-tuning: the parent model's vocabularies and labels grown by the new data
+                                    (appended, `data/growth.py`), its weights copied in row by row, the output
+                                    layer at its own learning rate, an optional freeze schedule, and the parent's
+                                    lineage in config.json
+
+Every start answers the same five questions (`Start`), so the training loop never asks which one it has.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from pathlib import Path
+
+import torch
+from pytorch_lightning.callbacks import Callback
+from torch import nn
+
+from .config import FinetuneConfig, Recipe
+from .data.growth import Growth
+from .data.splits import Prepared
+from .embedders import UNK_ID, WORD_EMBEDDER
+from .errors import SeqtagError
+from .networks import Network
+from .objectives import Objective
+
+log = logging.getLogger("seqtag")
+
+
+class Start:
+    """What a run starts from. The base class is a run from scratch."""
+
+    def prepare(self, objective: Objective, recipe: Recipe, cache_dir: str | None) -> Prepared:
+        """The recipe's data, read, checked and featurized."""
+        return objective.prepare(recipe, cache_dir)
+
+    def start_network(self, objective: Objective, net: Network, recipe: Recipe, prepared: Prepared) -> None:
+        """Set the weights the network starts from (it was built with random ones)."""
+        objective.start_network(net, recipe, prepared)
+
+    def head_lr(self, recipe: Recipe) -> float | None:
+        """The output layer's own learning rate, or None: train.lr for the whole network."""
+        return None
+
+    def callbacks(self) -> list[Callback]:
+        """Callbacks this start needs during training (a freeze schedule)."""
+        return []
+
+    def config_entries(self, prepared: Prepared) -> dict:
+        """Entries for the saved config.json (a fine-tuned model's lineage)."""
+        return {}
+
+
+class Scratch(Start):
+    """A new model: nothing but the recipe and its data. `prepared`: the data already prepared for this recipe
+    (`seqtag compare` prepares it once for all its runs)."""
+
+    def __init__(self, prepared: Prepared | None = None):
+        self.prepared = prepared
+
+    def prepare(self, objective: Objective, recipe: Recipe, cache_dir: str | None) -> Prepared:
+        return self.prepared if self.prepared is not None else objective.prepare(recipe, cache_dir)
+
+
+class FreezeSchedule(Callback):
+    """Keeps the embedders (finetune.freeze=embeddings), or the embedders and the encoder (=encoder), fixed
+    for the first `unfreeze_after` epochs, or for the whole run when it is 0. The optimiser holds every
+    parameter from the start, so unfrozen parts simply get gradients again; a resumed run freezes by its epoch."""
+
+    def __init__(self, freeze: str, unfreeze_after: int):
+        self.freeze = freeze
+        self.unfreeze_after = unfreeze_after
+        self._trainable: dict[nn.Parameter, bool] = {}
+
+    def parts(self, net: Network) -> list[nn.Parameter]:
+        modules = [net.embedders]
+        if self.freeze == "encoder":
+            modules += [net.encoder] + ([net.backward_encoder] if net.backward_encoder is not None else [])
+        return [p for module in modules for p in module.parameters()]
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        # What the recipe itself keeps fixed (model.freeze_embeddings) stays fixed when the schedule unfreezes.
+        self._trainable = {p: p.requires_grad for p in self.parts(pl_module.net)}
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        frozen = self.unfreeze_after == 0 or trainer.current_epoch < self.unfreeze_after
+        for parameter, trainable in self._trainable.items():
+            parameter.requires_grad_(trainable and not frozen)
+
+
+def weights_digest(model_dir: Path) -> str:
+    digest = hashlib.sha256()
+    with open(model_dir / "model.safetensors", "rb") as weights:
+        for block in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def grow_network(net: Network, parent: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Copy the parent's weights into `net`, whose embedding and output rows may be more (appended words,
+    characters, labels); each tensor's parent part goes to the same place. New embedding rows start as the
+    parent's unknown-token vector: a new word first reads as the parent read it. Returns the parent's row count
+    per embedding table."""
+    state = net.state_dict()
+    with torch.no_grad():
+        for name, tensor in state.items():
+            old = parent[name]
+            if old.dim() != tensor.dim() or any(o > n for o, n in zip(old.shape, tensor.shape)):
+                raise SeqtagError(f"the fine-tuned network's {name} {tuple(tensor.shape)} cannot hold the parent's "
+                                  f"{tuple(old.shape)}")
+            tensor[tuple(slice(0, size) for size in old.shape)] = old
+        net.load_state_dict(state)
+        rows = {}
+        for name, module in net.named_modules():
+            if isinstance(module, nn.Embedding):
+                rows[name] = parent[f"{name}.weight"].shape[0]
+                module.weight[rows[name]:] = module.weight[UNK_ID]
+    return rows
+
+
+class FromParent(Start):
+    """A fine-tuning run: the parent's featurizer or tokenizer (grown by the data) and its weights (copied in),
+    the output layer's own learning rate, the freeze schedule, and the record of the parent saved in config.json."""
+
+    def __init__(self, parent_dir: Path, parts: dict, growth: Growth, changed: list[str]):
+        self.parent_dir = parent_dir
+        self.parts = parts
+        self.growth = growth
+        self.changed = changed
+        self.rows: dict[str, int] = {}
+
+    @property
+    def settings(self) -> FinetuneConfig:
+        return self.growth.settings
+
+    def prepare(self, objective: Objective, recipe: Recipe, cache_dir: str | None) -> Prepared:
+        prepared = objective.prepare(recipe, cache_dir, growth=self.growth)
+        if "replay" in prepared.encoded:
+            new, pool = len(prepared.encoded["train"]), len(prepared.encoded["replay"])
+            fraction = self.settings.replay_fraction
+            prepared.record.replay_per_epoch = min(pool, round(new * fraction / (1 - fraction)))
+            log.info("replay: %d of the %d sentences of %s join each epoch's %d", prepared.record.replay_per_epoch,
+                     pool, self.growth.replay, new)
+        return prepared
+
+    def head_lr(self, recipe: Recipe) -> float:
+        """The output layer's learning rate: new labels' rows start there from nothing."""
+        return recipe.train.lr * self.settings.head_lr_factor
+
+    def start_network(self, objective: Objective, net: Network, recipe: Recipe, prepared: Prepared) -> None:
+        self.rows = grow_network(net, self.parts["state_dict"])
+        # Pretrained vectors (--set model.pretrained_vectors) start the new words only; the parent's rows are trained.
+        old = self.rows.get(f"embedders.{WORD_EMBEDDER}.embedding", 0)
+        prepared.pretrained = {index: vector for index, vector in prepared.pretrained.items() if index >= old}
+        objective.start_network(net, recipe, prepared)
+
+    def callbacks(self) -> list[Callback]:
+        if self.settings.freeze == "none":
+            return []
+        return [FreezeSchedule(self.settings.freeze, self.settings.unfreeze_after)]
+
+    def config_entries(self, prepared: Prepared) -> dict:
+        config = self.parts["config"]
+        data = {"sources": dict(prepared.sources)}
+        train = prepared.encoded["train"]
+        if hasattr(train, "column_names"):  # encoded rows: sentences or texts
+            data["sentences"] = len(train)
+            data["tokens"] = int(sum(len(ids) for ids in train["word_ids"]))
+        else:  # a language model's token stream
+            data["tokens"] = len(train)
+        if prepared.record.replay_per_epoch:
+            data["replay_per_epoch"] = prepared.record.replay_per_epoch
+        # What grew: each list in full when short (labels, characters), else its length (a new domain's words).
+        added = {kind: (values if len(values) <= 200 else len(values)) for kind, values in self.growth.added.items()}
+        return {"finetune": {
+            "parent": {"path": str(self.parent_dir.resolve()), "weights_sha256": weights_digest(self.parent_dir),
+                       "seqtag_version": config.get("seqtag_version"), "sizes": config["sizes"]},
+            "data": data, "settings": dataclasses.asdict(self.settings), "set": self.changed, "added": added}}
