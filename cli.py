@@ -223,49 +223,6 @@ def evaluate(
                    f"F1 {scores['f1']:6.2f}  support {scores['support']}")
 
 
-def _prediction_format(file: str, given: Optional[str], family) -> str:
-    """The input format for predict: --format, else the file's extension (raw lines for standard input), among
-    the ones the model's family reads (raw lines always; tables for classifiers; CoNLL columns for taggers): the
-    formats registered with a way to stream a file's items (`seqtag.data.readers.Format.prediction_items`)."""
-    from seqtag.data.readers import FORMATS, formats_of
-    from seqtag.data.text_readers import TEXT
-
-    streamed = {name for name, fmt in FORMATS.items() if fmt.prediction_items is not None}
-    by_extension = {extension: name for name in streamed for extension in FORMATS[name].extensions}
-    readable = [TEXT, *(name for name in formats_of(family.name) if name in streamed and name != TEXT)]
-    choices = "|".join(readable)
-    if given is not None:
-        if given not in readable:
-            raise SeqtagError(f"--format is {given!r}; this model ({family.name}) reads {choices}.")
-        if file == "-" and given != TEXT:
-            raise SeqtagError(f"--format {given} reads a file; standard input is read as {TEXT}, one item per line.")
-        return given
-    if file == "-":
-        return TEXT
-    suffix = Path(file).suffix.lower()
-    if suffix not in by_extension:
-        raise SeqtagError(f"{file}: the extension {suffix or '(none)'!r} does not say how to read the file; give "
-                          f"--format {choices} ({TEXT}: each line is one input).")
-    fmt = by_extension[suffix]
-    if fmt not in readable:
-        raise SeqtagError(f"{file}: a {suffix} file holds {fmt} data, which this model ({family.name}) does not "
-                          f"read; give --format {TEXT} to read each line as one input (or use {choices}).")
-    return fmt
-
-
-def _prediction_inputs(file: str, fmt: str, data_config):
-    """The items to predict, in file order: raw lines; the text column of a table or JSON lines file, read with
-    the model's reader settings (data.text_column, data.header, data.quoting); or a CoNLL file's token lists."""
-    from seqtag.data.readers import FORMATS
-
-    if file == "-":
-        from seqtag.data.lines import decode_lines
-
-        yield from (text for _, text in decode_lines(sys.stdin.buffer, "<stdin>"))
-    else:
-        yield from FORMATS[fmt].prediction_items(file, data_config)
-
-
 @app.command()
 @user_errors
 def predict(
@@ -276,28 +233,32 @@ def predict(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sentences per forward pass.")] = 256,
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Classifiers: how many ranked labels to list (default all).")] = None,
     format_: Annotated[Optional[str], typer.Option("--format", help="How to read FILE: text, csv, tsv, jsonl, conll or conllu (default: by its extension).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Processes to predict with, each with its own copy of the network; output as with one.")] = 1,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Tokens per network row; a longer input is read in windows (default 4096).")] = None,
 ):
     """Tag raw text, pre-tokenized lines or a CoNLL file's tokens, or classify texts (one per line, or a table's
-    text column); writes one JSON line (or a CoNLL block) per input to standard output."""
+    text column); writes one JSON line (or a CoNLL block) per input to standard output, streamed: any input
+    size runs in bounded memory. Progress (inputs/s, and an ETA for text files) goes to stderr unless --quiet."""
     import seqtag
-    from seqtag.data.text_readers import TEXT
     from seqtag.families import family_of
+    from seqtag.streaming import Progress, count_lines, input_format, read_items
+    from seqtag.data.text_readers import TEXT
 
     if batch_size < 1:
         raise SeqtagError(f"--batch-size is {batch_size}; it must be 1 or more (sentences per forward pass).")
+    if max_tokens is not None and max_tokens < 8:
+        raise SeqtagError(f"--max-tokens is {max_tokens}; it must be 8 or more (tokens per network row).")
     loaded = seqtag.load(model)
     family = family_of(loaded.task)
     family.check_prediction_options(model, pretokenized, output)
-    fmt = _prediction_format(file, format_, family)
-    if file != "-" and not Path(file).is_file():
-        raise SeqtagError(f"{file}: file not found; give a text file with one sentence per line, or - for stdin.")
-    items = _prediction_inputs(file, fmt, loaded.data_config)
-    # CoNLL input gives token lists, which a tagger's predict takes as they are (no --pretokenized splitting).
-    split_lines = pretokenized and fmt == TEXT
-    # Read and predict in chunks so arbitrarily long inputs stream through in bounded memory.
-    while chunk := list(islice(items, 4096)):
-        for line in family.prediction_lines(loaded, chunk, split_lines, output, top_k, batch_size):
-            typer.echo(line)
+    fmt = input_format(file, format_, loaded.task)
+    items = read_items(file, fmt, loaded.data_config, pretokenized)
+    quiet = logging.getLogger("seqtag").level >= logging.WARNING
+    progress = None if quiet else Progress(count_lines(file) if fmt == TEXT else None)
+    results = loaded.predict_stream(items, batch_size=batch_size, max_tokens=max_tokens, workers=workers,
+                                    progress=progress, **family.prediction_options(top_k))
+    for result in results:
+        typer.echo(loaded.result_line(result, output))
 
 
 @app.command()
@@ -320,6 +281,30 @@ def generate(
         raise SeqtagError(f"{model} is not a language model; `seqtag generate` needs a model trained with task: lm.")
     typer.echo(lm.generate(prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                            seed=seed, greedy=greedy))
+
+
+@app.command()
+@user_errors
+def serve(
+    model: Annotated[Path, typer.Argument(help="A saved model directory.")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on: 127.0.0.1 for this machine only, 0.0.0.0 for every interface.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8080,
+    workers: Annotated[int, typer.Option("--workers", help="Server processes, each loading the model with cores // N torch threads.")] = 1,
+    batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", help="How long a request waits for others to share its batch; 0 runs each request alone.")] = 5.0,
+    batch_tokens: Annotated[int, typer.Option("--batch-tokens", help="The most tokens one batch holds (also the most /generate makes per request).")] = 8192,
+    max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="The largest request body (413 above it).")] = 1_000_000,
+    max_text_chars: Annotated[int, typer.Option("--max-text-chars", help="The longest text, sentence or prompt (413 above it).")] = 100_000,
+    max_items: Annotated[int, typer.Option("--max-items", help="The most texts or sentences per request (413 above it).")] = 1000,
+):
+    """Serve a model over HTTP (JSON): POST /predict (taggers, classifiers), /score and /generate (language
+    models), GET /health and /metadata; the API is described at /docs.
+
+    Needs the extra: pip install "seqtag[serve]". Logs go to stderr. SIGTERM or Ctrl+C stops accepting
+    connections, finishes the requests under way and exits with status 0."""
+    from seqtag.serve import serve as run_server
+
+    run_server(model, host=host, port=port, workers=workers, batch_wait_ms=batch_wait_ms, batch_tokens=batch_tokens,
+               max_body_bytes=max_body_bytes, max_text_chars=max_text_chars, max_items=max_items)
 
 
 def _names(option: Optional[str]) -> Optional[list[str]]:

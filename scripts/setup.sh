@@ -10,4 +10,5 @@ fi
 .venv/bin/python -m pip install --quiet "setuptools>=68"
 # torch first and pinned: this exact CPU build is what these machines carry; a bare "torch" would download a CUDA build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[test]"
+# The optional extras too (serving, Ray), so that the tests exercise them on a fresh machine.
+.venv/bin/python -m pip install --quiet -e ".[test,serve,ray]"

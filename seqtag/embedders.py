@@ -84,10 +84,13 @@ class CharCNN(nn.Module):
 
     def encode_words(self, chars: torch.Tensor) -> torch.Tensor:
         # chars: (N, C) for N real words
+        words = chars.size(0)
+        if not self.training:
+            chars = _rounded_up(chars)                             # (N', C'): see _rounded_up
         x = self.embed(chars).transpose(1, 2)                      # (N, D, C)
         h = self.conv(x)[:, :, : chars.size(1)]                    # (N, F, C); even kernels pad one extra
         h = h.masked_fill((chars == PAD_ID)[:, None, :], float("-inf"))
-        return h.max(dim=2).values                                 # (N, F)
+        return h.max(dim=2).values[:words]                         # (N, F)
 
     def forward(self, features: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         return _per_real_word(self.encode_words, features["char_ids"], mask)
@@ -115,6 +118,19 @@ class CharLSTM(nn.Module):
 
     def forward(self, features: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         return _per_real_word(self.encode_words, features["char_ids"], mask)
+
+
+def _rounded_up(chars: torch.Tensor) -> torch.Tensor:
+    """`chars` padded to a word count that is a power of two and a word length that is a multiple of 8, so that
+    prediction meets few distinct convolution shapes. oneDNN keeps a compiled kernel (with its buffers) per shape
+    it has run, up to 1,024 of them: with a shape per batch, a long prediction run grew by hundreds of MB. The
+    padding rows and characters are ignored (PAD embeds to zeros, as the convolution's own padding, and is masked
+    before the max)."""
+    words, length = chars.shape
+    rows, columns = 1 << max(0, words - 1).bit_length(), -(-length // 8) * 8
+    if (rows, columns) == (words, length):
+        return chars
+    return torch.nn.functional.pad(chars, (0, columns - length, 0, rows - words), value=PAD_ID)
 
 
 def _per_real_word(encode, char_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,6 @@ Nothing here imports Lightning, the training modules or `datasets`: this is the 
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import fields, replace
 from pathlib import Path
@@ -89,6 +88,10 @@ class Family:
         if output not in ("jsonl", "conll"):
             raise SeqtagError(f"--output is {output!r}; expected jsonl or conll.")
 
+    def prediction_options(self, top_k: int | None) -> dict:
+        """The keyword options of its predictor's `predict` that `seqtag predict`'s options set."""
+        return {}
+
     def prediction_lines(self, model, lines: list[str], pretokenized: bool, output: str, top_k: int | None,
                          batch_size: int) -> Iterator[str]:
         """What `seqtag predict` prints for a chunk of input lines."""
@@ -165,10 +168,7 @@ class Tagging(Family):
     def prediction_lines(self, model, lines, pretokenized, output, top_k, batch_size):
         items = [line.split() for line in lines] if pretokenized else lines
         for sentence in model.predict(items, batch_size=batch_size):
-            if output == "jsonl":
-                yield json.dumps(sentence.to_dict(), ensure_ascii=False)
-            else:  # CoNLL: token and label per line, a blank line after each sentence
-                yield "".join(f"{w}\t{l}\n" for w, l in zip(sentence.words, sentence.labels))
+            yield model.result_line(sentence, output)
 
     def figures_line(self, metrics):
         counts = f"({metrics['sentences']} sentences, {metrics['tokens']} tokens)"
@@ -197,9 +197,12 @@ class Classification(Family):
             raise SeqtagError(f"{model_dir} is a text classifier: it reads one raw text per line and writes JSON "
                               "lines; drop --pretokenized and --output conll.")
 
+    def prediction_options(self, top_k):
+        return {"top_k": top_k}
+
     def prediction_lines(self, model, lines, pretokenized, output, top_k, batch_size):
         for result in model.predict(lines, top_k=top_k, batch_size=batch_size):
-            yield json.dumps(result.to_dict(), ensure_ascii=False)
+            yield model.result_line(result, output)
 
     def figures_line(self, metrics):
         return f"accuracy {metrics['accuracy']:.2f}  macro-F1 {metrics['macro_f1']:.2f}  ({metrics['texts']} texts)"

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from .data.vocab import BPE_PIECES, CHAR, PAD_ID, UNK_ID, WORD
 from .errors import InputError, SeqtagError
 from .metrics import language_model_scores, perplexity
 from .networks import Network, State, detach_state
+from .streaming import Progress, stream_results
 
 SCORE_CHUNK = 1024  # tokens per forward pass when scoring, so long texts run in bounded memory
 
@@ -136,6 +138,8 @@ class LanguageModel:
 
     def score(self, text: str) -> dict:
         """Log-probability (natural log) of `text` following a line break, its perplexity and token count."""
+        if not isinstance(text, str):
+            raise SeqtagError(f"score() takes a string, got {type(text).__name__}.")
         ids = self.encode(text)
         context = self._start()
         if not context:  # no line-break token to start from: the first token is context only
@@ -154,6 +158,19 @@ class LanguageModel:
 
     # -- generation ---------------------------------------------------------
 
+    def score_texts(self, texts: Iterable[str], index_offset: int = 0) -> list[dict]:
+        """`score` of each text, in order."""
+        return [self.score(text) for text in texts]
+
+    def score_stream(self, texts: Iterable[str], window: int | None = None, workers: int = 1,
+                     progress: bool | Progress | None = None) -> Iterator[dict]:
+        """`score` over an iterable of texts of any length, as a generator in input order, read lazily `window`
+        texts at a time, in `workers` processes (see `Predictor.predict_stream`)."""
+        return stream_results(self, "score_texts", texts, window, workers, progress)
+
+    def predict(self, *args, **kwargs):
+        raise SeqtagError("A language model neither tags nor classifies: use score(), score_stream() or generate().")
+
     def generate(self, prompt: str = "", max_tokens: int = 200, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None, greedy: bool = False) -> str:
         """The prompt followed by up to `max_tokens` generated tokens.
@@ -163,6 +180,8 @@ class LanguageModel:
         repeatable. <pad> and <unk> are never generated.
         """
         check_sampling(max_tokens, temperature, top_k, top_p, seed)
+        if not isinstance(prompt, str):
+            raise SeqtagError(f"generate() takes a string prompt, got {type(prompt).__name__}.")
         ids = self.encode(prompt)
         if ids and all(i == UNK_ID for i in ids):
             raise SeqtagError(f"The prompt {prompt!r} is made only of tokens this model does not know (<unk>); "
