@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from seqtag.paths import RECIPES_DIR
 from seqtag.errors import SeqtagError
@@ -49,7 +50,29 @@ def _recipe_list() -> str:
     return "Recipes (or give a path to a YAML file):\n" + "\n".join(rows)
 
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+def _plain_flags(params: list) -> list:
+    """The options with a flag's type left blank in --help: typer's rich help prints `--resume <bool>`, which reads
+    as if the flag took a value (`--resume true`)."""
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+class _PlainFlagsGroup(TyperGroup):
+    """The seqtag command group: every command's flags (and --help) show in --help as plain flags."""
+
+    def get_params(self, ctx):
+        return _plain_flags(super().get_params(ctx))
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:  # its declared options and the --help option it adds (one cached object)
+            _plain_flags([*command.params, command.get_help_option(ctx)])
+        return command
+
+
+app = typer.Typer(cls=_PlainFlagsGroup, add_completion=False, no_args_is_help=True,
                   help="Sequence labelling with masked BiLSTMs and LSTM language models: train, evaluate, predict and "
                        "generate. Results go to stdout; logs and progress to stderr.")
 
@@ -208,10 +231,19 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="A saved model directory.")],
     file: Annotated[Path, typer.Argument(help="A labelled file in the model's training format (class_files: a.pos,a.neg; language models: text).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    encoding: Annotated[str, typer.Option("--encoding", help="The file's text encoding; evaluation reads UTF-8 only, so another one is an error saying how to convert the file.")] = "utf-8",
 ):
     """Score a model on a labelled file (a language model: on text), read with the model's own reader settings."""
-    import seqtag
+    import codecs
 
+    import seqtag
+    from seqtag.data.lines import check_line_encoding
+
+    # The training readers `evaluate` shares decode UTF-8 into a cached dataset; they cannot honour another one.
+    if codecs.lookup(check_line_encoding(encoding)).name != "utf-8":
+        raise SeqtagError(f"--encoding is {encoding!r}, but `seqtag evaluate` reads files as UTF-8 only (the readers "
+                          f"training uses); convert the file first: iconv -f {encoding} -t utf-8 {file} > "
+                          f"{Path(file).stem}.utf8{Path(file).suffix}")
     loaded = seqtag.load(model)
     metrics = loaded.evaluate(file)
     if as_json:
@@ -221,6 +253,18 @@ def evaluate(
     for label, scores in metrics.get("per_label", {}).items():
         typer.echo(f"  {label:<20} P {scores['precision']:6.2f}  R {scores['recall']:6.2f}  "
                    f"F1 {scores['f1']:6.2f}  support {scores['support']}")
+
+
+@app.command()
+@user_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder: the --out of train or finetune, finished or interrupted.")],
+):
+    """Draw a run's learning curves again, RUN_DIR/curves.png, from its logs/metrics.csv (train loss, dev figure
+    with its best check marked, learning rate); prints the picture's path. Works on an interrupted run too."""
+    from seqtag.curves import draw_curves  # matplotlib only: no torch, no Lightning
+
+    typer.echo(f"curves: {draw_curves(run_dir)}")
 
 
 @app.command()
@@ -235,6 +279,10 @@ def predict(
     format_: Annotated[Optional[str], typer.Option("--format", help="How to read FILE: text, csv, tsv, jsonl, conll or conllu (default: by its extension).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Processes to predict with, each with its own copy of the network; output as with one.")] = 1,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Tokens per network row; a longer input is read in windows (default 4096).")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="local, or ray: a Ray Data job over text files (FILE may be a glob), one JSONL part per input block into --out.")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="--engine ray: the Ray cluster to join (default: start a local instance).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="--engine ray: the folder the JSONL parts are written to.")] = None,
+    encoding: Annotated[str, typer.Option("--encoding", help="The input's text encoding (text and CoNLL input, and standard input; csv, tsv and jsonl are read as UTF-8).")] = "utf-8",
 ):
     """Tag raw text, pre-tokenized lines or a CoNLL file's tokens, or classify texts (one per line, or a table's
     text column); writes one JSON line (or a CoNLL block) per input to standard output, streamed: any input
@@ -248,17 +296,47 @@ def predict(
         raise SeqtagError(f"--batch-size is {batch_size}; it must be 1 or more (sentences per forward pass).")
     if max_tokens is not None and max_tokens < 8:
         raise SeqtagError(f"--max-tokens is {max_tokens}; it must be 8 or more (tokens per network row).")
+    if engine not in ("local", "ray"):
+        raise SeqtagError(f"--engine is {engine!r}; give local (this machine, --workers processes) or ray.")
+    if engine == "ray":
+        if encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):  # Ray Data reads its text files as UTF-8
+            raise SeqtagError(f"--encoding is {encoding!r}, but --engine ray reads text files as UTF-8 only; convert "
+                              f"them (iconv -f {encoding} -t utf-8) or use --engine local.")
+        _predict_with_ray(model, file, out, address, pretokenized, output, batch_size, top_k, workers)
+        return
+    if out is not None or address is not None:
+        raise SeqtagError("--out and --address are for --engine ray; the local engine writes to standard output.")
     loaded = seqtag.load(model)
     family = family_of(loaded.task)
     family.check_prediction_options(model, pretokenized, output)
+    options = family.prediction_options(top_k)  # before any input is read: a tagger refuses --top-k
     fmt = input_format(file, format_, loaded.task)
-    items = read_items(file, fmt, loaded.data_config, pretokenized)
+    items = read_items(file, fmt, loaded.data_config, pretokenized, encoding)
     quiet = logging.getLogger("seqtag").level >= logging.WARNING
     progress = None if quiet else Progress(count_lines(file) if fmt == TEXT else None)
     results = loaded.predict_stream(items, batch_size=batch_size, max_tokens=max_tokens, workers=workers,
-                                    progress=progress, **family.prediction_options(top_k))
+                                    progress=progress, **options)
+    written = 0
     for result in results:
         typer.echo(loaded.result_line(result, output))
+        written += 1
+    if not written:  # exit 0 with nothing at all would look like a silent failure
+        shown = "standard input" if file == "-" else file
+        typer.echo(f"no input: {shown} holds no lines, so there is nothing to predict and no output.", err=True)
+
+
+def _predict_with_ray(model: Path, sources: str, out: Optional[Path], address: Optional[str], pretokenized: bool,
+                      output: str, batch_size: int, top_k: Optional[int], workers: int) -> None:
+    from seqtag.distributed import predict_with_ray
+
+    if out is None:
+        raise SeqtagError("--engine ray writes JSONL parts into a folder: give --out DIR.")
+    if output != "jsonl":
+        raise SeqtagError("--engine ray writes JSON lines; drop --output conll.")
+    summary = predict_with_ray(model, [part for part in sources.split(",") if part], out, address=address,
+                               num_actors=workers if workers > 1 else None, batch_size=batch_size,
+                               pretokenized=pretokenized, top_k=top_k)
+    typer.echo(json.dumps(summary))
 
 
 @app.command()
@@ -299,8 +377,8 @@ def serve(
     """Serve a model over HTTP (JSON): POST /predict (taggers, classifiers), /score and /generate (language
     models), GET /health and /metadata; the API is described at /docs.
 
-    Needs the extra: pip install "seqtag[serve]". Logs go to stderr. SIGTERM or Ctrl+C stops accepting
-    connections, finishes the requests under way and exits with status 0."""
+    Needs the serve extra (FastAPI and uvicorn); logs go to stderr.
+    SIGTERM or Ctrl+C stops accepting connections, finishes the requests under way and exits with status 0."""
     from seqtag.serve import serve as run_server
 
     run_server(model, host=host, port=port, workers=workers, batch_wait_ms=batch_wait_ms, batch_tokens=batch_tokens,

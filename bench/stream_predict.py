@@ -136,6 +136,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--before", help="a checkout of the code to compare with (long-line)")
     args = parser.parse_args()
+    args.model = args.model.resolve()  # the children run in other folders
     print(f"model {args.model}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         {"memory": memory, "workers": workers, "long-line": long_line}[args.what](args, Path(folder))

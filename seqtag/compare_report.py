@@ -8,10 +8,14 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Recipe
-from .durable import replace_durably
+from .curves import DEV_FIGURES, METRICS_CSV, dev_check_epochs, read_metrics, save_figure, spans_decades
 from .families import FAMILIES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LONG_SHARE = 0.1   # the longest tenth of the test items; the last (and first) tenth of a language model's window
 LM_WINDOW = 1000   # tokens a language model reads from a fresh state for its long-context figure
@@ -172,7 +176,12 @@ class Comparison:
         return ", ".join(loads) or "unknown"
 
     def plot(self, path: Path) -> None:
-        """compare.png: the compared figures per configuration (bars with the seeds' spread) and the speeds."""
+        """compare.png: `figure()` written durably."""
+        save_figure(self.figure(), path)
+
+    def figure(self) -> Figure:
+        """Three panels: the compared figures per configuration (bars, with the seeds' spread when there are
+        several seeds), every run's dev curve over the epochs (from its logs/metrics.csv), and the speeds."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg: no display needed, no pyplot state
         from matplotlib.figure import Figure
 
@@ -184,29 +193,80 @@ class Comparison:
         else:
             series.append((f"{self.long_split} longest 10% {name}", lambda r: r.long.get(key)))
         series = [(label, get) for label, get in series if any(get(run) is not None for run in self.runs)]
-        figure = Figure(figsize=(max(6.0, 1.6 * len(names) + 3), 7.5), layout="constrained")
+        several_seeds = any(len(self.runs_of(cell, head)) > 1 for cell, head in self.configurations)
+        figure = Figure(figsize=(max(6.0, 1.6 * len(names) + 3) + 2.5, 11.0), layout="constrained")
         FigureCanvasAgg(figure)
-        scores, speeds = figure.subplots(2, 1)
+        scores, curves, speeds = figure.subplots(3, 1, height_ratios=[1.2, 1.2, 0.8])
         width = 0.8 / len(series)
+        extremes = []  # the bars' tops and their spread lines' ends, for the axis limits
         for number, (label, get) in enumerate(series):
             means, spreads = [], []
             for cell, head in self.configurations:
                 values = [v for v in (get(run) for run in self.runs_of(cell, head)) if v is not None]
                 means.append(statistics.mean(values) if values else math.nan)
-                spreads.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+                # One seed has no spread: NaN draws no line, where 0 would draw a cap that looks like one.
+                spreads.append(statistics.stdev(values) if len(values) > 1 else math.nan)
+                reach = spreads[-1] if len(values) > 1 else 0.0
+                extremes += [means[-1] - reach, means[-1] + reach]
             places = [i + (number - (len(series) - 1) / 2) * width for i in range(len(names))]
-            scores.bar(places, means, width, yerr=spreads, capsize=3, label=label)
+            scores.bar(places, means, width, yerr=spreads if several_seeds else None, capsize=3, label=label)
+        limits = score_limits(extremes)
+        if limits is not None:
+            scores.set_ylim(*limits)
         scores.set_xticks(range(len(names)), names)
         scores.set_ylabel(name + (" (lower is better)" if self.family.causal else ""))
         scores.set_title(f"{self.recipe.name}: {self.budget_minutes:g} {self.clock} min per run, "
-                         f"{len(self.seeds)} seed(s), bars: mean, lines: sample std")
-        scores.legend(fontsize="small")
+                         f"{len(self.seeds)} seed(s), bars: mean" + (", lines: sample std" if several_seeds else ""))
+        # Outside the axes, so that it never covers a bar; constrained layout makes room for it.
+        scores.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        self._dev_curves(curves)
         speed = [statistics.mean(v) if (v := [r.tokens_per_cpu_second for r in self.runs_of(c, h)
                                                if r.tokens_per_cpu_second is not None]) else math.nan
                  for c, h in self.configurations]
         speeds.bar(range(len(names)), speed, color="tab:gray")
         speeds.set_xticks(range(len(names)), names)
         speeds.set_ylabel("training tokens per CPU second")
-        partial = path.with_name(f".{path.name}.partial")
-        figure.savefig(partial, dpi=110, format="png")
-        replace_durably(partial, path)
+        return figure
+
+    def _dev_curves(self, axes) -> None:
+        """One colour per configuration: each seed's dev figure at every dev check (thin lines when there are
+        several seeds, with their mean at the checks all of them reached drawn thick)."""
+        column = "dev_perplexity" if self.family.causal else "dev_score"  # the objective's monitor
+        drawn = []
+        for colour, (cell, head) in enumerate(self.configurations):
+            runs = [points for run in self.runs_of(cell, head)
+                    if (Path(run.run_dir) / METRICS_CSV).is_file()
+                    and (points := dev_check_epochs(read_metrics(Path(run.run_dir) / METRICS_CSV), column))]
+            label, style = f"{cell} {head}", {"color": f"C{colour}"}
+            several = len(runs) > 1
+            for points in runs:
+                axes.plot(*zip(*points), **style, linewidth=0.8 if several else 1.6, alpha=0.5 if several else 1.0,
+                          label=None if several else label)
+            if several:
+                shared = min(len(points) for points in runs)
+                axes.plot([x for x, _ in runs[0][:shared]],
+                          [statistics.mean(points[i][1] for points in runs) for i in range(shared)],
+                          **style, linewidth=2.2, label=f"{label} (mean of {len(runs)} seeds)")
+            drawn += [y for points in runs for _, y in points]
+        if not drawn:
+            axes.text(0.5, 0.5, "no run's logs/metrics.csv found", transform=axes.transAxes, ha="center",
+                      va="center", color="gray")
+            return
+        if self.family.causal and spans_decades(drawn):
+            axes.set_yscale("log")
+        axes.set_xlabel("epochs trained")
+        axes.set_ylabel(DEV_FIGURES[column].label + (" (lower is better)" if self.family.causal else ""))
+        axes.set_title("dev figure at each dev check")
+        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def score_limits(values: list[float], margin: float = 0.25) -> tuple[float, float] | None:
+    """The score axis's limits: the values' range widened by `margin` of it on each side (a tenth of the value
+    when they are all equal), never below 0 for figures that cannot be negative, so that the axis starts near
+    the data rather than at 0 and differences of a point or two show. None: no value to draw."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    pad = margin * (high - low) or 0.1 * abs(high) or 1.0
+    return (max(0.0, low - pad) if low >= 0 else low - pad), high + pad

@@ -165,6 +165,12 @@ class Tagging(Family):
         self.constrain(net, codec)
         return SequenceTagger(net, featurizer, recipe.data, parts["metrics"], path, device)
 
+    def prediction_options(self, top_k):
+        if top_k is not None:  # a silently ignored option would look like a tagger that ranks nothing
+            raise SeqtagError(f"--top-k is {top_k}: --top-k lists a classifier's ranked classes; a tagger gives one "
+                              "label per token (with its probability). Drop --top-k.")
+        return {}
+
     def prediction_lines(self, model, lines, pretokenized, output, top_k, batch_size):
         items = [line.split() for line in lines] if pretokenized else lines
         for sentence in model.predict(items, batch_size=batch_size):

@@ -4,6 +4,7 @@
     OUT/checkpoints/best.ckpt    the best dev check so far
     OUT/checkpoints/last.ckpt    the training state at the last dev check, Ctrl+C or stop (what --resume reads)
     OUT/logs/metrics.csv         the logged figures (and logs/hparams.yaml when Lightning writes one)
+    OUT/curves.png               the learning curves drawn from metrics.csv when the run ends (`seqtag report`)
     OUT/.seqtag.lock             while a run is going: its process, host and start time
 
 `claim_run_folder` checks a folder before training writes anything into it: a folder that already holds a
@@ -41,7 +42,8 @@ MODEL_FILES = frozenset({"config.json", "model.safetensors", "word_tokenizer.jso
 # What a run writes besides the model, relative to the run folder. Checkpoints are renamed into place from a
 # ".NAME.partial" file beside them (see train.AtomicCheckpointIO), which a killed run can leave behind.
 RUN_FILES = ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "checkpoints/.best.ckpt.partial",
-             "checkpoints/.last.ckpt.partial", "logs/metrics.csv", "logs/hparams.yaml")
+             "checkpoints/.last.ckpt.partial", "logs/metrics.csv", "logs/hparams.yaml",
+             "curves.png", ".curves.png.partial")  # curves.png: drawn from metrics.csv (curves.py)
 
 
 def claim_run_folder(out: str | Path, *, resume: bool = False, overwrite: bool = False, smoke: bool = False,

@@ -10,6 +10,7 @@ The predictors (`predict.py`, `language_model.py`) call `stream_results`; `seqta
 """
 from __future__ import annotations
 
+import codecs
 import logging
 import math
 import multiprocessing
@@ -63,18 +64,25 @@ def input_format(path: str, given: str | None, task: str) -> str:
     return fmt
 
 
-def read_items(path: str, fmt: str, data_config, pretokenized: bool = False) -> Iterator:
+def read_items(path: str, fmt: str, data_config, pretokenized: bool = False, encoding: str = "utf-8") -> Iterator:
     """The items to predict, in file order, streamed: raw lines ("-": standard input; `pretokenized`: split at
     spaces into tokens); the text column of a table or JSON lines file, read with the model's reader settings;
-    or a CoNLL file's token lists."""
-    if path == "-":
-        from .data.lines import decode_lines
+    or a CoNLL file's token lists. Raw lines and CoNLL files are decoded from `encoding`; tables only from UTF-8."""
+    from .data.lines import check_line_encoding, decode_lines
 
-        items = (text for _, text in decode_lines(sys.stdin.buffer, "<stdin>"))
+    utf8 = codecs.lookup(check_line_encoding(encoding)).name == "utf-8"
+    if path == "-":
+        items = (text for _, text in decode_lines(sys.stdin.buffer, "<stdin>", encoding=encoding))
     else:
         if not Path(path).is_file():
             raise SeqtagError(f"{path}: file not found; give a text file with one sentence per line, or - for stdin.")
-        items = FORMATS[fmt].prediction_items(path, data_config)
+        if utf8:
+            items = FORMATS[fmt].prediction_items(path, data_config)
+        elif FORMATS[fmt].any_encoding:
+            items = FORMATS[fmt].prediction_items(path, data_config, encoding=encoding)
+        else:  # the table readers decode whole files as UTF-8: an --encoding they ignored would garble the text
+            raise SeqtagError(f"--encoding is {encoding!r}, but {path} is read as {fmt}, which is read as UTF-8 only; "
+                              f"convert the file (iconv -f {encoding} -t utf-8 {path}) and drop --encoding.")
     if pretokenized and fmt == TEXT:
         return (line.split() for line in items)
     return items

@@ -78,6 +78,10 @@ class Task(pl.LightningModule):
             return
         for name, value in self.objective.dev_figures(counts, self.labels, self.recipe).items():
             self.log(name, value, prog_bar=name == self.objective.monitor, sync_dist=False)
+        if self.trainer.optimizers:
+            # The rate the epoch trained with (schedules step after the dev check), for curves.png; a logged
+            # number only, so the weights are those of a run that does not log it.
+            self.log("lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]), sync_dist=False)
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]

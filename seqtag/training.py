@@ -25,15 +25,16 @@ import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
-from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.trainer.states import TrainerFn, TrainerStatus
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from .artifact import replace_durably, save_model, write_durably
 from .config import Recipe, load_recipe
+from .curves import draw_curves
 from .errors import SeqtagError
 from .hardware import check_training_hardware
 from .objectives import Objective, objective_of
-from .progress import end_reason, has_progress_bar, progress_callbacks
+from .progress import DEV_FIGURES, end_reason, has_progress_bar, progress_callbacks
 from .runs import claim_run_folder, is_relaunched_rank, this_process_writes
 from .starts import Scratch, Start
 from .tasks import DataModule, Task, WaitsForFirstChange
@@ -164,8 +165,11 @@ class RunCheckpoints(ModelCheckpoint):
     """
 
     def __init__(self, folder: Path, monitor: str, mode: str):
+        # The best checkpoint is saved at the dev check itself, before last.ckpt is written there: saved at the
+        # epoch's end (Lightning's default when dev runs once an epoch), last.ckpt held the best of the check
+        # before, and a run resumed from it kept a later epoch that only tied the best one.
         super().__init__(dirpath=folder, filename="best", monitor=monitor, mode=mode, save_top_k=1,
-                         enable_version_counter=False)
+                         enable_version_counter=False, save_on_train_epoch_end=False)
         self.last_path = Path(folder) / "last.ckpt"
         self.saved_step: int | None = None  # the training step last.ckpt holds
         self._resumed: dict | None = None   # what a resumed run still has to put back
@@ -216,6 +220,19 @@ class RunCheckpoints(ModelCheckpoint):
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         self.saved_step = checkpoint.get("global_step")
         self._resumed = checkpoint.get("seqtag")
+        if this_process_writes(trainer):
+            log.info("%s", self.resuming_at(checkpoint))
+
+    def resuming_at(self, checkpoint: dict) -> str:
+        """Where a resumed run picks up, in the epoch lines' terms: the epoch it trains next (from 1), the steps
+        already trained, and the best dev figure so far, so that a --resume on the wrong folder shows at once."""
+        resumed = checkpoint.get("seqtag") or {}
+        # A checkpoint taken once an epoch's last step was done continues with the next epoch.
+        epoch = checkpoint.get("epoch", 0) + 1 + bool(resumed.get("epoch_end"))
+        best = (checkpoint.get("callbacks", {}).get(self.state_key) or {}).get("best_model_score")
+        figure = DEV_FIGURES.get(self.monitor, self.monitor)
+        best_text = f" (best {figure} {float(best):.2f})" if best is not None and math.isfinite(float(best)) else ""
+        return f"resuming at epoch {epoch}, step {checkpoint.get('global_step', 0)}{best_text}"
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         resumed, self._resumed = self._resumed, None
@@ -365,13 +382,17 @@ def fit(trainer: pl.Trainer, task: pl.LightningModule, data: pl.LightningDataMod
     except SystemExit:
         if not trainer.interrupted:
             raise
-        log.warning("training interrupted; saving the best weights so far (continue with --resume)")
+        # Not said here as well: the CLI's last line says what was saved and how to continue.
     except MisconfigurationException as err:
         # Lightning's word for settings that cannot work together, such as resuming past train.max_epochs.
         raise SeqtagError(f"Lightning refused these settings: {err}") from None
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, handler)
+    if guard is not None and (guard.stop_requested or guard._stop_now) and not trainer.interrupted:
+        # Ctrl+C during the last step or the last dev check: no step was left to stop at, and `fit` ended as if
+        # nothing had been pressed. The run still counts as interrupted (exit 130), as one stopped earlier does.
+        trainer.state.status = TrainerStatus.INTERRUPTED
 
 
 def prepare_data(recipe: Recipe, cache_dir: str | None = None, start: Start | None = None) -> DataModule:
@@ -426,6 +447,21 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
             lock.release()
 
 
+def check_resumable(last: Path, task: Task) -> None:
+    """A checkpoint whose weights do not fit the network these settings build (another head, cell, size or
+    vocabulary) is an error naming the first difference, before Lightning fails inside its load."""
+    saved = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+    built = task.state_dict()
+    for name in sorted(set(saved) | set(built)):
+        if name not in saved or name not in built or saved[name].shape != built[name].shape:
+            found = f"{tuple(saved[name].shape)}" if name in saved else "nothing"
+            wanted = f"{tuple(built[name].shape)}" if name in built else "nothing"
+            raise SeqtagError(f"--resume: {last} was trained with other network settings than these: it holds {found} "
+                              f"for {name.removeprefix('net.')}, where these settings build {wanted}. Resume with the "
+                              f"recipe and --set options the run was started with (its model/config.json, once saved, "
+                              f"lists them), or start again with --overwrite.")
+
+
 def _train_in(out_dir: Path, objective: Objective, recipe: Recipe, resume: bool, smoke: bool, cache_dir: str | None,
               start: Start, callbacks: list[Callback]) -> TrainResult:
     """`train` once the folder is claimed."""
@@ -434,6 +470,8 @@ def _train_in(out_dir: Path, objective: Objective, recipe: Recipe, resume: bool,
     data = prepare_data(recipe, cache_dir, start)
     task = new_task(data, start)
     prepared = data.prepared
+    if resume:
+        check_resumable(last, task)
     trainer, checkpoint = make_trainer(recipe, out_dir, smoke, resume, [*start.callbacks(), *callbacks])
     with warnings.catch_warnings():
         # The loaders pick up a resumed epoch at its first untrained batch themselves, so this warning is wrong.
@@ -473,7 +511,20 @@ def _train_in(out_dir: Path, objective: Objective, recipe: Recipe, resume: bool,
         **start.config_entries(prepared),
     }
     model_dir = save_model(out_dir / "model", config, task.net.state_dict(), tokenizers, labels, metrics)
+    _draw_learning_curves(trainer, out_dir)
     return TrainResult(model_dir, metrics, trainer.interrupted)
+
+
+def _draw_learning_curves(trainer: pl.Trainer, out_dir: Path) -> None:
+    """out_dir/curves.png from the run's metrics.csv. The model is saved already: a picture that cannot be drawn
+    is a warning, never a lost run."""
+    try:
+        if isinstance(trainer.logger, RunLog):
+            trainer.logger.flush()  # every row logged is in metrics.csv before it is read
+        draw_curves(out_dir)
+    except Exception as err:  # noqa: BLE001 - any failure to draw, matplotlib's included
+        log.warning("curves.png was not drawn (%s: %s); the model is saved. Draw it with: seqtag report %s",
+                    type(err).__name__, err, out_dir)
 
 
 # ---------------------------------------------------------------------------

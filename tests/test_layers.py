@@ -24,7 +24,7 @@ LAYERS = {
                                  "data.splits", "data.corpus", "data.classification", "data.lm"],
     "predictors and loading": ["streaming", "predict", "language_model", "families", "loading"],
     "serving and streaming": ["serve", "distributed"],
-    "training": ["objectives", "tasks", "starts", "progress", "hardware", "training"],
+    "training": ["objectives", "tasks", "starts", "progress", "hardware", "curves", "training"],
     "fine-tuning and compare": ["finetuning", "compare", "compare_report"],
     "Python API": ["__init__", "__main__"],
 }

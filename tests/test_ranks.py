@@ -54,23 +54,23 @@ def _seqtag(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_finetune_on_two_processes_saves_one_model_with_its_lineage(tmp_path):
     parent = tmp_path / "parent"
-    _seqtag("-q", "train", "demo", "--out", str(parent), "--set", "train.max_epochs=1", cwd=tmp_path)
+    _seqtag("-q", "train", "demo", "--out", str(parent), "--smoke", cwd=tmp_path)
     out = tmp_path / "tuned"
     done = _seqtag("finetune", str(parent / "model"), "--train", str(ROOT / "recipes/data/demo.dev.conll"),
                    "--dev", str(ROOT / "recipes/data/demo.dev.conll"), "--out", str(out),
-                   "--set", "train.max_epochs=2", *DDP, cwd=tmp_path)
+                   "--set", "train.max_epochs=1", *DDP, cwd=tmp_path)
     assert done.stdout.count("model: ") == 1, "only the first process reports"
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["finetune"]["parent"]["path"] == str((parent / "model").resolve())
     rows = (out / "logs" / "metrics.csv").read_text().splitlines()
-    assert rows[0].split(",")[-1] == "train_loss" or "dev_score" in rows[0] and len(rows) > 2
+    assert "dev_score" in rows[0] and len(rows) >= 2, "the first process logged the run"
     assert not list(out.rglob("*.partial")), "every durable write finished"
 
 
 @pytest.mark.slow
 def test_compare_on_two_processes_finishes_and_writes_its_report_once(tmp_path):
     out = tmp_path / "compare"
-    done = _seqtag("compare", "demo", "--cells", "lstm,gru", "--budget-minutes", "0.04", "--out", str(out), *DDP,
+    done = _seqtag("compare", "demo", "--cells", "lstm,gru", "--budget-minutes", "0.025", "--out", str(out), *DDP,
                    cwd=tmp_path)
     assert done.stdout.count("| cell | head |") == 1, "only the first process prints the table"
     assert done.stderr.count("compare 2/2") == 1, "the other process follows the plan silently"

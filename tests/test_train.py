@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from dataclasses import replace
 
 import seqtag
 from seqtag.config import load_recipe
@@ -20,9 +21,10 @@ FAST = ["train.progress_bar=false", "model.hidden_size=16", "model.word_dim=16",
 
 def _train_ner(ner_files, out, epochs=25, extra=()):
     # A constant rate: on unseen dev sentences the score stalls at times, and a plateau schedule would halve
-    # the rate before the training sentences are fitted.
+    # the rate before the training sentences are fitted. The softmax head, whose probabilities these tests read
+    # (the recipe's own head is the CRF; tests/test_crf.py covers it).
     recipe = load_recipe("conll-ner", [*FAST, f"train.max_epochs={epochs}", "train.lr=0.01", "train.lr_schedule=none",
-                                       "model.dropout=0.0", "model.word_dropout=0.0", *extra],
+                                       "model.dropout=0.0", "model.word_dropout=0.0", "model.head=softmax", *extra],
                          train=ner_files["train"], dev=ner_files["dev"], test=ner_files["test"])
     return train(recipe, out)
 
@@ -137,8 +139,11 @@ def test_resume_continues_from_the_last_checkpoint(ner_files, tmp_path):
     out = tmp_path / "run"
     _train_ner(ner_files, out, epochs=2, extra=["train.patience=0"])
     first = list(csv.DictReader(open(out / "logs" / "metrics.csv")))
-    recipe = load_recipe("conll-ner", [*FAST, "train.max_epochs=4", "train.patience=0"],
+    recipe = load_recipe("conll-ner", [*FAST, "train.max_epochs=4", "train.patience=0", "model.head=softmax"],
                          train=ner_files["train"], dev=ner_files["dev"], test=ner_files["test"])
+    with pytest.raises(seqtag.errors.SeqtagError, match=r"--resume: .*last.ckpt was trained with other network "
+                                                        r"settings than these: it holds nothing for head.end_scores"):
+        train(replace(recipe, model=replace(recipe.model, head="crf")), out, resume=True)
     resumed = train(recipe, out, resume=True)
     epochs = sorted({int(row["epoch"]) for row in csv.DictReader(open(out / "logs" / "metrics.csv"))})
     assert {int(row["epoch"]) for row in first} == {0, 1}

@@ -75,6 +75,8 @@ class Format:
     """Task family → read(data config, source, cache_dir) → Dataset rows of that family."""
     prediction_items: Callable | None = None
     """(path, data config) → the items `seqtag predict` reads from such a file, streamed, without `datasets`."""
+    any_encoding: bool = False
+    """Whether prediction_items also takes `encoding=` (`seqtag predict --encoding`); if not, it reads UTF-8 only."""
     mismatch: Callable[[list[str]], str | None] | None = None
     """(a file's first non-blank lines) → why they are not in this format, or None."""
     check: Callable | None = None
@@ -125,12 +127,13 @@ def need_hub_name(config, example: str) -> str:
 
 CONLL, CONLLU, HUB = "conll", "conllu", "hub"
 FORMATS.register(CONLL, Format(
-    CONLL, extensions=(".conll",), check=_check_conll,
-    prediction_items=lambda path, config: read_tokens(path, CONLL, config.token_column),
+    CONLL, extensions=(".conll",), check=_check_conll, any_encoding=True,
+    prediction_items=lambda path, config, encoding="utf-8": read_tokens(path, CONLL, config.token_column, encoding),
     mismatch=lambda rows: ("the file looks like CoNLL-U (10 tab-separated fields, numbered tokens)"
                            if _looks_like_conllu(rows) else None)))
 FORMATS.register(CONLLU, Format(
-    CONLLU, extensions=(".conllu",), prediction_items=lambda path, config: read_tokens(path, CONLLU),
+    CONLLU, extensions=(".conllu",), any_encoding=True,
+    prediction_items=lambda path, config, encoding="utf-8": read_tokens(path, CONLLU, encoding=encoding),
     mismatch=lambda rows: (None if _looks_like_conllu(rows) else
                            "the file is not CoNLL-U (10 tab-separated fields per token)")))
 FORMATS.register(HUB, Format(HUB, sources="split"))
@@ -192,15 +195,17 @@ def read_conllu(
     return _build(_conllu_sentences, gen_kwargs, cache_dir)
 
 
-def read_tokens(path: str | Path, format: str, token_column: int = 0) -> Iterator[list[str]]:
+def read_tokens(path: str | Path, format: str, token_column: int = 0, encoding: str = "utf-8"
+                ) -> Iterator[list[str]]:
     """The token lists of a CoNLL (CONLL, the tokens in `token_column`) or CoNLL-U (CONLLU, FORM) file,
     one per sentence in file order, for prediction: other columns are not needed, and a file of tokens alone
-    (one per line, a blank line after each sentence) is read too. Streams the file; needs no `datasets`."""
+    (one per line, a blank line after each sentence) is read too. Streams the file (in `encoding`, see
+    `lines.decode_lines`); needs no `datasets`."""
     key = _file_key(path)
     if format == CONLL:
-        rows = _conll_sentences(**key, token_column=int(token_column), label_column=None)
+        rows = _conll_sentences(**key, token_column=int(token_column), label_column=None, encoding=encoding)
     elif format == CONLLU:
-        rows = _conllu_sentences(**key, label_index=None)
+        rows = _conllu_sentences(**key, label_index=None, encoding=encoding)
     else:
         raise ValueError(f"read_tokens reads {CONLL} or {CONLLU}, not {format!r}")
     for row in rows:
@@ -352,14 +357,16 @@ def _find_seqtag_error(error: BaseException) -> SeqtagError | None:
 # Line reading shared by the file readers
 
 
-def _read_lines(path: str, shown_path: str, keep_line_end: bool = False) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, text without line ending) of a file, decoding each line as UTF-8."""
+def _read_lines(path: str, shown_path: str, keep_line_end: bool = False, encoding: str = "utf-8"
+                ) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, text without line ending) of a file, decoding each line (UTF-8 unless the
+    prediction command's --encoding says otherwise)."""
     try:
         file = open(path, "rb")
     except OSError as error:  # removed or made unreadable since it was found
         raise InputError(shown_path, None, f"cannot be read: {error.strerror or error}") from None
     with file:
-        yield from decode_lines(file, shown_path, keep_line_end)
+        yield from decode_lines(file, shown_path, keep_line_end, encoding)
 
 
 def _shorten(line: str, limit: int = 60) -> str:
@@ -383,6 +390,7 @@ def _conll_sentences(
     mtime_ns: int,
     token_column: int,
     label_column: int | None,
+    encoding: str = "utf-8",
 ) -> Iterator[dict]:
     """Generator for `read_conll` (and, with no `label_column`, `read_tokens`); size and mtime_ns only serve
     as cache key."""
@@ -394,7 +402,7 @@ def _conll_sentences(
     width = None  # number of columns, set by the first token line
     width_line = 0
     sentences = 0
-    for number, line in _read_lines(path, shown_path):
+    for number, line in _read_lines(path, shown_path, encoding=encoding):
         if line.startswith("-DOCSTART-") or not line.strip():
             if tokens:
                 yield _sentence(tokens, labels, lines)
@@ -466,6 +474,7 @@ def _conllu_sentences(
     size: int,
     mtime_ns: int,
     label_index: int | None,
+    encoding: str = "utf-8",
 ) -> Iterator[dict]:
     """Generator for `read_conllu` (and, with no `label_index`, `read_tokens`); size and mtime_ns only serve
     as cache key."""
@@ -474,7 +483,7 @@ def _conllu_sentences(
     labels: list[str] = []
     lines: list[int] = []
     sentences = 0
-    for number, line in _read_lines(path, shown_path):
+    for number, line in _read_lines(path, shown_path, encoding=encoding):
         if not line.strip():
             if tokens:
                 yield _sentence(tokens, labels, lines)

@@ -29,9 +29,11 @@ import csv
 import functools
 import glob
 import hashlib
+import itertools
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -137,10 +139,11 @@ def read_prediction_texts(path: str | Path, format: str, text_column: int | str,
         yield row["text"]
 
 
-def raw_lines(path: str | Path) -> Iterator[str]:
-    """Each line of a text file as one item to predict, streamed (an empty line too: its output keeps the place)."""
+def raw_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[str]:
+    """Each line of a text file as one item to predict, streamed (an empty line too: its output keeps the place),
+    decoded from `encoding` (see `lines.decode_lines`)."""
     with open(path, "rb") as stream:
-        yield from (text for _, text in decode_lines(stream, str(path)))
+        yield from (text for _, text in decode_lines(stream, str(path), encoding=encoding))
 
 
 def class_file_label(path: str | Path) -> str:
@@ -499,8 +502,36 @@ def read_text(config, source: str, cache_dir: str | None = None) -> Dataset:
                    for chunk in ds.data.column("text").chunks):  # chunk by chunk: stops at the first real text
             raise InputError(source, None, _NO_TEXT)
         return ds
-    files = [_file_key(path) for path in text_files(source)]
+    paths = text_files(source)
+    for path in paths:
+        _warn_if_columns(path)
+    files = [_file_key(path) for path in paths]
     return _build(_line_rows, {"files": files, "keep_line_end": raw, "source": source}, cache_dir, lines_features())
+
+
+# The last field of a labelled column line: O, an entity tag (B-PER, I-LOC, S-MISC), a POS tag (NN, PRP$, NOUN,
+# PUNCT), punctuation tags, or CoNLL-U's empty "_".
+_TAG = re.compile(r"O|[BIESLU]-\S+|[A-Z]{2,5}\$?|[.,:;$#]|_")
+
+
+def _warn_if_columns(path: str, sample: int = 50) -> None:
+    """Warn when a text file a language model reads looks like CoNLL columns (token ... tag per line): the model
+    would learn, and score, the tags and separators as text. Most of the first `sample` non-blank lines must have
+    2 to 10 fields ending in something tag-like (CoNLL-U's # comments are not counted); a peek, so a file too odd to
+    decode is left to the reader."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:  # only the first lines, however big the file
+            numbered = list(itertools.islice(((number, line.split()) for number, line in enumerate(handle, start=1)
+                                              if line.strip() and not line.startswith("#")), sample))
+    except OSError:
+        return  # the reader names a missing file
+    columns = [(number, fields) for number, fields in numbered if 2 <= len(fields) <= 10 and _TAG.fullmatch(fields[-1])]
+    if numbered and len(columns) > len(numbered) / 2:
+        (number, fields), *_ = columns
+        log.warning("%s looks like CoNLL columns (line %d: %r; %d of its first %d non-blank lines end in a tag), "
+                    "but a language model reads it as plain text and would model the tags too. Give a plain-text "
+                    "file (one sentence per line), or evaluate a tagger on it.", path, number, " ".join(fields),
+                    len(columns), len(numbered))
 
 
 # ---------------------------------------------------------------------------
@@ -539,7 +570,7 @@ FORMATS.register(JSONL, Format(
 FORMATS.register(AUTO, Format(AUTO))
 FORMATS.register(CLASS_FILES, Format(CLASS_FILES, sources="files"))
 FORMATS.register(CLASS_FOLDERS, Format(CLASS_FOLDERS))
-FORMATS.register(TEXT, Format(TEXT, sources="files", extensions=(".txt",), prediction_items=lambda path, config: raw_lines(path)))
+FORMATS.register(TEXT, Format(TEXT, sources="files", extensions=(".txt",), any_encoding=True, prediction_items=lambda path, config, encoding="utf-8": raw_lines(path, encoding)))
 FORMATS.register(WIKITEXT, Format(WIKITEXT, check=_check_wikitext))
 
 
