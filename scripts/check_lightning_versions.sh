@@ -20,9 +20,10 @@ for version in "$@"; do
     [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
     pip=("$venv/bin/python" -m pip install --quiet)
     # torch pinned first: 2.13.0 is the CPU build on disk; any other version downloads gigabytes.
-    # The project is reinstalled every time so the venv runs this checkout, even if it last ran another one.
+    # The project is reinstalled every time so the venv runs this checkout, even if it last ran another one;
+    # with the extras the tests import when they are collected (serve, ray), as scripts/setup.sh installs them.
     if ! { "${pip[@]}" "setuptools>=68" "torch==2.13.0" "pytorch-lightning==$version" >"$log-install.log" 2>&1 &&
-           "${pip[@]}" -e "$checkout[test]" >>"$log-install.log" 2>&1; }; then
+           "${pip[@]}" -e "$checkout[test,serve,ray]" >>"$log-install.log" 2>&1; }; then
         echo "pytorch-lightning $version: install failed (see $log-install.log)"; continue
     fi
     installed="$("$venv/bin/python" -c 'import pytorch_lightning as pl; print(pl.__version__)' 2>/dev/null)"
