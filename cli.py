@@ -178,8 +178,19 @@ def train(
     _run_and_report(lambda: run_training(loaded, folder, resume=resume, smoke=smoke, overwrite=overwrite))
 
 
+class _SaidBelow(logging.Filter):
+    """Drops the training log's "training ended: interrupted ..." line: the last line `_run_and_report` prints
+    says it, with what was saved, and says it once (also with --quiet)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "seqtag_interrupted", False)
+
+
 def _run_and_report(run) -> None:
     """Run a training (or fine-tuning) and print the saved model's path and figures; Ctrl+C exits with 130."""
+    seqtag_log = logging.getLogger("seqtag")
+    said_below = _SaidBelow()
+    seqtag_log.addFilter(said_below)
     try:
         # Whatever a library prints while training is progress, not a result: keep it off stdout.
         with contextlib.redirect_stdout(sys.stderr):
@@ -187,6 +198,8 @@ def _run_and_report(run) -> None:
     except KeyboardInterrupt:  # a Ctrl+C before training started or while the model was being saved
         typer.echo("Interrupted (Ctrl+C); no model was saved.", err=True)
         raise typer.Exit(130) from None
+    finally:
+        seqtag_log.removeFilter(said_below)
     if result.rank:  # a second process of a multi-process run: rank 0 reports
         return
     if result.interrupted:
@@ -232,12 +245,19 @@ def evaluate(
     file: Annotated[Path, typer.Argument(help="A labelled file in the model's training format (class_files: a.pos,a.neg; language models: text).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     encoding: Annotated[str, typer.Option("--encoding", help="The file's text encoding; evaluation reads UTF-8 only, so another one is an error saying how to convert the file.")] = "utf-8",
+    report_dir: Annotated[Optional[Path], typer.Option("--report", help="Also write DIR/report.html (tables, confusion heatmap, the 20 worst sentences or texts) and the pictures as PNG files.")] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="Also score the model with int8 weights (PyTorch dynamic quantization, CPU) and print the change in its figures (JSON: under \"int8\").")] = False,
 ):
-    """Score a model on a labelled file (a language model: on text), read with the model's own reader settings."""
+    """Score a model on a labelled file (a language model: on text), read with the model's own reader settings.
+
+    Prints the figures and a table per tag, entity type or class (classifiers: also the expected calibration
+    error; language models: bits per token and unknown tokens). --json prints them as one JSON object, with the
+    confusion matrix (and a classifier's reliability table)."""
     import codecs
 
     import seqtag
     from seqtag.data.lines import check_line_encoding
+    from seqtag.eval_report import text_table, write_report
 
     # The training readers `evaluate` shares decode UTF-8 into a cached dataset; they cannot honour another one.
     if codecs.lookup(check_line_encoding(encoding)).name != "utf-8":
@@ -245,14 +265,45 @@ def evaluate(
                           f"training uses); convert the file first: iconv -f {encoding} -t utf-8 {file} > "
                           f"{Path(file).stem}.utf8{Path(file).suffix}")
     loaded = seqtag.load(model)
-    metrics = loaded.evaluate(file)
+    # Per-item details only for the report: they hold every sentence of the file.
+    metrics = loaded.evaluate(file, details=True) if report_dir is not None else loaded.evaluate(file)
+    if int8:
+        metrics["int8"] = _int8_change(model, file, metrics)
+    details = metrics.pop("details", None)
+    written = None
+    if report_dir is not None:
+        written = write_report(report_dir, loaded.task, metrics, details, title=f"{model} on {file}")
     if as_json:
         typer.echo(json.dumps(metrics))
+        if written is not None:  # stdout holds the JSON object only
+            typer.echo(f"report: {written}", err=True)
         return
     typer.echo(_figures(loaded.task, metrics))
-    for label, scores in metrics.get("per_label", {}).items():
-        typer.echo(f"  {label:<20} P {scores['precision']:6.2f}  R {scores['recall']:6.2f}  "
-                   f"F1 {scores['f1']:6.2f}  support {scores['support']}")
+    if int8:
+        typer.echo("int8: " + "  ".join(f"{key} {value['int8']:.4f} ({value['change']:+.4f})"
+                                        for key, value in metrics["int8"].items()))
+    if metrics.get("label_map"):  # a fine-tuned model reads a file in its fine-tuning data's labels as training did
+        typer.echo("gold labels mapped as at fine-tuning: "
+                   + ", ".join(f"{theirs}→{ours}" for theirs, ours in metrics["label_map"].items()))
+    table = text_table(loaded.task, metrics)
+    if table:
+        typer.echo(table)
+    if written is not None:
+        typer.echo(f"report: {written}")
+
+
+def _int8_change(model: Path, file: Path, metrics: dict) -> dict:
+    """The headline figures of `model` quantized to int8 on `file`, each with its change from float32."""
+    import seqtag
+    from seqtag.onnx_predict import is_export
+
+    if is_export(model):
+        raise SeqtagError(f"--int8 quantizes a PyTorch model; {model} is an ONNX export. Export with --int8 "
+                          "(seqtag export PARENT --format onnx --int8) and evaluate both folders.")
+    quantized = seqtag.load(model, quantize="int8").evaluate(file)
+    keys = ("accuracy", "f1", "precision", "recall", "macro_f1", "perplexity", "loss")
+    return {key: {"int8": quantized[key], "change": quantized[key] - metrics[key]}
+            for key in keys if isinstance(metrics.get(key), (int, float)) and key in quantized}
 
 
 @app.command()
@@ -273,7 +324,7 @@ def predict(
     model: Annotated[Path, typer.Argument(help="A saved model directory.")],
     file: Annotated[str, typer.Argument(help="Input file: .txt (one sentence or text per line), .csv, .tsv or .jsonl (classifiers: the model's text column), .conll or .conllu (taggers: the tokens); '-' reads standard input as text.")] = "-",
     pretokenized: Annotated[bool, typer.Option("--pretokenized", help="Lines hold tokens separated by spaces.")] = False,
-    output: Annotated[str, typer.Option("--output", help="jsonl or conll (taggers only).")] = "jsonl",
+    output: Annotated[str, typer.Option("--output", help="jsonl or conll (taggers only: token and predicted label; token, gold, predicted for a labelled CoNLL file, as conlleval reads).")] = "jsonl",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sentences per forward pass.")] = 256,
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Classifiers: how many ranked labels to list (default all).")] = None,
     format_: Annotated[Optional[str], typer.Option("--format", help="How to read FILE: text, csv, tsv, jsonl, conll or conllu (default: by its extension).")] = None,
@@ -337,6 +388,25 @@ def _predict_with_ray(model: Path, sources: str, out: Optional[Path], address: O
                                num_actors=workers if workers > 1 else None, batch_size=batch_size,
                                pretokenized=pretokenized, top_k=top_k)
     typer.echo(json.dumps(summary))
+
+
+@app.command()
+@user_errors
+def export(
+    model: Annotated[Path, typer.Argument(help="A saved model directory (a tagger, a classifier or a language model).")],
+    format_: Annotated[str, typer.Option("--format", help="onnx: a folder that predicts with onnxruntime, without PyTorch.")] = "onnx",
+    out: Annotated[Optional[Path], typer.Option("--out", help="The folder to write (default MODEL-onnx, with --int8 MODEL-onnx-int8); an earlier export there is replaced.")] = None,
+    opset: Annotated[int, typer.Option("--opset", help="The ONNX opset to write (14 or newer).")] = 17,
+    int8: Annotated[bool, typer.Option("--int8", help="Quantize the graph's weights to int8 (onnxruntime dynamic quantization).")] = False,
+):
+    """Export a model to a self-contained folder: model.onnx, its tokenizer and label files, and export.json
+    (seqtag's version, the parent model and its weight hash). seqtag.load, predict and evaluate take the folder."""
+    if format_ != "onnx":
+        raise SeqtagError(f"--format is {format_!r}; the format there is is onnx (TorchScript is not offered: see "
+                          "README, Exporting to ONNX).")
+    from seqtag.export import export_onnx
+
+    typer.echo(f"exported: {export_onnx(model, out, opset=opset, int8=int8)}")
 
 
 @app.command()

@@ -109,9 +109,24 @@ def save_model(directory: str | Path, config: dict, state_dict: dict[str, torch.
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())  # the data is on disk before any rename can make it the model
-        fsync_folder(staging)  # and so are the staging folder's entries
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return publish_folder(staging, target)
+
+
+def staging_folder(target: Path) -> Path:
+    """A new empty sibling of `target` to write a folder's files into before `publish_folder` renames it."""
+    return _staging_dir(Path(target))
+
+
+def publish_folder(staging: Path, target: Path) -> Path:
+    """Make the staging folder (its files written and fsync'ed) the folder `target`, durably, replacing an older
+    one without a moment where a reader finds a half-written folder. The staging folder is removed on failure."""
+    try:
+        fsync_folder(staging)  # the staging folder's entries are on disk before the rename
         if target.exists():
-            # Two renames: the old model stays whole until the new one is complete. A reader that opens
+            # Two renames: the old folder stays whole until the new one is complete. A reader that opens
             # the directory in between finds no `target` but the retired one, and tries again.
             retired = target.with_name(RETIRED.format(target.name))
             shutil.rmtree(retired, ignore_errors=True)

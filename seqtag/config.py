@@ -274,6 +274,9 @@ class TrainConfig:
     """Passed to Lightning: a count, a list such as "0,1", or "auto"."""
     strategy: str = "auto"
     """Passed to Lightning: "auto", "ddp", ..."""
+    num_nodes: int = 1
+    """Machines the run spans, passed to Lightning (with `devices` processes on each); set it to the launcher's
+    node count (torchrun --nnodes, SLURM --nodes)."""
     precision: str = "32-true"
     """Passed to Lightning: "32-true", "16-mixed", "bf16-mixed"."""
     val_check_interval: float = 1.0
@@ -296,6 +299,7 @@ class TrainConfig:
         _one_of("train", "lr_schedule", self.lr_schedule, ("none", "plateau", "linear"))
         _positive("train", "lr", self.lr)
         _positive("train", "max_epochs", self.max_epochs)
+        _positive("train", "num_nodes", self.num_nodes)
         _positive("train", "gradient_clip", self.gradient_clip, allow_zero=True)
         _positive("train", "patience", self.patience, allow_zero=True)
         _positive("train", "max_steps", self.max_steps, allow_zero=True)

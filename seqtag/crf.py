@@ -35,24 +35,15 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from .data.schemes import _violation  # the scheme's own rule for one label after another (None: allowed)
+from .crf_numpy import FORBIDDEN  # noqa: F401 - the forward algorithm's score of a forbidden step
+from .crf_numpy import allowed_transitions as allowed_transitions_np
 from .heads import HEADS, float32_region
-
-FORBIDDEN = -10_000.0  # the forward algorithm's score of a forbidden step: probability 0, still finite
 
 
 def allowed_transitions(labels: Sequence[str], scheme: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Which labels may start a sentence (L,), follow each label (L_prev, L) and end a sentence (L,) in
-    `scheme`. The scheme's own checker decides: a step is allowed when `label` after `prev` breaks no rule; a
-    sentence reads as if it started after nothing and ended before an "O". Scheme "none" allows everything."""
-    size = len(labels)
-    if scheme == "none":
-        everything = torch.ones(size, dtype=torch.bool)
-        return everything, torch.ones(size, size, dtype=torch.bool), everything.clone()
-    start = torch.tensor([_violation(None, label, scheme) is None for label in labels])
-    steps = torch.tensor([[_violation(prev, label, scheme) is None for label in labels] for prev in labels])
-    end = torch.tensor([_violation(label, "O", scheme) is None for label in labels])
-    return start, steps, end
+    `scheme` (see `crf_numpy.allowed_transitions`, which the onnxruntime predictors read too)."""
+    return tuple(torch.from_numpy(allowed) for allowed in allowed_transitions_np(labels, scheme))
 
 
 def _step_weights(steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -142,6 +142,20 @@ def _network(parts: dict, path: Path, family: Family, entries: dict[str, tuple] 
     return net, recipe
 
 
+def _with_label_map(predictor, parts: dict, path: Path):
+    """The predictor with the label map it was fine-tuned with (config.json's finetune.label_map), which its
+    `evaluate` applies to gold labels. A model saved without one (trained from scratch, or fine-tuned before maps
+    were saved) has none."""
+    mapping = (parts["config"].get("finetune") or {}).get("label_map")
+    if mapping is not None:
+        if not (isinstance(mapping, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in mapping.items())):
+            raise ModelFileError(path / "config.json", f"finetune.label_map is {mapping!r}; expected an object of "
+                                                       f"label names. {DAMAGED}")
+        predictor.label_map = dict(mapping)
+    return predictor
+
+
 class Tagging(Family):
     """A label per token: POS tags, entities, chunks. Dev figure: accuracy, or span F1 for span schemes."""
 
@@ -163,7 +177,8 @@ class Tagging(Family):
         codec = LabelCodec(parts["labels"], config["file_scheme"], config["train_scheme"])
         featurizer = Featurizer(parts["words"], parts["chars"], codec, recipe.data.max_word_length)
         self.constrain(net, codec)
-        return SequenceTagger(net, featurizer, recipe.data, parts["metrics"], path, device)
+        tagger = SequenceTagger(net, featurizer, recipe.data, parts["metrics"], path, device)
+        return _with_label_map(tagger, parts, path)
 
     def prediction_options(self, top_k):
         if top_k is not None:  # a silently ignored option would look like a tagger that ranks nothing
@@ -195,7 +210,7 @@ class Classification(Family):
         data = recipe.data
         featurizer = Featurizer(parts["words"], parts["chars"], LabelCodec(parts["labels"]), data.max_word_length,
                                 raw_text=True, max_length=data.max_length)
-        return TextClassifier(net, featurizer, data, parts["metrics"], path, device)
+        return _with_label_map(TextClassifier(net, featurizer, data, parts["metrics"], path, device), parts, path)
 
     def check_prediction_options(self, model_dir, pretokenized, output):
         super().check_prediction_options(model_dir, pretokenized, output)

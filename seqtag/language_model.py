@@ -11,16 +11,19 @@ import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from .config import SEED_MAX, DataConfig
-from .data.streams import EOS_ID, TokenStream, decode, token_level, window_loader
-from .data.vocab import BPE_PIECES, CHAR, PAD_ID, UNK_ID, WORD
+from .config import DataConfig
+from .data.streams import TokenStream, token_level, window_loader
+from .data.tokens import encode_text, start_ids
+from .data.vocab import BPE_PIECES, CHAR, PAD_ID, UNK_ID
 from .errors import InputError, SeqtagError
 from .metrics import language_model_scores, perplexity
 from .networks import Network, State, detach_state
-from .streaming import Progress, stream_results
+from .sampling import check_sampling, generated_text, generation_context  # noqa: F401 (check_sampling: re-exported)
+from .streaming import Progress, check_items, evaluation, stream_results
 
 SCORE_CHUNK = 1024  # tokens per forward pass when scoring, so long texts run in bounded memory
 
@@ -36,20 +39,15 @@ def window_nats(net: Network, batch: dict[str, torch.Tensor], state: State | Non
     return nats, (targets >= 0).sum(), detach_state(state)
 
 
-def check_sampling(max_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
-                   seed: int | None = None) -> None:
-    """Reject sampling settings that have no meaning, naming the setting and its allowed range."""
-    if seed is not None and not (isinstance(seed, int) and 0 <= seed <= SEED_MAX):
-        raise SeqtagError(f"seed is {seed!r}; it must be a whole number from 0 to {SEED_MAX}.")
-    if not isinstance(max_tokens, int) or max_tokens < 0:
-        raise SeqtagError(f"max_tokens is {max_tokens!r}; it must be a whole number, 0 or more.")
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise SeqtagError(f"temperature is {temperature!r}; it must be greater than 0 (lower is more conservative; "
-                          "for the single most likely continuation use greedy decoding).")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-        raise SeqtagError(f"top_k is {top_k!r}; it must be 1 or more (or unset to sample from every token).")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
-        raise SeqtagError(f"top_p is {top_p!r}; it must be in (0, 1] (1 keeps every token).")
+def _window_token_nats(net: Network, batch: dict[str, torch.Tensor], state: State | None
+                       ) -> tuple[torch.Tensor, torch.Tensor, State, torch.Tensor]:
+    """`window_nats` plus each target's own nats (B, T; 0 at padding), for the loss of each line."""
+    scores, state = net({"word_ids": batch["inputs"]}, state=state)
+    targets = batch["targets"]
+    nats = net.head.loss(scores, targets, None)  # the summed figure exactly as without details
+    per_target = torch.nn.functional.cross_entropy(scores.float().flatten(0, 1), targets.flatten(),
+                                                   ignore_index=-100, reduction="none").view_as(targets)
+    return nats, (targets >= 0).sum(), detach_state(state), per_target
 
 
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -92,21 +90,11 @@ class LanguageModel:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` as training saw them; for words, each "\\n" is <eos>."""
-        if self.level != WORD:
-            return self.tokenizer.encode(text, add_special_tokens=False).ids
-        ids: list[int] = []
-        for number, line in enumerate(text.split("\n")):
-            if number:
-                ids.append(EOS_ID)
-            ids.extend(self.tokenizer.encode(line, add_special_tokens=False).ids)
-        return ids
+        return encode_text(self.tokenizer, self.level, text)  # shared with the onnxruntime model (tokens.py)
 
     def _start(self) -> list[int]:
         """The context a text begins in: a line break (word <eos>, or the newline token when known)."""
-        if self.level == WORD:
-            return [EOS_ID]
-        newline = self.tokenizer.encode("\n", add_special_tokens=False).ids
-        return newline if len(newline) == 1 and newline[0] != UNK_ID else []
+        return start_ids(self.tokenizer, self.level)
 
     def _run(self, ids: list[int], state: State | None) -> tuple[torch.Tensor, State]:
         logits, state = self.net({"word_ids": torch.tensor([ids], dtype=torch.long, device=self.device)},
@@ -115,26 +103,61 @@ class LanguageModel:
 
     # -- evaluation and scoring ---------------------------------------------
 
-    def evaluate(self, source: str | Path | TokenStream, batch_size: int | None = None) -> dict:
-        """Perplexity, loss (nats per token), bits per character (character and BPE models) and the number of
-        tokens predicted, over a file read with the model's reader settings (or a TokenStream)."""
+    @evaluation("a file path (str or Path) or a TokenStream")
+    def evaluate(self, source: str | Path | TokenStream, batch_size: int | None = None, details: bool = False
+                 ) -> dict:
+        """Perplexity, loss (nats per token), bits per token, bits per character (character and BPE models), the
+        number of tokens predicted, and "unknown_tokens" (the text's tokens that are <unk>, with their share,
+        "unknown_rate", in percent), over a file read with the model's reader settings (or a TokenStream).
+
+        `details` (a file only) adds "details": per line of the file, its text, the tokens predicted in it
+        and their mean "loss" in nats."""
+        lines = None
         if isinstance(source, TokenStream):
             stream = source
         else:
-            from .data.lm import read_stream  # reading files needs `datasets`; generation does not
+            from .data import lm as lm_data  # reading files needs `datasets`; generation does not
 
-            stream = read_stream(self.data_config, self.tokenizer, str(source))
+            lines = lm_data.read_text(self.data_config, str(source))
+            encoded = lm_data.encode_text(lines, self.tokenizer)  # what read_stream does, keeping the lines
+            stream = TokenStream.from_dataset(encoded)
         if len(stream) < 2:
             raise InputError(str(source), None, "holds fewer than 2 tokens; there is nothing to predict")
         columns = batch_size or self.data_config.eval_batch_size
+        loader = window_loader(stream, columns, self.data_config.bptt, pad=True)
+        line_ends = line_nats = line_counts = None
+        if details and lines is not None:
+            import pyarrow.compute as pc  # comes with `datasets`, which read the file
+
+            line_ends = np.cumsum(pc.list_value_length(encoded.data.column("ids")).to_numpy(zero_copy_only=False))
+            line_nats, line_counts = np.zeros(len(line_ends)), np.zeros(len(line_ends), dtype=np.int64)
         total, count, state = 0.0, 0, None
         with torch.inference_mode():
-            for batch in window_loader(stream, columns, self.data_config.bptt, pad=True):
+            for window, batch in enumerate(loader):
                 batch = {key: value.to(self.device) for key, value in batch.items()}
-                nats, n, state = window_nats(self.net, batch, state)
+                if line_ends is None:
+                    nats, n, state = window_nats(self.net, batch, state)
+                else:
+                    nats, n, state, token_nats = _window_token_nats(self.net, batch, state)
+                    # Target (row r, column t) of window w is stream position r·L + w·bptt + t + 1 (StreamWindows).
+                    targets = batch["targets"].cpu().numpy()
+                    rows, steps = np.nonzero(targets >= 0)
+                    positions = rows * loader.dataset.column_length + window * self.data_config.bptt + steps + 1
+                    line = np.searchsorted(line_ends, positions, side="right")
+                    np.add.at(line_nats, line, token_nats.cpu().numpy()[rows, steps])
+                    np.add.at(line_counts, line, 1)
                 total, count = total + float(nats), count + int(n)
-        return language_model_scores(total, count, len(stream), stream.chars, tokens_are_characters=self.level == CHAR,
-                                     tokens_cover_text=self.level == BPE_PIECES)
+        scores = language_model_scores(total, count, len(stream), stream.chars,
+                                       tokens_are_characters=self.level == CHAR,
+                                       tokens_cover_text=self.level == BPE_PIECES)
+        unknown = sum(int(np.count_nonzero(piece == UNK_ID)) for piece in stream.pieces)
+        scores.update(bits_per_token=scores["loss"] / math.log(2), unknown_tokens=unknown,
+                      unknown_rate=100.0 * unknown / len(stream))
+        if line_ends is not None:
+            scores["details"] = [{"line": number + 1, "text": text.rstrip("\n"), "tokens": int(n),
+                                  "loss": float(nats / n) if n else None}
+                                 for number, (text, nats, n) in enumerate(zip(lines["text"], line_nats, line_counts))]
+        return scores
 
     def score(self, text: str) -> dict:
         """Log-probability (natural log) of `text` following a line break, its perplexity and token count."""
@@ -160,16 +183,20 @@ class LanguageModel:
 
     def score_texts(self, texts: Iterable[str], index_offset: int = 0) -> list[dict]:
         """`score` of each text, in order."""
+        check_items(texts, "score_texts", "strings")
         return [self.score(text) for text in texts]
 
     def score_stream(self, texts: Iterable[str], window: int | None = None, workers: int = 1,
                      progress: bool | Progress | None = None) -> Iterator[dict]:
         """`score` over an iterable of texts of any length, as a generator in input order, read lazily `window`
         texts at a time, in `workers` processes (see `Predictor.predict_stream`)."""
+        check_items(texts, "score_stream", "strings")
         return stream_results(self, "score_texts", texts, window, workers, progress)
 
     def predict(self, *args, **kwargs):
         raise SeqtagError("A language model neither tags nor classifies: use score(), score_stream() or generate().")
+
+    predict_stream = predict_file = predict
 
     def generate(self, prompt: str = "", max_tokens: int = 200, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None, greedy: bool = False) -> str:
@@ -179,16 +206,7 @@ class LanguageModel:
         nucleus of probability `top_p`; `greedy` always takes the best token. A `seed` makes the result
         repeatable. <pad> and <unk> are never generated.
         """
-        check_sampling(max_tokens, temperature, top_k, top_p, seed)
-        if not isinstance(prompt, str):
-            raise SeqtagError(f"generate() takes a string prompt, got {type(prompt).__name__}.")
-        ids = self.encode(prompt)
-        if ids and all(i == UNK_ID for i in ids):
-            raise SeqtagError(f"The prompt {prompt!r} is made only of tokens this model does not know (<unk>); "
-                              "give a prompt in the model's vocabulary, or none.")
-        context = self._start() + ids
-        if not context:
-            raise SeqtagError("This model has no line-break token to start from; give a prompt.")
+        context, ids = generation_context(self, prompt, max_tokens, temperature, top_k, top_p, seed)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         new: list[int] = []
         with torch.inference_mode():
@@ -201,8 +219,4 @@ class LanguageModel:
                 new.append(token)
                 logits, state = self._run([token], state)
                 scores = logits[-1]
-        if self.level == BPE_PIECES:
-            return decode(self.tokenizer, ids + new)  # byte-level BPE decodes the prompt back exactly
-        continuation = decode(self.tokenizer, new)
-        space = " " if self.level == WORD and prompt and not prompt[-1].isspace() and continuation[:1] != "\n" else ""
-        return prompt + space + continuation
+        return generated_text(self.tokenizer, self.level, prompt, ids, new)

@@ -141,3 +141,68 @@ def language_model_scores(nats: float, predicted: int, text_tokens: int, charact
     elif tokens_cover_text and characters:
         scores["bits_per_char"] = loss * text_tokens / (characters * math.log(2))
     return scores
+
+
+def tag_scores(gold: Iterable[Sequence[str]], predicted: Iterable[Sequence[str]]) -> dict:
+    """Token-level figures per tag, for tags that are not spans (POS): "per_label" maps each tag seen on
+    either side, sorted, to precision, recall, f1, support (gold tokens), predicted and correct; "macro_f1"
+    is their unweighted mean F1; "confusion" is {gold tag: {predicted tag: tokens}}."""
+    pairs: Counter = Counter()
+    for gold_labels, predicted_labels in _pairs(gold, predicted):
+        pairs.update(zip(gold_labels, predicted_labels))
+    tags = sorted({tag for pair in pairs for tag in pair})
+    matrix = [[pairs[g, p] for p in tags] for g in tags]
+    scores = confusion_scores(matrix, tags)
+    return {key: scores[key] for key in ("per_label", "macro_f1", "confusion")}
+
+
+MISSED, SPURIOUS = "missed", "spurious"
+
+
+def span_confusion(gold: Iterable[Sequence[str]], predicted: Iterable[Sequence[str]]) -> dict:
+    """{gold type: {predicted type: spans}} over spans matched by their exact extent (start and end).
+
+    A gold span whose extent is predicted with any type counts under gold type × predicted type (the
+    diagonal is the correct spans); one whose extent no predicted span has counts under gold type ×
+    "missed"; a predicted span whose extent no gold span has counts under "spurious" × predicted type.
+    Rows are the types then "spurious", columns the types then "missed", every cell present."""
+    cells: Counter = Counter()
+    for gold_labels, predicted_labels in _pairs(gold, predicted):
+        gold_by_extent = {(start, end): kind for kind, start, end in spans(gold_labels)}
+        predicted_by_extent = {(start, end): kind for kind, start, end in spans(predicted_labels)}
+        for extent, kind in gold_by_extent.items():
+            cells[kind, predicted_by_extent.get(extent, MISSED)] += 1
+        for extent, kind in predicted_by_extent.items():
+            if extent not in gold_by_extent:
+                cells[SPURIOUS, kind] += 1
+    kinds = sorted({name for cell in cells for name in cell} - {MISSED, SPURIOUS})
+    return {g: {p: cells[g, p] for p in [*kinds, MISSED]} for g in [*kinds, SPURIOUS]}
+
+
+def calibration(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> dict:
+    """Expected calibration error and the reliability table of predictions whose confidence is the
+    probability of the predicted class.
+
+    The range [0, 1] is cut into `bins` equal-width bins (the last one holds 1.0). "reliability" lists each
+    bin's range ("low", "high"), "count", mean "confidence" and "accuracy" (None in an empty bin); "ece" is
+    the mean of |accuracy - confidence| over the bins weighted by their counts. Percentages, as everywhere.
+    """
+    if len(confidences) != len(correct):
+        raise ValueError(f"{len(confidences)} confidences but {len(correct)} correctness flags")
+    counts, confidence_sums, correct_sums = [0] * bins, [0.0] * bins, [0] * bins
+    for confidence, right in zip(confidences, correct):
+        index = min(max(int(confidence * bins), 0), bins - 1)
+        counts[index] += 1
+        confidence_sums[index] += confidence
+        correct_sums[index] += bool(right)
+    total = sum(counts)
+    reliability, gap = [], 0.0
+    for index in range(bins):
+        count = counts[index]
+        mean_confidence = 100.0 * confidence_sums[index] / count if count else None
+        accuracy = _percent(correct_sums[index], count) if count else None
+        if count:
+            gap += count * abs(accuracy - mean_confidence)
+        reliability.append({"low": 100.0 * index / bins, "high": 100.0 * (index + 1) / bins, "count": count,
+                            "confidence": mean_confidence, "accuracy": accuracy})
+    return {"ece": gap / total if total else 0.0, "reliability": reliability}

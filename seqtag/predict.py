@@ -6,108 +6,30 @@ that remember their character offsets. Nothing here imports Lightning or the tra
 """
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .config import DataConfig
-from .data import schemes
 from .data.batching import MAX_BATCH_TOKENS, EncodedBatches, length_batches
-from .data.featurizer import Featurizer, _fold_label
-from .errors import SeqtagError
-from .metrics import classification_scores, span_scores, token_accuracy
+from .data.featurizer import Featurizer
+from .data.growth import LabelMap
+from .metrics import calibration, classification_scores, span_confusion, span_scores, tag_scores, token_accuracy
 from .networks import Network
-from .streaming import Progress, input_format, read_items, stream_results, write_lines
-from .text import split_words
+# The result classes, windows, spans and folding are torch-free (results.py): the onnxruntime predictors share
+# them. Their names stay importable from here.
+from .results import (WINDOW_CONTEXT, Classification, Span, TaggedSentence, Token,  # noqa: F401
+                      classifications, classifier_inputs, fold_columns, join_windows, tagged_inputs,
+                      windowed_features)
+from .streaming import StreamedPredictions, evaluation
 
 log = logging.getLogger("seqtag")
 
-MAX_TOKENS = 4096     # tokens per network row: a longer item is read in windows (bounded memory and time)
-WINDOW_CONTEXT = 64   # tokens of the neighbouring text on each side of a tagger's window, read but not kept
 
-
-def _windows(features: dict[str, list], max_tokens: int, context: int, index_offset: int
-             ) -> tuple[dict[str, list], list[tuple[int, int, int, int]]]:
-    """The rows of `features` with every item over `max_tokens` tokens cut into windows of at most that many:
-    each keeps the results of its middle tokens and reads `context` tokens of the text around them. Returns the
-    rows and, per row, (item, first token, first kept token, end of the kept tokens)."""
-    context = min(context, max_tokens // 4)
-    step = max_tokens - 2 * context
-    rows: dict[str, list] = {key: [] for key in features}
-    pieces = []
-    for item, ids in enumerate(features["word_ids"]):
-        length = len(ids)
-        if length <= max_tokens:
-            for key, values in features.items():
-                rows[key].append(values[item])
-            pieces.append((item, 0, 0, length))
-            continue
-        for keep_start in range(0, length, step):
-            keep_end = min(length, keep_start + step)
-            start, end = max(0, keep_start - context), min(length, keep_end + context)
-            for key, values in features.items():
-                rows[key].append(values[item][start:end])
-            pieces.append((item, start, keep_start, keep_end))
-        log.warning("input %d: %s tokens, more than max_tokens=%d: read in %d windows of at most %d tokens",
-                    index_offset + item + 1, f"{length:,}", max_tokens, -(-length // step), max_tokens)
-    return rows, pieces
-
-@dataclass
-class Token:
-    text: str
-    label: str
-    probability: float
-    start: int | None = None   # character offsets in the raw string (None for pre-tokenized input)
-    end: int | None = None
-
-
-@dataclass
-class Span:
-    label: str
-    text: str
-    token_start: int           # first token, inclusive
-    token_end: int             # last token, exclusive
-    probability: float         # the mean of its tokens' label probabilities (each in the files' scheme; with a
-                               # CRF head, marginals: not the probability of the whole span)
-    start: int | None = None   # character offsets in the raw string (None for pre-tokenized input)
-    end: int | None = None
-
-
-@dataclass
-class TaggedSentence:
-    """One tagged sentence. Results are kept as parallel lists; `tokens` gives them as Token objects."""
-
-    words: list[str]
-    labels: list[str]
-    probabilities: list[float]
-    offsets: list[tuple[int, int]] | None   # character offsets in the raw string; None for pre-tokenized input
-    spans: list[Span]
-
-    @property
-    def tokens(self) -> list[Token]:
-        offsets = self.offsets or [(None, None)] * len(self.words)
-        return [Token(w, l, p, s, e) for w, l, p, (s, e) in zip(self.words, self.labels, self.probabilities, offsets)]
-
-    def to_dict(self) -> dict:
-        return {"tokens": self.words, "labels": self.labels,
-                "probabilities": [round(p, 6) for p in self.probabilities],
-                "offsets": None if self.offsets is None else [list(o) for o in self.offsets],
-                "spans": [asdict(span) for span in self.spans]}
-
-
-def _as_list(inputs, expected: str) -> list:
-    """`inputs` as a list, or a SeqtagError naming what predict() takes (None, bytes and numbers are no input)."""
-    if inputs is None or isinstance(inputs, (bytes, bytearray)) or not isinstance(inputs, Iterable):
-        raise SeqtagError(f"predict() takes a string or a list of {expected}, got {type(inputs).__name__}.")
-    return list(inputs)
-
-
-class Predictor:
+class Predictor(StreamedPredictions):
     """What every loaded model holds: the network (in eval mode, on `device`), the featurizer that turns
     items into its features, the reader settings for `evaluate`, and the figures saved with it."""
 
@@ -120,36 +42,15 @@ class Predictor:
         self.metrics = metrics or {}
         self.path = path
 
-    outputs: tuple[str, ...] = ("jsonl",)  # what `result_line` writes
+    label_map: dict[str, str] = {}           # a fine-tuned model's finetune.label_map: the data's labels → its own
 
-    def result_line(self, result, output: str = "jsonl") -> str:
-        """A result as `seqtag predict` writes it: one JSON line."""
-        return json.dumps(result.to_dict(), ensure_ascii=False)
-
-    def predict_stream(self, items: Iterable, batch_size: int | None = None, batch_tokens: int | None = None,
-                       window: int | None = None, max_tokens: int | None = None, workers: int = 1,
-                       progress: bool | Progress | None = None, **options) -> Iterator:
-        """`predict` over an iterable of any length, as a generator: items are read lazily, `window` at a time
-        (default 4,096), sorted by length within the window and batched (at most `batch_size` items and
-        `batch_tokens` padded tokens per batch), and the results come out in input order, so memory stays flat.
-        `workers` > 1 predicts in that many processes, each with its own copy of the network (output identical
-        to one worker). `progress` (True or a `streaming.Progress`) reports items/s on stderr. An item over
-        `max_tokens` tokens is read in windows (see `predict`). Other keyword options go to `predict`."""
-        return stream_results(self, "predict", items, window, workers, progress,
-                              dict(batch_size=batch_size, batch_tokens=batch_tokens, max_tokens=max_tokens, **options))
-
-    def predict_file(self, source: str | Path, target: str | Path, format: str | None = None, output: str = "jsonl",
-                     pretokenized: bool = False, workers: int = 1, progress: bool | Progress | None = None,
-                     **options) -> int:
-        """Predict every item of the file `source` and write the results to `target` as `seqtag predict` does
-        (JSON lines, or CoNLL for taggers), streamed; `target` appears complete or not at all. `format` is how to
-        read `source` (default: its extension; see `seqtag predict --format`). Returns the count written."""
-        if output not in self.outputs:
-            raise SeqtagError(f"output is {output!r}; this model ({self.task}) writes {' or '.join(self.outputs)}.")
-        fmt = input_format(str(source), format, self.task)
-        items = read_items(str(source), fmt, self.data_config, pretokenized)
-        results = self.predict_stream(items, workers=workers, progress=progress, **options)
-        return write_lines(target, (self.result_line(result, output) for result in results))
+    def gold_as_trained(self, gold: list) -> list:
+        """Gold labels (one per text, or a list per sentence) renamed by the fine-tuning label map as fine-tuning
+        renamed its data (a span label's type: B-person → B-PER), so that a file in that data's labels scores."""
+        if not self.label_map:
+            return gold
+        rename = LabelMap(self.label_map, "").label
+        return [[rename(label) for label in value] if isinstance(value, list) else rename(value) for value in gold]
 
     def _decoded(self, items: Sequence, batch_size: int | None, batch_tokens: int | None = None,
                  max_tokens: int | None = None, context: int = 0, index_offset: int = 0):
@@ -161,12 +62,7 @@ class Predictor:
         warning naming the item (`index_offset` + its position, 1-based). `pieces` is None when no item was cut
         (row i is item i), else one (item, first token, first kept token, end of the kept tokens) per row."""
         batch_size = batch_size or self.data_config.eval_batch_size
-        max_tokens = max_tokens or MAX_TOKENS
-        encoded = self.featurizer.encode(items)
-        features = {key: encoded[key] for key in ("word_ids", "char_ids") if key in encoded}
-        pieces = None
-        if any(len(ids) > max_tokens for ids in features["word_ids"]):
-            features, pieces = _windows(features, max_tokens, context, index_offset)
+        features, pieces = windowed_features(self.featurizer, items, max_tokens, context, index_offset)
         rows = EncodedBatches.from_lists(features)
         lengths = np.diff(rows.word_offsets).tolist()
 
@@ -199,6 +95,7 @@ class SequenceTagger(Predictor):
 
     task = "tagging"  # its family in seqtag.families
     outputs = ("jsonl", "conll")
+    inputs = "strings or lists of token strings"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -206,12 +103,8 @@ class SequenceTagger(Predictor):
         self._fold, self._fold_column = None, {}
         if codec.is_span and codec.file_scheme != codec.train_scheme:
             # Train-scheme probabilities → file-scheme ones: a 0/1 matrix summing the labels each one stands for.
-            keys = list(dict.fromkeys(_fold_label(label, codec.file_scheme) for label in codec.labels))
-            self._fold = torch.zeros(len(codec.labels), len(keys))
-            for i, label in enumerate(codec.labels):
-                self._fold[i, keys.index(_fold_label(label, codec.file_scheme))] = 1.0
-            file_labels = self.labels + [f"B-{label[2:]}" for label in self.labels if label.startswith("I-")]
-            self._fold_column = {label: keys.index(_fold_label(label, codec.file_scheme)) for label in file_labels}
+            matrix, self._fold_column = fold_columns(codec.labels, self.labels, codec.file_scheme)
+            self._fold = torch.tensor(matrix)
 
     @property
     def labels(self) -> list[str]:
@@ -246,39 +139,17 @@ class SequenceTagger(Predictor):
         return labels, probabilities
 
     def _tag_windows(self, sentences, pieces, batches) -> tuple[list[list[str]], list[list[float]]]:
-        """`tag` for rows that are windows of the sentences: each window's kept tokens go to their place, and a
-        sentence's labels are read once all its windows are back (the scheme's conversion reads neighbours)."""
-        codec = self.featurizer.labels
-        names = codec.labels
-        parts: dict[int, dict[int, tuple[list[int], torch.Tensor]]] = {}
-        for indices, label_ids, label_probabilities in batches:
-            if self._fold is not None:
-                label_probabilities = label_probabilities @ self._fold                        # (B, T, K)
-            for row, index in enumerate(indices):
-                item, start, keep_start, keep_end = pieces[index]
-                kept = slice(keep_start - start, keep_end - start)
-                parts.setdefault(item, {})[keep_start] = (label_ids[row, kept].tolist(), label_probabilities[row, kept])
-        labels: list[list[str]] = [[] for _ in sentences]
-        probabilities: list[list[float]] = [[] for _ in sentences]
-        for item, windows in parts.items():
-            ordered = [windows[start] for start in sorted(windows)]
-            ids = [label for window_ids, _ in ordered for label in window_ids]
-            rows = torch.cat([window_rows for _, window_rows in ordered])                      # (n, L or K)
-            if self._fold is None:
-                labels[item] = [names[j] for j in ids]
-                probabilities[item] = rows.gather(-1, torch.tensor(ids)[:, None]).squeeze(-1).tolist()
-            else:
-                labels[item] = codec.to_file([names[j] for j in ids])
-                columns = [self._fold_column[label] for label in labels[item]]
-                probabilities[item] = rows[torch.arange(len(ids)), columns].tolist()
-        return labels, probabilities
+        """`tag` for rows that are windows of the sentences (see `results.join_windows`)."""
+        fold = None if self._fold is None else self._fold.numpy()
+        return join_windows(sentences, pieces, ((indices, ids.numpy(), probabilities.numpy())
+                                                for indices, ids, probabilities in batches),
+                            self.featurizer.labels, fold, self._fold_column)
 
     def result_line(self, result: TaggedSentence, output: str = "jsonl") -> str:
         """A tagged sentence as `seqtag predict` writes it: a JSON line, or CoNLL (a token and its label per line;
-        the line after it is the blank line that ends the sentence)."""
-        if output == "conll":
-            return "".join(f"{w}\t{l}\n" for w, l in zip(result.words, result.labels))
-        return super().result_line(result)
+        the line after it is the blank line that ends the sentence). A sentence read from a labelled CoNLL file
+        writes token, gold and predicted label, the three columns conlleval reads."""
+        return result.conll() if output == "conll" else super().result_line(result)
 
     def predict(self, inputs: str | Sequence[str] | Sequence[Sequence[str]], batch_size: int | None = None,
                 batch_tokens: int | None = None, max_tokens: int | None = None, index_offset: int = 0
@@ -289,40 +160,17 @@ class SequenceTagger(Predictor):
         `max_tokens` tokens (default 4,096) is tagged in overlapping windows whose labels are joined back, with
         one warning naming it (its position plus `index_offset`). For inputs of any length see `predict_stream`.
         """
-        single = isinstance(inputs, str)
-        items = [inputs] if single else _as_list(inputs, "strings or lists of token strings")
-        words, offsets = [], []
-        for item in items:
-            if isinstance(item, str):
-                pieces = split_words(item)
-                words.append([p[0] for p in pieces])
-                offsets.append([(p[1], p[2]) for p in pieces])
-            elif isinstance(item, Sequence) and all(isinstance(w, str) for w in item):
-                words.append(list(item))
-                offsets.append(None)
-            else:
-                raise SeqtagError(f"predict() takes strings or lists of token strings, got {type(item).__name__}.")
-        labels, probabilities = self.tag(words, batch_size, batch_tokens, max_tokens, index_offset)
-        results = [self._sentence(item, w, o, l, p)
-                   for item, w, o, l, p in zip(items, words, offsets, labels, probabilities)]
-        return results[0] if single else results
+        return tagged_inputs(self.tag, self.featurizer.labels.is_span, inputs, batch_size, batch_tokens, max_tokens,
+                             index_offset)
 
-    def _sentence(self, raw, words, offsets, labels, probabilities) -> TaggedSentence:
-        spans = []
-        if self.featurizer.labels.is_span:
-            for kind, first, last in schemes.spans(labels):
-                start = end = None
-                if offsets is not None:
-                    start, end = offsets[first][0], offsets[last - 1][1]
-                    text = raw[start:end]
-                else:
-                    text = " ".join(words[first:last])
-                spans.append(Span(kind, text, first, last, sum(probabilities[first:last]) / (last - first), start, end))
-        return TaggedSentence(words, labels, probabilities, offsets, spans)
-
-    def evaluate(self, source, batch_size: int | None = None) -> dict:
+    @evaluation("a file path (str or Path) or a dataset with tokens and labels columns")
+    def evaluate(self, source, batch_size: int | None = None, details: bool = False) -> dict:
         """Metrics on a file (read with the model's own reader settings) or a dataset with tokens/labels.
-        Gold labels the model never saw in training are scored as errors and counted in "unseen_labels"."""
+        Gold labels the model never saw in training are scored as errors and counted in "unseen_labels".
+
+        Span schemes: conlleval's figures per entity type and a span "confusion" (gold type × predicted type,
+        with "missed" and "spurious"); other tags: token accuracy, figures per tag and a tag "confusion".
+        `details` adds "details": per sentence, its tokens, gold and predicted labels and count of errors."""
         if isinstance(source, (str, Path)):
             from .data.corpus import check_scheme, read_corpus  # reading files needs `datasets`; prediction not
 
@@ -330,9 +178,14 @@ class SequenceTagger(Predictor):
             check_scheme(dataset, self.featurizer.labels.file_scheme, str(source))
         else:
             dataset = source
-        gold = list(dataset["labels"])
-        predicted, _ = self.tag(list(dataset["tokens"]), batch_size)
-        result = span_scores(gold, predicted) if self.featurizer.labels.is_span else token_accuracy(gold, predicted)
+        gold = self.gold_as_trained(list(dataset["labels"]))
+        tokens = list(dataset["tokens"])
+        predicted, _ = self.tag(tokens, batch_size)
+        if self.featurizer.labels.is_span:
+            result = span_scores(gold, predicted)
+            result["confusion"] = span_confusion(gold, predicted)
+        else:
+            result = {**token_accuracy(gold, predicted), **tag_scores(gold, predicted)}
         result["sentences"] = len(gold)
         result["tokens"] = sum(len(labels) for labels in gold)
         known = set(self.labels)
@@ -340,22 +193,11 @@ class SequenceTagger(Predictor):
         for label in (label for labels in gold for label in labels if label not in known):
             unseen[label] = unseen.get(label, 0) + 1
         result["unseen_labels"] = unseen
+        if details:
+            result["details"] = [{"tokens": list(words), "gold": list(g), "predicted": p,
+                                  "errors": sum(a != b for a, b in zip(g, p))}
+                                 for words, g, p in zip(tokens, gold, predicted)]
         return result
-
-
-@dataclass
-class Classification:
-    """The label of one text, the probability of every class, and the `top_k` most probable classes."""
-
-    label: str
-    probability: float
-    probabilities: dict[str, float]
-    top_k: list[tuple[str, float]]
-
-    def to_dict(self) -> dict:
-        return {"label": self.label, "probability": round(self.probability, 6),
-                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
-                "top_k": [[label, round(p, 6)] for label, p in self.top_k]}
 
 
 class TextClassifier(Predictor):
@@ -395,30 +237,34 @@ class TextClassifier(Predictor):
         `max_tokens` tokens (default 4,096) is read in windows (see `probabilities`). For inputs of any length
         see `predict_stream`.
         """
-        single = isinstance(texts, str)
-        items = [texts] if single else _as_list(texts, "strings")
-        for item in items:
-            if not isinstance(item, str):
-                raise SeqtagError(f"predict() takes strings, got {type(item).__name__}.")
-        if top_k is not None and top_k < 1:
-            raise SeqtagError(f"top_k is {top_k}; it must be 1 or more.")
-        labels = self.labels
-        results = []
-        for row in self.probabilities(items, batch_size, batch_tokens, max_tokens, index_offset).tolist():
-            ranked = sorted(zip(labels, row), key=lambda pair: -pair[1])
-            results.append(Classification(ranked[0][0], ranked[0][1], dict(zip(labels, row)), ranked[:top_k]))
+        single, items = classifier_inputs(texts, top_k)
+        rows = self.probabilities(items, batch_size, batch_tokens, max_tokens, index_offset).tolist()
+        results = classifications(self.labels, rows, top_k)
         return results[0] if single else results
 
-    def evaluate(self, source, batch_size: int | None = None) -> dict:
+    @evaluation("a file path (str or Path) or a dataset with text and label columns")
+    def evaluate(self, source, batch_size: int | None = None, details: bool = False) -> dict:
         """Accuracy, macro-F1, per-label figures and the confusion matrix on a file (read with the model's own
         reader settings) or a dataset with text/label columns. Gold classes the model never saw in training are
-        scored as errors and counted in "unseen_labels"."""
+        scored as errors and counted in "unseen_labels".
+
+        Calibration, with the probability of the predicted class as its confidence: "ece" (expected calibration
+        error, 10 equal-width bins) and the "reliability" table (`metrics.calibration`). `details` adds
+        "details": per text, its text, gold and predicted class and that confidence."""
         if isinstance(source, (str, Path)):
             from .data.classification import read_texts  # reading files needs `datasets`; prediction not
 
             dataset = read_texts(self.data_config, str(source))
         else:
             dataset = source
-        predicted = self.probabilities(list(dataset["text"]), batch_size).argmax(-1).tolist()
-        return classification_scores(list(dataset["label"]), [self.labels[i] for i in predicted], self.labels)
+        texts, gold = list(dataset["text"]), self.gold_as_trained(list(dataset["label"]))
+        confidences, best = self.probabilities(texts, batch_size).max(-1)
+        predicted = [self.labels[i] for i in best.tolist()]
+        confidences = confidences.tolist()
+        result = classification_scores(gold, predicted, self.labels)
+        result.update(calibration(confidences, [g == p for g, p in zip(gold, predicted)]))
+        if details:
+            result["details"] = [{"text": text, "gold": g, "predicted": p, "confidence": c}
+                                 for text, g, p, c in zip(texts, gold, predicted, confidences)]
+        return result
 

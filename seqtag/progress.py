@@ -7,6 +7,8 @@ On a terminal: Lightning's progress bar. Anywhere else (a log file, CI, nohup): 
 
 and at the end one sentence from `end_reason` saying why training stopped. `quiet_libraries` keeps
 Lightning's banners and tips, its GPU/TPU lines and libraries' deprecation warnings out of that output.
+From Python (`seqtag.train`, `seqtag.finetune`), `python_api_output` does the same for the call only, and the
+epoch lines become records of the "seqtag" logger unless the call asks for `verbose=True`.
 
 The training loop wires these in:
 
@@ -18,11 +20,14 @@ This is a training module: it imports Lightning, so prediction never imports it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import timedelta
 
 import pytorch_lightning as pl  # imported before quiet_libraries runs: the import sets its loggers' levels
@@ -34,6 +39,44 @@ from .data.batching import IGNORE_INDEX
 DEV_FIGURES = {"dev_score": "dev score", "dev_perplexity": "dev perplexity"}
 # Every name Lightning's own loggers go by, in the pytorch_lightning package and in the unified lightning one.
 LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric", "lightning")
+
+log = logging.getLogger("seqtag")
+
+# Inside `python_api_output`: the Python API's verbose flag (None: the CLI, whose flags `output_flags` reads).
+_PYTHON_API_VERBOSE: ContextVar[bool | None] = ContextVar("seqtag_python_api_verbose", default=None)
+
+
+@contextlib.contextmanager
+def python_api_output(verbose: bool = False) -> Iterator[None]:
+    """What `seqtag.train` and `seqtag.finetune` print: by default nothing of the libraries' (Lightning's banners,
+    tips and GPU/TPU lines, deprecation and future warnings, `datasets`' progress bars) and no progress bar;
+    the epoch lines and the end of training go to the "seqtag" logger, for the caller's logging configuration
+    to show or not. With `verbose`, all of it, and progress on stderr as the CLI prints it.
+
+    Run inside `kept_process_state()` (which puts the warnings filters back); Lightning's loggers' levels and
+    `datasets`' progress-bar switch are put back here."""
+    from datasets.utils import logging as datasets_logging
+
+    loggers = {name: logging.getLogger(name) for name in LIGHTNING_LOGGERS}
+    levels = {name: logger.level for name, logger in loggers.items()}
+    bars = datasets_logging.is_progress_bar_enabled()
+    token = _PYTHON_API_VERBOSE.set(verbose)
+    try:
+        for logger in loggers.values():
+            # Lightning logs its banners at info level; its own handler (or the caller's) shows them.
+            logger.setLevel(logging.INFO if verbose else logging.WARNING)
+        if not verbose:  # verbose leaves the bars as the caller has them (HF_DATASETS_DISABLE_PROGRESS_BARS)
+            datasets_logging.disable_progress_bar()
+            from lightning_fabric.utilities.warnings import PossibleUserWarning
+
+            for category in (DeprecationWarning, FutureWarning, PossibleUserWarning):
+                warnings.filterwarnings("ignore", category=category)
+        yield
+    finally:
+        _PYTHON_API_VERBOSE.reset(token)
+        for name, logger in loggers.items():
+            logger.setLevel(levels[name])
+        (datasets_logging.enable_progress_bar if bars else datasets_logging.disable_progress_bar)()
 
 
 def quiet_libraries(verbose: bool | None = None) -> None:
@@ -78,6 +121,8 @@ def progress_callbacks(train_config, quiet: bool | None = None, verbose: bool | 
     terminal and `train.progress_bar` is on; otherwise an `EpochLine`. `quiet` and `verbose` default to the
     CLI's --quiet/--verbose (see `output_flags`). Give the Trainer `enable_progress_bar=has_progress_bar(...)`.
     """
+    if _PYTHON_API_VERBOSE.get() is False and quiet is None and verbose is None:
+        return [EpochLine(to_log=True)]  # seqtag.train() by default: its epoch lines are log records
     default_quiet, default_verbose = output_flags()
     quiet = default_quiet if quiet is None else quiet
     verbose = default_verbose if verbose is None else verbose
@@ -117,10 +162,12 @@ def _clock(seconds: float) -> str:
 class EpochLine(Callback):
     """One plain line on stderr per epoch (per dev check when the dev set is checked within epochs): epoch,
     mean train loss, dev figure, learning rate, training speed in tokens/s (batches/s when batches carry no
-    tokens) and time since the start of training. Only the first process of a multi-process run writes."""
+    tokens) and time since the start of training. Only the first process of a multi-process run writes.
+    `to_log`: each line is an info record of the "seqtag" logger instead (the Python API's default)."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, to_log: bool = False):
         self.stream = stream   # None: whatever sys.stderr is when a line is written
+        self.to_log = to_log
         self._checked = False
         self._started = time.monotonic()
         self._reset()
@@ -168,7 +215,10 @@ class EpochLine(Callback):
 
     def _write(self, trainer: pl.Trainer) -> None:
         if trainer.is_global_zero:
-            print(self.line(trainer), file=self.stream or sys.stderr, flush=True)
+            if self.to_log:
+                log.info("%s", self.line(trainer))
+            else:
+                print(self.line(trainer), file=self.stream or sys.stderr, flush=True)
         self._reset()
 
     def line(self, trainer: pl.Trainer) -> str:

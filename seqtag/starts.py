@@ -178,7 +178,12 @@ class FromParent(Start):
             data["replay_per_epoch"] = prepared.record.replay_per_epoch
         # What grew: each list in full when short (labels, characters), else its length (a new domain's words).
         added = {kind: (values if len(values) <= 200 else len(values)) for kind, values in self.growth.added.items()}
-        return {"finetune": {
+        record = {
             "parent": {"path": str(self.parent_dir.resolve()), "weights_sha256": weights_digest(self.parent_dir),
                        "seqtag_version": config.get("seqtag_version"), "sizes": config["sizes"]},
-            "data": data, "settings": dataclasses.asdict(self.settings), "set": self.changed, "added": added}}
+            "data": data, "settings": dataclasses.asdict(self.settings), "set": self.changed, "added": added}
+        if self.growth.label_map is not None:
+            # The map itself, not its spec (which may name a file that is gone): `evaluate` maps a file in the
+            # fine-tuning data's labels as training did.
+            record["label_map"] = dict(self.growth.label_map.mapping)
+        return {"finetune": record}

@@ -6,28 +6,34 @@ processes, results in input order, with a progress meter on stderr.
     tagger.predict_file("corpus.conll", "tagged.jsonl")                    # file to file, as `seqtag predict`
 
 The predictors (`predict.py`, `language_model.py`) call `stream_results`; `seqtag predict` reads its input with
-`input_format` and `read_items`. This module is part of the prediction layer: no Lightning, no `datasets`.
+`input_format` and `read_items`; `check_items`, `check_path` and `evaluation` guard the predictors' entry points.
+This module is part of the prediction layer: no Lightning, and `datasets` only inside an `evaluate` that reads a
+file.
 """
 from __future__ import annotations
 
 import codecs
+import json
+import contextlib
+import functools
 import logging
 import math
 import multiprocessing
+import os
 import pickle
 import sys
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from itertools import islice
 from pathlib import Path
 
-import torch
-
 from .data.readers import FORMATS, formats_of
 from .data.text_readers import TEXT
 from .errors import SeqtagError
+from .process_state import kept_process_state
 
 log = logging.getLogger("seqtag")
 
@@ -150,6 +156,105 @@ class Progress:
 # Streaming, in this process or in workers
 
 
+def check_items(items, method: str, accepts: str) -> None:
+    """A SeqtagError naming what `method` takes unless `items` is an iterable of inputs. Checked when the method
+    is called, not when its generator is first read, so that the error points at the call. A string is refused
+    too: iterated, it would be one input per character."""
+    if items is None or isinstance(items, (str, bytes, bytearray)) or not isinstance(items, Iterable):
+        hint = " (for one text, pass [text])" if isinstance(items, str) else ""
+        raise SeqtagError(f"{method}() takes an iterable of {accepts} (a list, a generator or a file opened as "
+                          f"text), got {type(items).__name__}{hint}.")
+
+
+def check_path(value, method: str, what: str) -> None:
+    """A SeqtagError unless `value` is a file path (str or os.PathLike)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise SeqtagError(f"{method}() takes {what} as a path (str or pathlib.Path), got {type(value).__name__}.")
+
+
+class StreamedPredictions:
+    """`predict_stream`, `predict_file` and `result_line` of every predictor (PyTorch or onnxruntime), built on
+    its own `predict`, `task`, `data_config`, `outputs` (what `result_line` writes) and `inputs` (what `predict`
+    takes, for the errors that name it)."""
+
+    outputs: tuple[str, ...] = ("jsonl",)
+    inputs = "strings"
+
+    def result_line(self, result, output: str = "jsonl") -> str:
+        """A result as `seqtag predict` writes it: one JSON line."""
+        return json.dumps(result.to_dict(), ensure_ascii=False)
+
+    def predict_stream(self, items: Iterable, batch_size: int | None = None, batch_tokens: int | None = None,
+                       window: int | None = None, max_tokens: int | None = None, workers: int = 1,
+                       progress: bool | Progress | None = None, **options) -> Iterator:
+        """`predict` over an iterable of any length, as a generator: items are read lazily, `window` at a time
+        (default 4,096), sorted by length within the window and batched (at most `batch_size` items and
+        `batch_tokens` padded tokens per batch), and the results come out in input order, so memory stays flat.
+        `workers` > 1 predicts in that many processes, each with its own copy of the network (output identical
+        to one worker). `progress` (True or a `streaming.Progress`) reports items/s on stderr. An item over
+        `max_tokens` tokens is read in windows (see `predict`). Other keyword options go to `predict`."""
+        check_items(items, "predict_stream", self.inputs)
+        return stream_results(self, "predict", items, window, workers, progress,
+                              dict(batch_size=batch_size, batch_tokens=batch_tokens, max_tokens=max_tokens, **options))
+
+    def predict_file(self, source: str | Path, target: str | Path, format: str | None = None, output: str = "jsonl",
+                     pretokenized: bool = False, workers: int = 1, progress: bool | Progress | None = None,
+                     **options) -> int:
+        """Predict every item of the file `source` and write the results to `target` as `seqtag predict` does
+        (JSON lines, or CoNLL for taggers), streamed; `target` appears complete or not at all. `format` is how to
+        read `source` (default: its extension; see `seqtag predict --format`). Returns the count written."""
+        check_path(source, "predict_file", "the input file")
+        check_path(target, "predict_file", "the output file")
+        if output not in self.outputs:
+            raise SeqtagError(f"output is {output!r}; this model ({self.task}) writes {' or '.join(self.outputs)}.")
+        fmt = input_format(str(source), format, self.task)
+        items = read_items(str(source), fmt, self.data_config, pretokenized)
+        results = self.predict_stream(items, workers=workers, progress=progress, **options)
+        return write_lines(target, (self.result_line(result, output) for result in results))
+
+
+@contextlib.contextmanager
+def _no_datasets_bars() -> Iterator[None]:
+    """`datasets`' progress bars off for the block, then as they were (a switch of that library's own)."""
+    from datasets.utils import logging as datasets_logging  # only for a file, which `datasets` reads anyway
+
+    was = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            datasets_logging.enable_progress_bar()
+
+
+def evaluation(accepts: str):
+    """Decorates a predictor's `evaluate(source, ...)`, which then also takes `verbose`.
+
+    A source that is no input at all (None, bytes, a number) is a SeqtagError naming what it takes (`accepts`).
+    The call leaves the caller's process as it found it (`kept_process_state`), and unless `verbose` keeps the
+    libraries' chatter out of the caller's output: `datasets`' progress bars while a file is read, deprecation and
+    future warnings. `verbose` defaults to the CLI's --verbose (the "seqtag" logger at DEBUG)."""
+    def decorate(method):
+        @functools.wraps(method)
+        def evaluate(self, source, *args, verbose: bool | None = None, **kwargs):
+            if source is None or isinstance(source, (bytes, bytearray, int, float)):
+                raise SeqtagError(f"evaluate() takes {accepts}, got {type(source).__name__}.")
+            if verbose is None:
+                verbose = logging.NOTSET < logging.getLogger("seqtag").level <= logging.DEBUG
+            with kept_process_state():
+                if not verbose:
+                    for category in (DeprecationWarning, FutureWarning):
+                        warnings.filterwarnings("ignore", category=category)
+                reads_file = isinstance(source, (str, os.PathLike))
+                with _no_datasets_bars() if reads_file and not verbose else contextlib.nullcontext():
+                    result = method(self, source, *args, **kwargs)
+            if getattr(self, "label_map", None):  # the gold labels were renamed (`gold_as_trained`): say so
+                result["label_map"] = dict(self.label_map)
+            return result
+        return evaluate
+    return decorate
+
+
 def chunks(items: Iterable, size: int) -> Iterator[tuple[int, list]]:
     """(offset of the first item, up to `size` items) over `items`, read lazily."""
     iterator, offset = iter(items), 0
@@ -191,9 +296,14 @@ def stream_results(predictor, method: str, items: Iterable, window: int | None =
 _WORKER: dict = {}  # the predictor a worker process holds
 
 
-def _start_worker(predictor_bytes: bytes, threads: int) -> None:
-    torch.set_num_threads(threads)
+def _start_worker(predictor_bytes: bytes, threads: int, own_threads: bool = False) -> None:
+    if not own_threads:
+        import torch  # here, not at the top: the onnxruntime predictors stream without torch
+
+        torch.set_num_threads(threads)
     _WORKER["predictor"] = pickle.loads(predictor_bytes)  # bytes this process's parent made, not a file
+    if own_threads:  # a predictor that is not torch's (onnxruntime) sets its own thread count
+        _WORKER["predictor"].set_threads(threads)
 
 
 def _run_in_worker(method: str, chunk: list, offset: int, options: dict) -> list:
@@ -202,10 +312,18 @@ def _run_in_worker(method: str, chunk: list, offset: int, options: dict) -> list
 
 def _in_workers(predictor, method: str, pieces: Iterator[tuple[int, list]], workers: int, options: dict
                 ) -> Iterator[list]:
-    threads = max(1, torch.get_num_threads() // workers)
+    own_threads = hasattr(predictor, "set_threads")
+    if own_threads:
+        available = predictor.threads()
+    else:
+        import torch
+
+        available = torch.get_num_threads()
+    threads = max(1, available // workers)
     # spawn: a fresh interpreter per worker (forking a process that holds torch's thread pools can hang).
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_start_worker, initargs=(pickle.dumps(predictor), threads)) as pool:
+    with context.Pool(workers, initializer=_start_worker,
+                      initargs=(pickle.dumps(predictor), threads, own_threads)) as pool:
         pending: deque = deque()
         for offset, chunk in pieces:
             pending.append(pool.apply_async(_run_in_worker, (method, chunk, offset, options)))

@@ -35,7 +35,7 @@ from .errors import SeqtagError
 from .hardware import check_training_hardware
 from .objectives import Objective, objective_of
 from .progress import DEV_FIGURES, end_reason, has_progress_bar, progress_callbacks
-from .runs import claim_run_folder, is_relaunched_rank, this_process_writes
+from .runs import claim_run_folder, this_process_writes
 from .starts import Scratch, Start
 from .tasks import DataModule, Task, WaitsForFirstChange
 from .version import __version__
@@ -300,7 +300,8 @@ class TrainingGuard(Callback):
         if self.stop_requested:
             raise KeyboardInterrupt  # a second Ctrl+C: stop at once
         self.stop_requested = True
-        log.warning("Ctrl+C: training stops after this step and saves; press Ctrl+C again to stop at once.")
+        # What is saved is said once, when it is: by the run's last line (the CLI's) or its "training ended" log.
+        log.warning("Ctrl+C: training stops after this step; press Ctrl+C again to stop at once.")
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._stop_now or (self.stop_requested and trainer.world_size == 1):
@@ -354,7 +355,8 @@ def make_trainer(recipe: Recipe, out_dir: Path, smoke: bool = False, resume: boo
                    val_check_interval=cfg.val_check_interval))
     kept_rows = logged_rows(checkpoint.last_path) if resume else 0
     trainer = pl.Trainer(
-        accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, precision=cfg.precision,
+        accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, num_nodes=cfg.num_nodes,
+        precision=cfg.precision,
         gradient_clip_val=cfg.gradient_clip or None, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         logger=RunLog(out_dir, keep_rows=kept_rows), log_every_n_steps=10,
         enable_progress_bar=has_progress_bar(callbacks), enable_model_summary=False, num_sanity_val_steps=0,
@@ -437,8 +439,9 @@ def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool
     recipe = objective.family.resolve(recipe)
     check_training_hardware(recipe.train)  # before any data is read: settings this machine cannot run
     out_dir = Path(out_dir)
-    # Rank 0 checks, locks and clears the folder; a relaunched rank must not touch what rank 0 has started writing.
-    lock = None if is_relaunched_rank() else claim_run_folder(out_dir, resume=resume, overwrite=overwrite,
+    # Rank 0 checks, locks and clears the folder; another rank (relaunched by Lightning, or started by torchrun or
+    # SLURM on this or another node) must not touch what rank 0 has started writing.
+    lock = None if not this_process_writes() else claim_run_folder(out_dir, resume=resume, overwrite=overwrite,
                                                                 smoke=smoke)
     try:
         return _train_in(out_dir, objective, recipe, resume, smoke, cache_dir, init or Scratch(), list(callbacks))
@@ -482,7 +485,8 @@ def _train_in(out_dir: Path, objective: Objective, recipe: Recipe, resume: bool,
         trainer.strategy.barrier()  # every rank has finished training before rank 0 reads the best checkpoint
     if not this_process_writes(trainer):
         return TrainResult(out_dir / "model", {}, trainer.interrupted, trainer.global_rank)
-    log.info("training ended: %s", end_reason(trainer))
+    # Marked, so that a caller that reports an interrupted run itself (the CLI) can leave this line out.
+    log.info("training ended: %s", end_reason(trainer), extra={"seqtag_interrupted": trainer.interrupted})
     if checkpoint.best_model_path:
         # Restore the best dev epoch; weights_only keeps torch.load from running pickled code.
         best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)

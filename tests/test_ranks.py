@@ -39,6 +39,26 @@ def test_the_first_process_writes_and_relaunched_ones_do_not(monkeypatch):
     assert not this_process_writes(Trainer())
 
 
+def test_a_process_another_node_started_leaves_the_run_folder_to_rank_0(monkeypatch, tmp_path):
+    """torchrun and SLURM start every rank themselves (LOCAL_RANK 0 on each node): only global rank 0 may claim
+    the folder, or the second node would find it locked by the first on a shared filesystem."""
+    import seqtag.training as training
+
+    def claimed(*args, **kwargs):
+        raise AssertionError("a rank above 0 claimed the run folder")
+
+    monkeypatch.setattr(training, "claim_run_folder", claimed)
+    monkeypatch.setattr(training, "_train_in", lambda *args: "trained")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("NODE_RANK", raising=False)
+    recipe = training.load_recipe("demo")
+    assert training.train(recipe, tmp_path / "run") == "trained"
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(AssertionError, match="claimed"):
+        training.train(recipe, tmp_path / "run")
+
+
 def _seqtag(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     command = [str(Path(sys.executable).parent / "seqtag"), *args]
     if not Path(command[0]).is_file():

@@ -1,17 +1,28 @@
 """Rough edges a new user hit (issue 20, point 5): flags in --help, empty input, where --resume resumes, what
-Ctrl+C prints and its exit status, a language model reading CoNLL columns, --encoding, --top-k on a tagger."""
+Ctrl+C prints and its exit status, a language model reading CoNLL columns, --encoding, --top-k on a tagger.
+
+And the next round: a fine-tuning label map kept for `evaluate` and checked for misspelt targets, the time
+limit held between steps, a quiet Python API, clear errors for wrong input types, the gold column in
+`--output conll`, and each end-of-run message said once."""
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
+import shutil
 import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import write_ner_splits
+from conftest import NER_SPLITS, write_conll, write_ner_splits
 from seqtag.tasks import Task
 
 runner = CliRunner()
@@ -122,6 +133,9 @@ def test_ctrl_c_in_the_only_epoch_exits_130_and_says_saved_once(ner_splits, tmp_
     assert json.loads((out / "model" / "metrics.json").read_text())["interrupted"] is True
     assert result.stderr.count("the best weights so far were saved") == 1
     assert "saving the best weights" not in result.stderr, "fit's own note repeated the CLI's"
+    # Said once each: no "training ended: interrupted" log line beside the CLI's, no "saves" at the key press.
+    assert result.stderr.lower().count("interrupted") == 1, result.stderr
+    assert result.stderr.count("weights") == 1 and "saves" not in result.stderr, result.stderr
 
 
 def test_resume_says_at_which_epoch_and_step_with_the_best_dev_score(ner_splits, tmp_path, monkeypatch, caplog):
@@ -232,3 +246,240 @@ def test_the_ray_engine_refuses_an_encoding_it_would_ignore(tmp_path):
                                  "--encoding", "latin-1"])
     assert result.exit_code == 2, result.output
     assert "--encoding is 'latin-1', but --engine ray reads text files as UTF-8 only" in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# 9. a fine-tuning label map is saved with the model and applied by evaluate; a misspelt target is an error
+
+MAPPED = {"PER": "person", "LOC": "place"}  # the fine-tuning data's own names for two of the model's types
+
+
+def _renamed(sentences) -> list:
+    """The sentences with the entity types of MAPPED renamed (I-PER → I-person), other columns as they are."""
+    def rename(label: str) -> str:
+        prefix, _, kind = label.partition("-")
+        return f"{prefix}-{MAPPED[kind]}" if kind in MAPPED else label
+
+    return [[(*token[:3], rename(token[3])) for token in sentence] for sentence in sentences]
+
+
+@pytest.fixture(scope="module")
+def mapped_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("mapped")
+    return {split: write_conll(folder / f"{split}.conll", _renamed(sentences), docstart=True)
+            for split, sentences in NER_SPLITS.items()}
+
+
+@pytest.fixture(scope="module")
+def mapped_child(tagger, mapped_files, tmp_path_factory) -> Path:
+    import seqtag
+
+    out = tmp_path_factory.mktemp("child") / "run"
+    result = seqtag.finetune(tagger, mapped_files["train"], dev=mapped_files["dev"], out=out,
+                             finetune__label_map="person=PER,place=LOC", finetune__new_labels="error",
+                             train__max_steps=2, train__progress_bar=False)
+    return result.model_dir
+
+
+def test_evaluate_maps_gold_labels_as_fine_tuning_did_and_says_so(mapped_child, mapped_files, ner_splits):
+    import seqtag
+
+    config = json.loads((mapped_child / "config.json").read_text())
+    assert config["finetune"]["label_map"] == {"person": "PER", "place": "LOC"}
+    child = seqtag.load(mapped_child)
+    mapped, plain = child.evaluate(mapped_files["test"]), child.evaluate(ner_splits["test"])
+    assert mapped["unseen_labels"] == {}, "I-person must be read as I-PER"
+    for figure in ("f1", "precision", "recall", "sentences", "tokens"):
+        assert mapped[figure] == plain[figure], figure
+    assert mapped["label_map"] == {"person": "PER", "place": "LOC"}
+
+    shown = runner.invoke(app, ["evaluate", str(mapped_child), str(mapped_files["test"])])
+    assert shown.exit_code == 0, shown.output
+    assert "gold labels mapped as at fine-tuning: person→PER, place→LOC" in shown.stdout
+    as_json = runner.invoke(app, ["evaluate", str(mapped_child), str(mapped_files["test"]), "--json"])
+    assert json.loads(as_json.stdout)["label_map"] == {"person": "PER", "place": "LOC"}
+
+
+def test_a_model_saved_without_a_label_map_still_loads_and_maps_nothing(mapped_child, mapped_files, tmp_path):
+    import seqtag
+
+    old = tmp_path / "old"
+    shutil.copytree(mapped_child, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["finetune"]["label_map"]  # as fine-tuning wrote it before maps were saved
+    (old / "config.json").write_text(json.dumps(config))
+    scores = seqtag.load(old).evaluate(mapped_files["test"])
+    assert "label_map" not in scores and scores["unseen_labels"].get("I-person")
+
+
+def test_classifier_gold_classes_are_mapped_too():
+    from seqtag.predict import TextClassifier
+
+    classifier = TextClassifier.__new__(TextClassifier)  # the mapping alone: no network needed
+    classifier.label_map = {"pos": "positive"}
+    assert classifier.gold_as_trained(["pos", "neg", "positive"]) == ["positive", "neg", "positive"]
+
+
+@pytest.mark.parametrize("label_map, message", [
+    ("person=nosuch,place=LOC",
+     r"maps 'person' to 'nosuch', which is neither a label of the model \(LOC, O, ORG, PER\) nor of the data "
+     r"\(.*train.conll.*: O, ORG, person, place\)"),
+    ("ghost=PER", r"names 'ghost', which the data \(.*\) does not have \(its labels: O, ORG, person, place\)"),
+])
+def test_a_label_map_naming_labels_nobody_has_is_an_error(tagger, mapped_files, tmp_path, label_map, message):
+    import seqtag
+    from seqtag.errors import SeqtagError
+
+    with pytest.raises(SeqtagError, match=message):
+        seqtag.finetune(tagger, mapped_files["train"], out=tmp_path / "ft", finetune__label_map=label_map,
+                        train__max_steps=1)
+    assert not (tmp_path / "ft" / "model").exists()
+
+
+# ---------------------------------------------------------------------------
+# 10. the time limit holds between steps, and a run it stops before any dev check is still saved
+
+
+def test_the_time_limit_stops_within_an_epoch_and_the_run_is_checked_once_and_saved(tmp_path, monkeypatch,
+                                                                                     trainers):
+    import seqtag
+    from pytorch_lightning.callbacks import Timer
+
+    from seqtag.config import load_recipe
+    from seqtag.training import train
+
+    original = Task.training_step
+
+    def slow_step(task, batch, batch_idx):
+        time.sleep(0.05)  # 100 steps an epoch: over 5 s, where the limit is 1.8 s
+        return original(task, batch, batch_idx)
+
+    monkeypatch.setattr(Task, "training_step", slow_step)
+    limit = 0.03 * 60
+    recipe = load_recipe("demo", [*SMALL, "data.batch_size=4", "train.max_epochs=3", "train.max_time_minutes=0.03"])
+    result = train(recipe, tmp_path / "run")
+    trainer = trainers[-1]
+    assert 0 < trainer.global_step < trainer.num_training_batches, "the limit waited for the epoch's end"
+    timer = next(callback for callback in trainer.callbacks if isinstance(callback, Timer))
+    # The final dev check comes after the limit; beyond it, 10% for the step under way.
+    assert timer.time_elapsed("train") <= 1.1 * limit + timer.time_elapsed("validate")
+    with (tmp_path / "run" / "logs" / "metrics.csv").open() as rows:
+        assert sum(bool(row.get("dev_score")) for row in csv.DictReader(rows)) == 1
+    assert not result.interrupted and {"dev", "test"} <= set(result.metrics)
+    assert seqtag.load(result.model_dir).predict("Ada visited Paris .").labels
+
+
+# ---------------------------------------------------------------------------
+# 11. the Python API is quiet unless verbose
+
+
+def test_seqtag_train_and_evaluate_from_python_are_quiet_unless_verbose(tmp_path):
+    dev = Path(__file__).resolve().parent.parent / "recipes" / "data" / "demo.dev.conll"
+    for name in ("quiet", "verbose"):  # files datasets has not cached: reading them would draw its bars
+        shutil.copy(dev, tmp_path / f"{name}.conll")
+    code = textwrap.dedent(f"""
+        import sys
+        import seqtag
+        for name, verbose in (("quiet", False), ("verbose", True)):
+            for stream in (sys.stdout, sys.stderr):
+                print("=== " + name, file=stream, flush=True)
+            result = seqtag.train("demo", out={str(tmp_path)!r} + "/" + name, verbose=verbose,
+                                  train__max_steps=2, model__hidden_size=8)
+            seqtag.load(result.model_dir).evaluate({str(tmp_path)!r} + "/" + name + ".conll", verbose=verbose)
+    """)
+    # A user's environment: the CLI tests of this process may have switched datasets' bars off in os.environ.
+    env = {key: value for key, value in os.environ.items() if key != "HF_DATASETS_DISABLE_PROGRESS_BARS"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**env, "OMP_NUM_THREADS": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf")})
+    assert done.returncode == 0, done.stderr[-4000:]
+    quiet = done.stdout.split("=== verbose")[0] + done.stderr.split("=== verbose")[0]
+    verbose = done.stderr.split("=== verbose")[1]
+    for chatter in ("Tip", "GPU available", "%|", "examples/s", "deprecated", "epoch 1"):
+        assert chatter not in quiet, f"{chatter!r} in the quiet run's output:\n{quiet}"
+    for chatter in ("Tip", "GPU available", "examples/s", "epoch 1"):
+        assert chatter in verbose, f"{chatter!r} missing with verbose=True:\n{verbose}"
+
+
+# ---------------------------------------------------------------------------
+# 12. wrong input types are SeqtagErrors naming what is accepted
+
+
+def test_tagger_entry_points_refuse_wrong_input_types_clearly(tagger, tmp_path):
+    import seqtag
+    from seqtag.errors import SeqtagError
+
+    model = seqtag.load(tagger)
+    for given in (None, b"Ada visited Paris", 3):
+        with pytest.raises(SeqtagError, match=r"predict\(\) takes a string or a list of strings or lists of token"):
+            model.predict(given)
+        with pytest.raises(SeqtagError, match=r"predict_stream\(\) takes an iterable of strings or lists of token"):
+            model.predict_stream(given)
+        with pytest.raises(SeqtagError, match=r"evaluate\(\) takes a file path \(str or Path\) or a dataset"):
+            model.evaluate(given)
+    with pytest.raises(SeqtagError, match=r"got str \(for one text, pass \[text\]\)"):
+        model.predict_stream("Ada visited Paris")
+    with pytest.raises(SeqtagError, match=r"predict_file\(\) takes the input file as a path .* got NoneType"):
+        model.predict_file(None, tmp_path / "out.jsonl")
+    with pytest.raises(SeqtagError, match=r"predict_file\(\) takes the output file as a path .* got NoneType"):
+        model.predict_file(str(tagger / "labels.json"), None)
+
+
+def test_classifier_and_language_model_entry_points_refuse_wrong_input_types_clearly():
+    from seqtag.errors import SeqtagError
+    from seqtag.language_model import LanguageModel
+    from seqtag.predict import TextClassifier
+
+    # Each check comes before the network is used: instances without one show them.
+    classifier = TextClassifier.__new__(TextClassifier)
+    with pytest.raises(SeqtagError, match=r"predict\(\) takes a string or a list of strings, got NoneType"):
+        classifier.predict(None)
+    with pytest.raises(SeqtagError, match=r"predict_stream\(\) takes an iterable of strings .* got bytes"):
+        classifier.predict_stream(b"text")
+    with pytest.raises(SeqtagError, match=r"evaluate\(\) takes a file path \(str or Path\) or a dataset with text"):
+        classifier.evaluate(None)
+    lm = LanguageModel.__new__(LanguageModel)
+    with pytest.raises(SeqtagError, match=r"score\(\) takes a string, got NoneType"):
+        lm.score(None)
+    for method in (lm.score_texts, lm.score_stream):
+        with pytest.raises(SeqtagError, match=r"takes an iterable of strings .* got NoneType"):
+            method(None)
+    with pytest.raises(SeqtagError, match=r"generate\(\) takes a string prompt, got int"):
+        lm.generate(123)
+    with pytest.raises(SeqtagError, match=r"evaluate\(\) takes a file path \(str or Path\) or a TokenStream"):
+        lm.evaluate(None)
+    for call in (lambda: lm.predict("x"), lambda: lm.predict_stream(["x"]), lambda: lm.predict_file("a", "b")):
+        with pytest.raises(SeqtagError, match="A language model neither tags nor classifies"):
+            call()
+
+
+# ---------------------------------------------------------------------------
+# 13. --output conll keeps a labelled file's gold column
+
+
+def _conll_rows(text: str) -> list[list[str]]:
+    return [line.split("\t") for line in text.splitlines() if line.strip()]
+
+
+def test_predict_output_conll_writes_token_gold_predicted_for_a_labelled_file(tagger, ner_splits, tmp_path):
+    import seqtag
+
+    expected = [(token[0], token[3]) for sentence in NER_SPLITS["test"] for token in sentence]
+    result = runner.invoke(app, ["predict", str(tagger), str(ner_splits["test"]), "--output", "conll"])
+    assert result.exit_code == 0, result.output
+    rows = _conll_rows(result.stdout)
+    assert all(len(row) == 3 for row in rows), rows
+    assert [(word, gold) for word, gold, _ in rows] == expected
+    model = seqtag.load(tagger)
+    assert all(predicted in model.labels for _, _, predicted in rows)
+
+    target = tmp_path / "tagged.conll"
+    assert model.predict_file(ner_splits["test"], target, format="conll", output="conll") == len(NER_SPLITS["test"])
+    assert [(word, gold) for word, gold, _ in _conll_rows(target.read_text())] == expected
+
+
+def test_predict_output_conll_on_tokens_alone_keeps_two_columns(tagger, tmp_path):
+    tokens = write_conll(tmp_path / "tokens.conll", [[(token[0],) for token in s] for s in NER_SPLITS["test"]])
+    result = runner.invoke(app, ["predict", str(tagger), str(tokens), "--output", "conll"])
+    assert result.exit_code == 0, result.output
+    rows = _conll_rows(result.stdout)
+    assert rows and all(len(row) == 2 for row in rows)

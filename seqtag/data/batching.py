@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .lengths import MAX_BATCH_TOKENS, length_batches  # noqa: F401 - torch-free, re-exported
+from .tokens import IGNORE_INDEX  # noqa: F401 - positions the loss and the metrics skip (padding)
 from .vocab import PAD_ID
-
-IGNORE_INDEX = -100  # positions the loss and the metrics skip (padding)
 
 
 @dataclass
@@ -160,25 +160,6 @@ def _list_column(column) -> tuple[np.ndarray, np.ndarray]:
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     offsets = array.offsets.to_numpy().astype(np.int64)
     return array.flatten().to_numpy(zero_copy_only=False), offsets - offsets[0]
-
-
-MAX_BATCH_TOKENS = 16_384  # caps evaluation and prediction memory on very long inputs, whatever the batch size
-
-
-def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
-    """Indices sorted by length, cut into batches of at most `batch_size` rows and `max_tokens` padded tokens,
-    so little is padding and a very long input gets a batch of its own."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches, current, longest = [], [], 0
-    for index in order:
-        longest = max(longest, lengths[index])
-        if current and (len(current) >= batch_size or longest * (len(current) + 1) > max_tokens):
-            batches.append(current)
-            current, longest = [], lengths[index]
-        current.append(index)
-    if current:
-        batches.append(current)
-    return batches
 
 
 class BucketBatchSampler:

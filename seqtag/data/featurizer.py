@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from tokenizers import Tokenizer
 
-from ..embedders import EMBEDDERS
+from ..results import fold_label as _fold_label  # noqa: F401 - its old name, re-exported
 from . import schemes
 from .vocab import UNK, UNK_ID, _distinct, _lookup, char_index, spell
 
@@ -76,21 +76,12 @@ class LabelCodec:
         return span_label_list(types, self.file_scheme)
 
 
-def _fold_label(label: str, file_scheme: str) -> str:
-    """The file-scheme label a train-scheme label turns into token by token (outside any context):
-    BIOES S-/E- become IOB2 B-/I-. IOB1 folds B- and I- into I-, its usual spelling of an entity token."""
-    if "-" not in label:
-        return label
-    prefix, kind = label.split("-", 1)
-    if file_scheme == "iob1":
-        return f"I-{kind}"
-    if file_scheme == "iob2":
-        return f"{ {'S': 'B', 'E': 'I'}.get(prefix, prefix)}-{kind}"
-    return label
-
-
 def reads_characters(embedders: Sequence[str]) -> bool:
     """Whether a network with these embedders spells words out, so it needs a character vocabulary."""
+    # Imported here: the embedders import torch, which the rest of the featurizer (and the onnxruntime
+    # predictors that use it) does without.
+    from ..embedders import EMBEDDERS
+
     return any(EMBEDDERS[name].feature == "char_ids" for name in embedders)
 
 

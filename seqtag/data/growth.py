@@ -56,6 +56,16 @@ def parse_label_map(spec: str) -> dict[str, str]:
     return mapping
 
 
+def label_names(labels: Iterable[str]) -> list[str]:
+    """The names a label map uses for `labels`, sorted: a span label's entity type (B-PER → PER), any other label
+    whole (NNP, positive, O)."""
+    names = set()
+    for label in labels:
+        prefix, sep, kind = label.partition("-")
+        names.add(kind if sep and len(prefix) == 1 and kind else label)
+    return sorted(names)
+
+
 class LabelMap:
     """Renames the data's labels: a whole label ("pos" → "positive", "NNP" → "PROPN"), or for span labels the
     entity type after the prefix ("B-person" → "B-PER"). Remembers which names it met, so that a map naming a
@@ -65,6 +75,7 @@ class LabelMap:
         self.mapping = mapping
         self.spec = spec
         self.met: set[str] = set()
+        self.seen: set[str] = set()  # every label the data has, as it is in the files
 
     def label(self, label: str) -> str:
         if label in self.mapping:
@@ -80,6 +91,8 @@ class LabelMap:
         """`dataset` with `column` (a label, or a list of labels per row) renamed."""
         def rename(batch: dict) -> dict:
             values = batch[column]
+            for value in values:
+                self.seen.update(value if isinstance(value, list) else [value])
             batch[column] = [[self.label(v) for v in value] if isinstance(value, list) else self.label(value)
                              for value in values]
             return batch
@@ -90,8 +103,21 @@ class LabelMap:
         missing = [label for label in self.mapping if label not in self.met]
         if missing:
             raise SeqtagError(f"finetune.label_map ({self.spec}) names {', '.join(map(repr, missing))}, which the "
-                              f"data ({', '.join(sources)}) does not have; check the names (labels are "
-                              "case-sensitive) or drop them from the map.")
+                              f"data ({', '.join(sources)}) does not have (its labels: "
+                              f"{', '.join(label_names(self.seen))}); check the names (labels are case-sensitive) "
+                              "or drop them from the map.")
+
+    def check_targets(self, model_labels: Iterable[str], sources: Iterable[str]) -> None:
+        """Each label the map renames to is one the model or the data has: a misspelt target would otherwise
+        become a new label without a word."""
+        model_labels = list(model_labels)
+        known = {*model_labels, *label_names(model_labels), *self.seen, *label_names(self.seen)}
+        for theirs, ours in self.mapping.items():
+            if ours not in known:
+                raise SeqtagError(f"finetune.label_map ({self.spec}) maps {theirs!r} to {ours!r}, which is neither "
+                                  f"a label of the model ({', '.join(label_names(model_labels))}) nor of the data "
+                                  f"({', '.join(sources)}: {', '.join(label_names(self.seen))}); map it onto one "
+                                  "of these (labels are case-sensitive).")
 
 
 def _pieces(tokenizer: Tokenizer, items: Iterable[str], whole: bool) -> Counter:
@@ -146,9 +172,13 @@ class Growth:
     # -- labels ---------------------------------------------------------------
 
     def check_map(self, sources: Iterable[str]) -> None:
-        """After every split was renamed: each label the map names was in the data."""
+        """After every split was renamed: each label the map names was in the data, and each it renames to is
+        the model's or the data's."""
         if self.label_map is not None:
+            sources = list(sources)
             self.label_map.check_all_met(sources)
+            if self.featurizer is not None and self.featurizer.labels is not None:
+                self.label_map.check_targets(self.featurizer.labels.labels, sources)
 
     def rename(self, dataset, column: str):
         return self.label_map.rows(dataset, column) if self.label_map is not None else dataset

@@ -12,8 +12,9 @@ File readers parse with `Dataset.from_generator`, so the result is Arrow-cached 
 disk; the cache key includes the file's resolved path, size and mtime, so an edited
 file is read again.  Problems in the input raise `InputError` naming file and line.
 
-`read_tokens` reads the same files for prediction: tokens only, streamed, without `datasets`
-(which this module imports only where a Dataset is built, so `seqtag predict` stays quick).
+`read_tokens` reads the same files for prediction: the tokens (with the file's own labels, when it has them),
+streamed, without `datasets` (which this module imports only where a Dataset is built, so `seqtag predict` stays
+quick).
 
 Every `data.format` value is a `Format` registered in `FORMATS` beside its reader: this module registers
 conll, conllu and hub; `text_readers.py` the text formats. A format says which task families read it (and
@@ -128,12 +129,14 @@ def need_hub_name(config, example: str) -> str:
 CONLL, CONLLU, HUB = "conll", "conllu", "hub"
 FORMATS.register(CONLL, Format(
     CONLL, extensions=(".conll",), check=_check_conll, any_encoding=True,
-    prediction_items=lambda path, config, encoding="utf-8": read_tokens(path, CONLL, config.token_column, encoding),
+    prediction_items=lambda path, config, encoding="utf-8": read_tokens(path, CONLL, config.token_column, encoding,
+                                                                        label_column=config.label_column),
     mismatch=lambda rows: ("the file looks like CoNLL-U (10 tab-separated fields, numbered tokens)"
                            if _looks_like_conllu(rows) else None)))
 FORMATS.register(CONLLU, Format(
     CONLLU, extensions=(".conllu",), any_encoding=True,
-    prediction_items=lambda path, config, encoding="utf-8": read_tokens(path, CONLLU, encoding=encoding),
+    prediction_items=lambda path, config, encoding="utf-8": read_tokens(path, CONLLU, encoding=encoding,
+                                                                        label_column=config.label_column),
     mismatch=lambda rows: (None if _looks_like_conllu(rows) else
                            "the file is not CoNLL-U (10 tab-separated fields per token)")))
 FORMATS.register(HUB, Format(HUB, sources="split"))
@@ -195,21 +198,41 @@ def read_conllu(
     return _build(_conllu_sentences, gen_kwargs, cache_dir)
 
 
-def read_tokens(path: str | Path, format: str, token_column: int = 0, encoding: str = "utf-8"
-                ) -> Iterator[list[str]]:
+class LabelledTokens(list):
+    """A sentence's tokens as `read_tokens` yields them (a plain list of strings to whatever reads them), with the
+    file's own labels in `gold` (None when the file has none), which `seqtag predict --output conll` writes beside
+    the predicted ones."""
+
+    gold: list[str] | None = None
+
+
+def read_tokens(path: str | Path, format: str, token_column: int = 0, encoding: str = "utf-8",
+                label_column: int | str | None = None) -> Iterator[LabelledTokens]:
     """The token lists of a CoNLL (CONLL, the tokens in `token_column`) or CoNLL-U (CONLLU, FORM) file,
     one per sentence in file order, for prediction: other columns are not needed, and a file of tokens alone
-    (one per line, a blank line after each sentence) is read too. Streams the file (in `encoding`, see
-    `lines.decode_lines`); needs no `datasets`."""
+    (one per line, a blank line after each sentence) is read too. With `label_column` (the model's
+    data.label_column), each list's `gold` holds that column's labels when the file has it (a CoNLL file wide
+    enough, a CoNLL-U field that is not all "_"). Streams the file (in `encoding`, see `lines.decode_lines`);
+    needs no `datasets`."""
     key = _file_key(path)
     if format == CONLL:
-        rows = _conll_sentences(**key, token_column=int(token_column), label_column=None, encoding=encoding)
+        try:
+            gold = None if label_column is None else int(label_column)
+        except ValueError:
+            gold = None
+        rows = _conll_sentences(**key, token_column=int(token_column), label_column=None, encoding=encoding,
+                                gold_column=gold)
     elif format == CONLLU:
-        rows = _conllu_sentences(**key, label_index=None, encoding=encoding)
+        gold = None if label_column is None else _conllu_field_index(label_column)
+        rows = _conllu_sentences(**key, label_index=None, encoding=encoding, gold_index=gold)
     else:
         raise ValueError(f"read_tokens reads {CONLL} or {CONLLU}, not {format!r}")
     for row in rows:
-        yield row["tokens"]
+        tokens = LabelledTokens(row["tokens"])
+        # Gold labels are optional here: a CoNLL-U file with the field unfilled ("_") has none.
+        if len(row["labels"]) == len(tokens) and any(label != "_" for label in row["labels"]):
+            tokens.gold = row["labels"]
+        yield tokens
 
 
 def read_hub(
@@ -391,9 +414,11 @@ def _conll_sentences(
     token_column: int,
     label_column: int | None,
     encoding: str = "utf-8",
+    gold_column: int | None = None,
 ) -> Iterator[dict]:
     """Generator for `read_conll` (and, with no `label_column`, `read_tokens`); size and mtime_ns only serve
-    as cache key."""
+    as cache key. `gold_column` (read_tokens): the labels' column, read only when the file has it and it is not
+    the tokens' own."""
     roles = {"token_column": token_column} if label_column is None else {"token_column": token_column,
                                                                           "label_column": label_column}
     tokens: list[str] = []
@@ -412,6 +437,9 @@ def _conll_sentences(
         columns = _COLUMN_SEPARATOR.split(line.strip(" \t"))
         if width is None:
             width, width_line = len(columns), number
+            if (gold_column is not None and -width <= gold_column < width
+                    and gold_column % width != token_column % width):
+                label_column = gold_column
             for role, index in roles.items():
                 if not -width <= index < width:
                     raise InputError(
@@ -475,9 +503,10 @@ def _conllu_sentences(
     mtime_ns: int,
     label_index: int | None,
     encoding: str = "utf-8",
+    gold_index: int | None = None,
 ) -> Iterator[dict]:
     """Generator for `read_conllu` (and, with no `label_index`, `read_tokens`); size and mtime_ns only serve
-    as cache key."""
+    as cache key. `gold_index` (read_tokens): the labels' field, read as it is, "_" included."""
     used = (1,) if label_index is None else (1, label_index)  # FORM and the labels' field
     tokens: list[str] = []
     labels: list[str] = []
@@ -518,6 +547,8 @@ def _conllu_sentences(
         tokens.append(fields[1])
         if label_index is not None:
             labels.append(fields[label_index])
+        elif gold_index is not None:
+            labels.append(fields[gold_index] or "_")
         lines.append(number)
     if tokens:
         yield _sentence(tokens, labels, lines)
@@ -602,5 +633,6 @@ __all__ = [
     "read_conllu",
     "read_hub",
     "read_tokens",
+    "LabelledTokens",
     "tagging_features",
 ]
