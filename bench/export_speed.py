@@ -44,7 +44,10 @@ print(json.dumps({"seconds": first, "modules": sorted({name.split(".")[0] for na
 
 def raw_texts(path: Path, limit: int | None) -> list[str]:
     """The test file's sentences as raw text: CoNLL-U `# text =` lines, else each block's first column joined
-    by spaces (CoNLL files keep no raw text)."""
+    by spaces (CoNLL files keep no raw text); for a classifier's class files (a.pos,a.neg) every line."""
+    if "," in str(path):
+        texts = [line for name in str(path).split(",") for line in Path(name).read_text(encoding="utf-8").splitlines()]
+        return texts[:limit] if limit else texts
     lines = path.read_text(encoding="utf-8").splitlines()
     texts = [line[len("# text = "):] for line in lines if line.startswith("# text = ")]
     if not texts:
@@ -107,9 +110,37 @@ def cold_start(path: Path, runs: int) -> tuple[float, float, list[str]]:
     return statistics.median(seconds), size, dists
 
 
+def equality(torch_model, onnx_model, texts: list[str], batch_size: int) -> str:
+    """How the onnxruntime fp32 predictions compare with PyTorch's on every text: labels (or classes) and the
+    largest difference of a probability."""
+    ours, theirs = torch_model.predict(texts, batch_size=batch_size), onnx_model.predict(texts, batch_size=batch_size)
+    if hasattr(ours[0], "labels"):
+        pairs = [(a, b) for x, y in zip(ours, theirs) for a, b in zip(x.labels, y.labels)]
+        gap = max((abs(a - b) for x, y in zip(ours, theirs) for a, b in zip(x.probabilities, y.probabilities)),
+                  default=0.0)
+        unit = "tokens"
+    else:
+        pairs = [(x.label, y.label) for x, y in zip(ours, theirs)]
+        gap = max(abs(x.probabilities[k] - y.probabilities[k]) for x, y in zip(ours, theirs) for k in x.probabilities)
+        unit = "texts"
+    differing = sum(a != b for a, b in pairs)
+    return (f"onnxruntime fp32 against PyTorch fp32: {len(pairs):,} {unit}, {differing} with another label, "
+            f"largest probability difference {gap:.1e}")
+
+
+def language_model_equality(model_dir: Path, folder: Path, test: Path, prompt: str, tokens: int) -> str:
+    """Perplexity on the test text and greedy generation, PyTorch against onnxruntime."""
+    torch_model, onnx_model = seqtag.load(model_dir), seqtag.load(folder)
+    ours, theirs = torch_model.evaluate(test), onnx_model.evaluate(test)
+    generated = [m.generate(prompt, max_tokens=tokens, greedy=True) for m in (torch_model, onnx_model)]
+    return (f"perplexity PyTorch {ours['perplexity']:.6f}, onnxruntime {theirs['perplexity']:.6f} "
+            f"(difference {abs(ours['perplexity'] - theirs['perplexity']):.1e}); greedy generation of {tokens} "
+            f"tokens from {prompt!r}: {'identical' if generated[0] == generated[1] else 'DIFFERENT'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", type=Path, help="a PyTorch model directory (tagger or classifier)")
+    parser.add_argument("model", type=Path, help="a PyTorch model directory (tagger, classifier or language model)")
     parser.add_argument("test", type=Path, help="its labelled test file (read as evaluate reads it)")
     parser.add_argument("--work", type=Path, help="where the ONNX folders go (default: a temporary folder)")
     parser.add_argument("--reuse", action="store_true", help="reuse the exports already in --work")
@@ -117,6 +148,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--texts", type=int, default=0, help="predict only the first N texts (0: all)")
     parser.add_argument("--cold", type=int, default=3, help="cold-start runs per backend")
+    parser.add_argument("--prompt", default="ROMEO:", help="language models: the greedy generation's prompt")
+    parser.add_argument("--generate", type=int, default=200, help="language models: tokens to generate")
     args = parser.parse_args()
 
     work = args.work or Path(tempfile.mkdtemp(prefix="seqtag-export-bench-"))
@@ -126,6 +159,9 @@ def main() -> None:
         if not (args.reuse and (folder / "export.json").is_file()):
             export_onnx(args.model, folder, int8=int8)
         folders[int8] = folder
+    if seqtag.load(folders[False]).task == "lm":  # a language model: equality only (its speed is not predict's)
+        print(language_model_equality(args.model, folders[False], args.test, args.prompt, args.generate))
+        return
     texts = raw_texts(args.test, args.texts)
     paths = {
         "pytorch fp32": lambda: seqtag.load(args.model),
@@ -144,6 +180,7 @@ def main() -> None:
         base_speed, base_figure = base_speed or tokens_per_second, base_figure if base_figure is not None else figure
         print(f"{name:<18} {tokens_per_second:>10,.0f} {tokens_per_second / base_speed:>8.2f}x "
               f"{key:>8} {figure:>7.2f} {figure - base_figure:>+8.2f}")
+    print(equality(seqtag.load(args.model), seqtag.load(folders[False]), texts, args.batch_size))
     print(f"\n{'cold start':<18} {'seconds':>8} {'installed MiB':>14}  distributions imported")
     for name, path in (("pytorch", args.model), ("onnxruntime", folders[False])):
         seconds, size, dists = cold_start(path, args.cold)

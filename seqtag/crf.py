@@ -165,14 +165,29 @@ class CRFHead(nn.Module):
         return self.viterbi(emissions, mask), self.marginals(emissions, mask)
 
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """P(label at token t | sentence) by forward–backward (B, T, L); 0 on padding. Float32, autocast off."""
+        """P(label at token t | sentence) by forward–backward (B, T, L); 0 on padding. Computed in float64 (and
+        returned as float32), autocast off: a long sentence's log scores reach thousands of nats, where float32
+        left errors of up to 7e-4 in the marginals (bench/RESULTS.md, ONNX export). Viterbi's labels and the
+        training loss are not computed here."""
         with float32_region(emissions):
-            emissions = emissions.float()
-            start, steps, end = self._transitions(FORBIDDEN)
+            return self.log_distribution(emissions.double(), mask).exp().float() * mask[..., None]
+
+    def log_distribution(self, scores: torch.Tensor, mask: torch.Tensor, labels: int | None = None,
+                         temperature: float = 1.0) -> torch.Tensor:
+        """Log marginal probabilities (B, T, labels) of the CRF restricted to its first `labels` labels (the
+        labellings made of them alone), every score divided by `temperature`; padding's rows are meaningless.
+        The restricted CRF does not depend on the later labels' scores, so fine-tuning distils it (keep_old):
+        the marginals, not the emissions, since with a CRF the transitions shape the prediction as much.
+        Float32 (float64 for float64 scores), autocast off."""
+        with float32_region(scores):
+            size = labels if labels is not None else self.num_labels
+            dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32
+            emissions = scores[..., :size].to(dtype) / temperature                            # (B, T, labels)
+            start, steps, end = (part.to(dtype) / temperature for part in self._transitions(FORBIDDEN))
+            start, steps, end = start[:size], steps[:size, :size], end[:size]
             alphas, log_partition = self._forward(emissions, mask, start, steps, end)
             betas = self._backward(emissions, mask, steps, end)
-            log_marginals = torch.stack(alphas, 1) + torch.stack(betas, 1) - log_partition[:, None, None]  # (B, T, L)
-            return log_marginals.exp() * mask[..., None]
+            return torch.stack(alphas, 1) + torch.stack(betas, 1) - log_partition[:, None, None]  # (B, T, labels)
 
     def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The best-scoring labelling with no forbidden step (B, T); 0 on padding and for empty sentences.

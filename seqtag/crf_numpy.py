@@ -1,8 +1,8 @@
 """The CRF head's decoding in numpy: Viterbi and forward–backward marginals, for the onnxruntime predictors
 (which never import torch), and the scheme's allowed transitions, which `crf.py` reads too.
 
-The algorithms are those of `crf.CRFHead` step for step, in float32, so labels are identical and marginals
-agree to float32 rounding: forbidden steps score FORBIDDEN in the marginals (exp is exactly 0, every log-sum
+The algorithms are those of `crf.CRFHead` step for step (Viterbi in float32, the marginals in float64), so
+labels are identical and marginals agree to float64 rounding: forbidden steps score FORBIDDEN in the marginals (exp is exactly 0, every log-sum
 stays finite) and −inf in Viterbi; a log-sum over the previous label is one matrix product, shifted by each
 row's largest score.
 """
@@ -71,8 +71,10 @@ class CRFDecoder:
         return path
 
     def marginals(self, emissions: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """P(label at token t | sentence) by forward–backward (B, T, L); 0 on padding."""
-        start, steps, end = self._transitions(FORBIDDEN)
+        """P(label at token t | sentence) by forward–backward (B, T, L); 0 on padding. In float64, as
+        `crf.CRFHead.marginals` computes them (float32 left errors of up to 7e-4 on long sentences)."""
+        start, steps, end = (part.astype(np.float64) for part in self._transitions(FORBIDDEN))
+        emissions = emissions.astype(np.float64)
         shift = steps.max()
         weights = np.exp(steps - shift)                                                   # (L, L)
         length = emissions.shape[1]
@@ -90,13 +92,13 @@ class CRFDecoder:
             beta = np.where(mask[:, t + 1, None], step, end)
             betas.append(beta)
         log_marginals = np.stack(alphas, 1) + np.stack(betas[::-1], 1) - log_partition[:, None, None]
-        return np.exp(log_marginals) * mask[..., None]
+        return (np.exp(log_marginals) * mask[..., None]).astype(np.float32)
 
 
 def _log_sum_over_steps(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
     top = scores.max(axis=1, keepdims=True)                                               # (B, 1)
     total = np.exp(scores - top) @ weights                                                # (B, L)
-    return np.log(np.maximum(total, np.finfo(np.float32).tiny)) + top
+    return np.log(np.maximum(total, np.finfo(total.dtype).tiny)) + top
 
 
 def _logsumexp(x: np.ndarray) -> np.ndarray:

@@ -258,9 +258,10 @@ class TextClassifier(Predictor):
         else:
             dataset = source
         texts, gold = list(dataset["text"]), self.gold_as_trained(list(dataset["label"]))
-        confidences, best = self.probabilities(texts, batch_size).max(-1)
-        predicted = [self.labels[i] for i in best.tolist()]
-        confidences = confidences.tolist()
+        # numpy: the onnxruntime classifier runs this method on its own (numpy) probabilities too.
+        probabilities = np.asarray(self.probabilities(texts, batch_size))
+        predicted = [self.labels[i] for i in probabilities.argmax(-1).tolist()]
+        confidences = probabilities.max(-1).tolist()
         result = classification_scores(gold, predicted, self.labels)
         result.update(calibration(confidences, [g == p for g, p in zip(gold, predicted)]))
         if details:

@@ -112,6 +112,10 @@ def test_classifier_gives_the_same_classes_and_probabilities(exported):
         assert a.probabilities == pytest.approx(b.probabilities, abs=TOLERANCE)
         assert [label for label, _ in a.top_k] == [label for label, _ in b.top_k]
     assert onnx_model.predict("good film", top_k=1).to_dict().keys() == ours[0].to_dict().keys()
+    table = Path(model).parent.parent / "train.csv"
+    figures, exported_figures = torch_model.evaluate(table), onnx_model.evaluate(table)  # its numpy probabilities
+    assert exported_figures["confusion"] == figures["confusion"]
+    assert exported_figures["ece"] == pytest.approx(figures["ece"], abs=1e-2)
 
 
 def test_character_language_model_scores_and_generates_the_same(exported, root):
