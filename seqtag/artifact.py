@@ -5,6 +5,7 @@
     model.safetensors      the weights
     word_tokenizer.json    word vocabulary (HF tokenizers)
     char_tokenizer.json    character vocabulary (HF tokenizers); only when a character embedder reads it
+    lm_tokenizer.json      the character language models' vocabulary; only when the "lm" embedder reads it
     labels.json            the label list, in the network's output order
     tokenizer.json         a language model's tokenizer (word, character or BPE) instead of the three above
     metrics.json           the final dev/test figures
@@ -51,7 +52,9 @@ COMMON_KEYS = frozenset({*REQUIRED_KEYS, "seqtag_version", "unseen_labels",
 CONFIG_KEYS = COMMON_KEYS | {"file_scheme", "train_scheme",   # tagging
                              "split", "truncated"}            # classification and language models: seeded splits
 SIZES = ("words", "chars", "labels")
-TOKENIZER_SIZES = {"word_tokenizer.json": "words", "char_tokenizer.json": "chars", "tokenizer.json": "words"}
+OPTIONAL_SIZES = ("lm_chars",)  # the character LMs' vocabulary, in models with the "lm" embedder
+TOKENIZER_SIZES = {"word_tokenizer.json": "words", "char_tokenizer.json": "chars", "tokenizer.json": "words",
+                   "lm_tokenizer.json": "lm_chars"}
 RETIRED = ".{}.old"        # where save_model moves the previous version while the new one takes its name
 READ_ATTEMPTS = 10         # reads of a directory that saves keep replacing, before giving up
 
@@ -252,7 +255,7 @@ def _check_config(path: Path, config: dict, tasks: Sequence[str]) -> None:
         raise ModelFileError(where, f"task is {_short(task)}; expected one of {', '.join(map(repr, tasks))}. "
                                     f"{DAMAGED}")
     sizes = config["sizes"]
-    if not (isinstance(sizes, dict) and sorted(sizes) == sorted(SIZES)
+    if not (isinstance(sizes, dict) and set(SIZES) <= set(sizes) <= {*SIZES, *OPTIONAL_SIZES}
             and all(type(n) is int and n >= 0 for n in sizes.values())):
         raise ModelFileError(where, f"sizes is {_short(sizes)}; expected a count of each of {', '.join(SIZES)}. "
                                     f"{DAMAGED}")
@@ -351,6 +354,8 @@ def _read_once(path: Path, required: Mapping[str, Callable[[dict], Sequence[str]
     finally:
         version.close()
     sizes = config["sizes"]
+    if "lm_tokenizer.json" in data and "lm_chars" not in sizes:
+        raise ModelFileError(path / "config.json", f"sizes lacks lm_chars, the size of lm_tokenizer.json. {DAMAGED}")
     tokenizers = {name: _tokenizer(path / name, data[name], sizes[key])
                   for name, key in TOKENIZER_SIZES.items() if name in data}
     return {
@@ -361,6 +366,7 @@ def _read_once(path: Path, required: Mapping[str, Callable[[dict], Sequence[str]
         "words": tokenizers.get("word_tokenizer.json"),
         "chars": tokenizers.get("char_tokenizer.json"),
         "tokenizer": tokenizers.get("tokenizer.json"),
+        "lm_tokenizer": tokenizers.get("lm_tokenizer.json"),
     }
 
 

@@ -69,7 +69,7 @@ class DataConfig:
     <eos> at each line end) or "hub" (a text dataset)."""
     train: str | None = None
     """Training file (for "hub": the split name, default "train"; for "class_files" and "text": comma-separated
-    files, and for "text" also glob patterns such as corpus/*.txt)."""
+    files, and for "text" also glob patterns such as corpus/*.txt, or folders: every *.txt file inside)."""
     dev: str | None = None
     """Development file used for early stopping and model selection."""
     test: str | None = None
@@ -174,7 +174,9 @@ class ModelConfig:
     """Keep the word embeddings fixed during training."""
     embedders: list[str] = field(default_factory=list)
     """Token embedders whose vectors are concatenated for each token: "word" (a word embedding), "char_cnn"
-    (a CNN over the word's characters) and "char_lstm" (a BiLSTM over them); "word" comes first. Empty picks
+    (a CNN over the word's characters), "char_lstm" (a BiLSTM over them) and "lm" (contextual string embeddings:
+    the states of a forward and a backward character LM, model.lm, around the word in its sentence); "word" comes
+    first. Empty picks
     the task's own: [word, char_cnn] for tagging and classification, [word] for language models."""
     cell: str = LSTM
     """Recurrent cell of the encoder: "lstm", "gru" or "rnn" (PyTorch's fused kernels), "peephole" (an LSTM whose
@@ -222,6 +224,24 @@ class ModelConfig:
     lm_directions: str = used_by("lm", default="forward")
     """Language models: "forward" (left to right), or "both": an ELMo-style pair of a forward and a backward LM,
     each predicting its next token in its own direction (generation uses the forward one)."""
+    lm: str | None = used_by("tagging", "classification", default=None)
+    """Taggers and classifiers with the "lm" embedder: the model folder of a character LM pair (`seqtag train
+    contextual-lm --out lm` saves it in lm/model; the run folder lm is taken too). Its weights and tokenizer are
+    copied into the new model when training starts, so the saved model never needs this folder again."""
+    lm_tune: bool = used_by("tagging", "classification", default=False)
+    """The "lm" embedder: train the language models' weights too (at model.lm_lr). False keeps them fixed: no
+    gradient, evaluation mode, no dropout."""
+    lm_lr: float | None = used_by("tagging", "classification", default=None)
+    """The "lm" embedder with lm_tune: the language models' learning rate; null is a tenth of train.lr."""
+    lm_cell: str = used_by("tagging", "classification", default="")
+    """The "lm" embedder: the language models' recurrent cell. This and the three sizes below are filled in from
+    model.lm when training starts and recorded so the saved model rebuilds them; leave them unset."""
+    lm_dim: int = used_by("tagging", "classification", default=0)
+    """The "lm" embedder: the language models' character embedding size (from model.lm)."""
+    lm_hidden_size: int = used_by("tagging", "classification", default=0)
+    """The "lm" embedder: the language models' hidden size per direction (from model.lm)."""
+    lm_layers: int = used_by("tagging", "classification", default=0)
+    """The "lm" embedder: the language models' recurrent layers (from model.lm)."""
 
     def __post_init__(self) -> None:
         for name in self.embedders:
@@ -237,6 +257,12 @@ class ModelConfig:
         for name in ("word_dim", "char_dim", "char_hidden", "char_kernel", "hidden_size", "num_layers",
                      "pretrained_max_words"):
             _positive("model", name, getattr(self, name))
+        for name in ("lm_dim", "lm_hidden_size", "lm_layers"):
+            _positive("model", name, getattr(self, name), allow_zero=True)
+        if self.lm_cell:
+            CELLS.check(self.lm_cell)
+        if self.lm_lr is not None:
+            _positive("model", "lm_lr", self.lm_lr)
         for name in ("dropout", "word_dropout", "weight_drop", "embedding_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise SeqtagError(f"model.{name} is {getattr(self, name)!r}; it must be in [0, 1).")
@@ -313,6 +339,9 @@ class TrainConfig:
                               "(a fraction of an epoch).")
 
 
+KEEP_OLD = ("distill", "replay", "none")  # finetune.keep_old
+
+
 @dataclass
 class FinetuneConfig:
     """`seqtag finetune` settings (`--set finetune.KEY=VALUE`); they are not part of a recipe, and the fine-tuned
@@ -332,9 +361,19 @@ class FinetuneConfig:
     so only the head learns)."""
     unfreeze_after: int = 0
     """Epochs after which frozen parts learn again; 0 keeps them frozen for the whole run."""
+    keep_old: str | None = None
+    """How the model keeps what it knew of its old labels while it learns the new data: "distill" (the parent's
+    own predictions over its labels are a soft target on the new sentences: no old data needed), "replay" (the
+    parent's training data, finetune.replay, is mixed into every epoch) or "none". Unset: "replay" when
+    finetune.replay is given, else "distill" ("none" for language models)."""
+    distill_weight: float = 1.0
+    """keep_old=distill: the weight of the distillation loss beside the new data's loss."""
+    distill_temperature: float = 1.0
+    """keep_old=distill: the temperature both distributions are softened with (the loss is scaled by its square);
+    above 1 the parent's lesser choices weigh more. 1 kept the old labels best in bench/keep_old.py."""
     replay: str | None = None
     """A file of the original training data (read like the fine-tuning data) mixed into every epoch, a fresh
-    sample each epoch, to limit forgetting. Taggers and classifiers."""
+    sample each epoch, to limit forgetting (finetune.keep_old=replay). Taggers and classifiers."""
     replay_fraction: float = 0.5
     """Share of each epoch's training sentences (texts) that come from the replay file (at most all of it)."""
     lr_factor: float = 0.5
@@ -346,6 +385,18 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         _one_of("finetune", "new_labels", self.new_labels, ("append", "error"))
         _one_of("finetune", "freeze", self.freeze, ("none", "embeddings", "encoder"))
+        if self.keep_old is None:
+            self.keep_old = "replay" if self.replay else "distill"
+        _one_of("finetune", "keep_old", self.keep_old, KEEP_OLD)
+        if self.keep_old == "replay" and not self.replay:
+            raise SeqtagError("finetune.keep_old=replay mixes the parent's training data into every epoch, but no file "
+                              "names it: add --set finetune.replay=FILE, or use finetune.keep_old=distill, which "
+                              "needs no old data.")
+        if self.replay and self.keep_old != "replay":
+            raise SeqtagError(f"finetune.replay={self.replay} is read only with finetune.keep_old=replay (the default "
+                              f"when replay is given), not with keep_old={self.keep_old}: drop one of the two.")
+        _positive("finetune", "distill_weight", self.distill_weight, allow_zero=True)
+        _positive("finetune", "distill_temperature", self.distill_temperature)
         _positive("finetune", "unfreeze_after", self.unfreeze_after, allow_zero=True)
         _positive("finetune", "lr_factor", self.lr_factor)
         _positive("finetune", "head_lr_factor", self.head_lr_factor)
@@ -385,7 +436,9 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 # Recipe keys added after model format 2 was fixed, each with the value that rebuilds a model saved before the key
 # existed exactly as it was trained. A saved recipe that lacks one of these gets this value; any other missing
 # key means a damaged config.json. Every data or model key added from now on belongs here.
-ADDED_KEYS: dict[str, Any] = {"model.weight_drop": 0.0, "model.locked_dropout": False, "model.embedding_dropout": 0.0,
+ADDED_KEYS: dict[str, Any] = {"model.lm": None, "model.lm_tune": False, "model.lm_lr": None, "model.lm_cell": "",
+                               "model.lm_dim": 0, "model.lm_hidden_size": 0, "model.lm_layers": 0,
+                               "model.weight_drop": 0.0, "model.locked_dropout": False, "model.embedding_dropout": 0.0,
                                "model.pretrained_format": "auto"}
 PATH_KEYS = ("train", "dev", "test")
 

@@ -38,7 +38,7 @@ from .cells import GatedRecurrentLayers, reverse_within_lengths
 from .crf import CRFHead
 from .artifact import publish_folder, staging_folder
 from .durable import write_durably
-from .embedders import PAD_ID, CharCNN, CharLSTM, WordEmbedder
+from .embedders import LM_EMBEDDER, PAD_ID, CharCNN, CharLSTM, WordEmbedder
 from .errors import SeqtagError
 from .heads import NextTokenHead, PooledHead, SoftmaxHead
 from .loading import load
@@ -355,6 +355,9 @@ def export_onnx(model_dir: str | Path, out: str | Path | None = None, opset: int
         raise SeqtagError(f"{out} already holds an export; remove it or give another --out.")
     predictor = load(model_dir)
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    if LM_EMBEDDER in getattr(predictor.net, "embedders", {}):
+        raise SeqtagError(f"{model_dir} reads contextual string embeddings (the {LM_EMBEDDER!r} embedder), which "
+                          "cannot be exported to ONNX yet: serve it with PyTorch (seqtag predict, seqtag serve).")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_folder(out)  # not mkdtemp: its private 0700 mode would pass to the export
     try:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from .artifact import COMMON_KEYS, DAMAGED, check_weights
 from .config import ADDED_KEYS, SECTIONS, ModelConfig, Recipe, recipe_from_dict
-from .data.featurizer import Featurizer, LabelCodec, reads_characters
+from .data.contextual import read_language_models
+from .data.featurizer import LM_TOKENIZER, Featurizer, LabelCodec, reads_characters
 from .data.schemes import SCHEMES
-from .embedders import EMBEDDERS, WORD_EMBEDDER
+from .embedders import EMBEDDERS, LM_EMBEDDER, WORD_EMBEDDER
 from .errors import ModelFileError, SeqtagError
 from .heads import HEADS
 from .language_model import LanguageModel
@@ -58,7 +59,18 @@ class Family:
             raise SeqtagError(f"model.head is {head!r}, which task {self.name!r} cannot use; expected one of "
                               f"{', '.join(map(repr, self.heads))}.")
         embedders = list(model.embedders) or list(self.embedders)
-        return replace(recipe, model=replace(model, head=head, embedders=embedders))
+        model = replace(model, head=head, embedders=embedders)
+        if LM_EMBEDDER in embedders and not model.lm_hidden_size:
+            # A run that starts: the language models' shape goes into the recipe, so that config.json rebuilds
+            # the embedder without their folder (a saved recipe has it already).
+            pair = read_language_models(model.lm, whole=False)
+            model = replace(model, lm=str(pair.path.resolve()), lm_cell=pair.cell, lm_dim=pair.dim,
+                            lm_hidden_size=pair.hidden_size, lm_layers=pair.layers)
+        elif model.lm and LM_EMBEDDER not in embedders:
+            raise SeqtagError(f"model.lm is set, but model.embedders ({', '.join(embedders)}) does not name "
+                              f"{LM_EMBEDDER!r}, the embedder that reads it: add it, e.g. --set "
+                              f"model.embedders=[{', '.join(embedders)}, {LM_EMBEDDER}].")
+        return replace(recipe, model=model)
 
     def build_network(self, model: ModelConfig, sizes: dict[str, int]) -> Network:
         return Network(model, sizes, model.embedders, model.head, causal=self.causal)
@@ -72,7 +84,8 @@ class Family:
             reads_chars = reads_characters(embedders)
         except KeyError:  # an unknown embedder: the recipe check names it
             reads_chars = True
-        return tuple(name for name in self.files if name != "char_tokenizer.json" or reads_chars)
+        return tuple(name for name in (*self.files, LM_TOKENIZER) if (name != "char_tokenizer.json" or reads_chars)
+                     and (name != LM_TOKENIZER or LM_EMBEDDER in embedders))
 
     def load(self, parts: dict, path: Path, device="cpu"):
         """A predictor from a model directory's parts (see `artifact.read_model`)."""
@@ -175,7 +188,8 @@ class Tagging(Family):
         net, recipe = self.network(parts, path)
         config = parts["config"]
         codec = LabelCodec(parts["labels"], config["file_scheme"], config["train_scheme"])
-        featurizer = Featurizer(parts["words"], parts["chars"], codec, recipe.data.max_word_length)
+        featurizer = Featurizer(parts["words"], parts["chars"], codec, recipe.data.max_word_length,
+                                lm_chars=parts["lm_tokenizer"])
         self.constrain(net, codec)
         tagger = SequenceTagger(net, featurizer, recipe.data, parts["metrics"], path, device)
         return _with_label_map(tagger, parts, path)
@@ -209,7 +223,7 @@ class Classification(Family):
         net, recipe = self.network(parts, path)
         data = recipe.data
         featurizer = Featurizer(parts["words"], parts["chars"], LabelCodec(parts["labels"]), data.max_word_length,
-                                raw_text=True, max_length=data.max_length)
+                                raw_text=True, max_length=data.max_length, lm_chars=parts["lm_tokenizer"])
         return _with_label_map(TextClassifier(net, featurizer, data, parts["metrics"], path, device), parts, path)
 
     def check_prediction_options(self, model_dir, pretokenized, output):

@@ -88,6 +88,12 @@ def finetune(parent: str | Path, train: str | Path | None, dev: str | Path | Non
     if settings.replay and family.causal:
         raise SeqtagError("finetune.replay mixes sentences or texts into each epoch; a language model reads one "
                           "stream: append the original text to the fine-tuning text instead.")
+    if settings.keep_old == "distill" and family.causal:
+        if "finetune.keep_old" in changed:
+            raise SeqtagError("finetune.keep_old=distill holds a tagger's or classifier's old labels; a language "
+                              "model has none: use finetune.keep_old=none, or append the original text to the "
+                              "fine-tuning text.")
+        settings.keep_old = "none"  # the default for language models
     check_reader(recipe, parent_dir, changed)
     growth = Growth(settings, featurizer=getattr(predictor, "featurizer", None),
                     tokenizer=getattr(predictor, "tokenizer", None))

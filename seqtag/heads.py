@@ -4,6 +4,8 @@ Every head is built as `Head(input_size, model, sizes, tied)` and has
     scores(states, mask, lengths)   → (B, T, L) per token, or (B, L) per text
     loss(scores, gold, mask)        → a scalar, computed in float32 (also under autocast)
     decode(scores, mask)            → (label ids, probabilities)
+and, optionally, log_distribution(scores, mask, labels, temperature) → the float32 log-probabilities over the first
+`labels` labels alone (what fine-tuning with finetune.keep_old=distill matches to the parent's),
 and `tasks`, the task families that may use it (the first head registered for a family is its default). It
 registers itself in `HEADS` under the name `model.head` uses. The CRF head lives in `crf.py`.
 
@@ -58,6 +60,19 @@ class SoftmaxHead(nn.Module):
         with float32_region(scores):
             probabilities = scores.float().softmax(-1)
         return probabilities.argmax(-1), probabilities
+
+    def log_distribution(self, scores: torch.Tensor, mask: torch.Tensor, labels: int, temperature: float = 1.0
+                         ) -> torch.Tensor:
+        """Log-probabilities over the first `labels` labels only (B, T, labels), at `temperature`: what
+        fine-tuning distils (see `_log_softmax_over`)."""
+        return _log_softmax_over(scores, labels, temperature)
+
+
+def _log_softmax_over(scores: torch.Tensor, labels: int, temperature: float) -> torch.Tensor:
+    """log softmax(scores[..., :labels] / temperature) in float32 with autocast off. Restricted to a label
+    prefix, the distribution does not depend on the later labels' scores at all."""
+    with float32_region(scores):
+        return (scores[..., :labels].float() / temperature).log_softmax(-1)
 
 
 def _known_label_loss(scores: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor | None, num_labels: int,
@@ -132,6 +147,11 @@ class PooledHead(nn.Module):
         with float32_region(scores):
             probabilities = scores.float().softmax(-1)
         return probabilities.argmax(-1), probabilities
+
+    def log_distribution(self, scores: torch.Tensor, mask: torch.Tensor, labels: int, temperature: float = 1.0
+                         ) -> torch.Tensor:
+        """Log-probabilities over the first `labels` classes only (B, labels), at `temperature`."""
+        return _log_softmax_over(scores, labels, temperature)
 
 
 @HEADS.register("next_token")

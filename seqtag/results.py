@@ -29,7 +29,7 @@ def windowed_features(featurizer, items: Sequence, max_tokens: int | None, conte
     `max_tokens` (default MAX_TOKENS) tokens, the rows cut into windows (see `_windows`; pieces None: row i is
     item i)."""
     encoded = featurizer.encode(items)
-    features = {key: encoded[key] for key in ("word_ids", "char_ids") if key in encoded}
+    features = {key: encoded[key] for key in ("word_ids", "char_ids", "lm_char_ids") if key in encoded}
     if any(len(ids) > (max_tokens or MAX_TOKENS) for ids in features["word_ids"]):
         return _windows(features, max_tokens or MAX_TOKENS, context, index_offset)
     return features, None

@@ -6,10 +6,11 @@
                                     split, random weights (and pretrained vectors where the recipe names them)
     FromParent(dir, parts, growth)  fine-tuning: the parent model's vocabularies and labels grown by the new data
                                     (appended, `data/growth.py`), its weights copied in row by row, the output
-                                    layer at its own learning rate, an optional freeze schedule, and the parent's
-                                    lineage in config.json
+                                    layer at its own learning rate, an optional freeze schedule, the frozen parent
+                                    as the teacher of finetune.keep_old=distill, and the parent's lineage in
+                                    config.json
 
-Every start answers the same five questions (`Start`), so the training loop never asks which one it has.
+Every start answers the same six questions (`Start`), so the training loop never asks which one it has.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from .data.splits import Prepared
 from .embedders import UNK_ID, WORD_EMBEDDER
 from .errors import SeqtagError
 from .networks import Network
-from .objectives import Objective
+from .objectives import Distillation, Objective
 
 log = logging.getLogger("seqtag")
 
@@ -51,6 +52,10 @@ class Start:
     def callbacks(self) -> list[Callback]:
         """Callbacks this start needs during training (a freeze schedule)."""
         return []
+
+    def distillation(self, objective: Objective, recipe: Recipe, prepared: Prepared) -> Distillation | None:
+        """What holds the old labels while training (fine-tuning's keep_old=distill), or None."""
+        return None
 
     def config_entries(self, prepared: Prepared) -> dict:
         """Entries for the saved config.json (a fine-tuned model's lineage)."""
@@ -159,6 +164,22 @@ class FromParent(Start):
         old = self.rows.get(f"embedders.{WORD_EMBEDDER}.embedding", 0)
         prepared.pretrained = {index: vector for index, vector in prepared.pretrained.items() if index >= old}
         objective.start_network(net, recipe, prepared)
+
+    def distillation(self, objective: Objective, recipe: Recipe, prepared: Prepared) -> Distillation | None:
+        """The parent network, frozen, as the teacher of keep_old=distill. It reads the child's features: it is
+        built with the grown vocabularies, whose new rows are its unknown word's (character's) vector — new words
+        read to it as the parent read them — and with the parent's own labels and head. Rebuilt from the parent
+        directory for every run, a resumed one too; the child's checkpoints and model never hold it."""
+        if self.settings.keep_old != "distill" or self.settings.distill_weight == 0:
+            return None
+        old_labels = self.parts["config"]["sizes"]["labels"]
+        parent = objective.family.build_network(recipe.model, {**prepared.sizes, "labels": old_labels})
+        grow_network(parent, self.parts["state_dict"])
+        codec = prepared.featurizer.labels if prepared.featurizer is not None else None
+        constrain = getattr(parent.head, "constrain", None)
+        if constrain is not None and codec is not None:  # the CRF's forbidden steps, from the old label names
+            constrain(codec.labels[:old_labels], codec.train_scheme)
+        return Distillation(parent, old_labels, self.settings.distill_temperature, self.settings.distill_weight)
 
     def callbacks(self) -> list[Callback]:
         if self.settings.freeze == "none":

@@ -14,16 +14,19 @@ from torch.utils.data import DataLoader
 
 from .config import Recipe, TrainConfig
 from .data.batching import BucketBatchSampler, EncodedBatches
-from .objectives import Objective
+from .embedders import LM_EMBEDDER
+from .objectives import Distillation, Objective
 from .networks import Network
 
 
 class Task(pl.LightningModule):
     """Trains `net` with its family's loss; logs `train_loss` and the family's dev figures."""
 
-    def __init__(self, objective: Objective, net: Network, recipe: Recipe, labels=None, head_lr: float | None = None):
+    def __init__(self, objective: Objective, net: Network, recipe: Recipe, labels=None, head_lr: float | None = None,
+                 keep: Distillation | None = None):
         super().__init__()
         self.head_lr = head_lr         # the output layer's own rate (fine-tuning), else train.lr for all
+        self.keep = keep               # fine-tuning's distillation from the frozen parent (not a submodule)
         self.objective = objective
         self.net = net
         self.recipe = recipe
@@ -32,7 +35,8 @@ class Task(pl.LightningModule):
         self._dev_counts: list[torch.Tensor] = []
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss, self._states["train"], size = self.objective.train_loss(self.net, batch, self._states.get("train"))
+        loss, self._states["train"], size = self.objective.train_loss(self.net, batch, self._states.get("train"),
+                                                                       self.keep)
         self.log("train_loss", loss, prog_bar=True, batch_size=max(1, size))
         return loss
 
@@ -85,10 +89,20 @@ class Task(pl.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
+        own_rates = []  # (parameters, rate) of the parts that learn at a rate of their own
         if self.head_lr is not None:
-            head = {id(p) for p in self.net.head.parameters()}
-            params = [{"params": [p for p in params if id(p) not in head]},
-                      {"params": [p for p in params if id(p) in head], "lr": self.head_lr}]
+            own_rates.append(({id(p) for p in self.net.head.parameters()}, self.head_lr))
+        language_models = self.net.embedders[LM_EMBEDDER] if LM_EMBEDDER in self.net.embedders else None
+        if language_models is not None and language_models.tune:
+            # Tuned character LMs move slowly: a tenth of train.lr unless model.lm_lr says.
+            model = self.recipe.model
+            own_rates.append(({id(p) for p in language_models.parameters()},
+                              model.lm_lr if model.lm_lr is not None else self.recipe.train.lr / 10))
+        if own_rates:
+            taken = set().union(*(ids for ids, _ in own_rates))
+            groups = [{"params": [p for p in params if id(p) not in taken]}]
+            groups += [{"params": [p for p in params if id(p) in ids], "lr": rate} for ids, rate in own_rates]
+            params = groups
         return configure_optimizers(params, self.recipe.train, monitor=self.objective.monitor, mode=self.objective.mode)
 
 

@@ -417,7 +417,7 @@ def new_task(data: DataModule, start: Start | None = None) -> Task:
         log.info("pretrained vectors set for %d of %d words", prepared.record.pretrained_rows,
                  prepared.sizes["words"])
     return Task(objective, net, recipe, prepared.featurizer.labels if prepared.featurizer else None,
-                head_lr=start.head_lr(recipe))
+                head_lr=start.head_lr(recipe), keep=start.distillation(objective, recipe, prepared))
 
 
 def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool = False,

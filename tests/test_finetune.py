@@ -258,6 +258,9 @@ def test_a_character_language_model_learns_new_characters_and_refuses_replay(tmp
     assert len(model.generate("Zü", max_tokens=5, seed=1)) == 7
     with pytest.raises(SeqtagError, match="a language model reads one stream"):
         finetune(base, prose, out=tmp_path / "ft2", overrides=[f"finetune.replay={verse}"])
+    assert json.loads((result.model_dir / "config.json").read_text())["finetune"]["settings"]["keep_old"] == "none"
+    with pytest.raises(SeqtagError, match="a language model has none"):
+        finetune(base, prose, out=tmp_path / "ft3", overrides=["finetune.keep_old=distill"])
 
 
 def test_a_crf_tagger_grows_its_transitions_and_decodes_valid_spans_of_the_new_type(tmp_path):
@@ -316,3 +319,115 @@ def test_the_output_layer_learns_at_its_own_rate(tmp_path, trainers):
     assert {id(p) for p in head["params"]} == {id(p) for p in task.net.head.parameters()}
     assert any(p is task.net.head.transition_scores for p in head["params"])
     assert len(body["params"]) + len(head["params"]) == len(list(task.parameters()))
+
+
+# -- keeping the old labels (finetune.keep_old) -----------------------------------------------------------------
+
+def test_keep_old_defaults_to_distill_or_to_replay_with_a_replay_file_and_is_checked():
+    from seqtag.config import FinetuneConfig, finetune_recipe
+
+    assert FinetuneConfig().keep_old == "distill"
+    assert FinetuneConfig(replay="old.conll").keep_old == "replay"
+    with pytest.raises(SeqtagError, match=r"keep_old=replay .* no file names it: add --set finetune.replay=FILE"):
+        FinetuneConfig(keep_old="replay")
+    with pytest.raises(SeqtagError, match=r"finetune.replay=old.conll is read only with finetune.keep_old=replay"):
+        FinetuneConfig(replay="old.conll", keep_old="distill")
+    with pytest.raises(SeqtagError, match="finetune.keep_old is 'forget'"):
+        FinetuneConfig(keep_old="forget")
+    with pytest.raises(SeqtagError, match="finetune.distill_temperature is 0"):
+        FinetuneConfig(distill_temperature=0)
+    parent = load_recipe("demo").to_dict()
+    _, settings, _ = finetune_recipe(parent, ["finetune.keep_old=none", "finetune.distill_weight=0.5"], train="x")
+    assert settings.keep_old == "none" and settings.distill_weight == 0.5
+
+
+@pytest.mark.parametrize("head", ["softmax", "crf"])
+def test_the_distillation_loss_is_zero_when_the_child_equals_the_parent_on_the_old_labels(parent, head):
+    from seqtag.data.batching import collate
+    from seqtag.families import FAMILIES
+    from seqtag.objectives import Distillation
+    from seqtag.starts import grow_network
+
+    loaded = seqtag.load(parent)
+    family, codec = FAMILIES["tagging"], loaded.featurizer.labels
+    model = family.resolve(load_recipe("demo", [*SMALL, f"model.head={head}"])).model
+    old = len(codec.labels)
+    new_labels = [*codec.labels, "B-DRUG", "I-DRUG", "E-DRUG", "S-DRUG"]
+    torch.manual_seed(3)
+    teacher = family.build_network(model, loaded.net.sizes)
+    child = family.build_network(model, dict(loaded.net.sizes, labels=len(new_labels)))
+    grow_network(child, teacher.state_dict())
+    if head == "crf":
+        teacher.head.constrain(codec.labels, codec.train_scheme)
+        child.head.constrain(new_labels, codec.train_scheme)
+    sentences = [["Ada", "Lovelace", "took", "aspirin", "in", "Paris", "."], ["Globex", "hired", "Tim", "."]]
+    rows = loaded.featurizer.encode(sentences)
+    gold = [[1, 2, 0, old, 0, 3, 0], [4, 0, 1, 0]]  # one token of a new label (ids past the parent's)
+    batch = collate([{"word_ids": w, "char_ids": c, "label_ids": g}
+                     for w, c, g in zip(rows["word_ids"], rows["char_ids"], gold)])
+    keep = Distillation(teacher, old, temperature=2.0)
+    child.eval()
+
+    def loss() -> float:
+        scores, _ = child(batch.features, batch.lengths, batch.mask)
+        return float(keep.loss(child.head, scores, batch).detach())
+
+    assert loss() == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():  # the new labels' scores do not enter the distribution over the old ones
+        child.head.linear.weight[old:] += 3.0
+        child.head.linear.bias[old:] -= 2.0
+    assert loss() == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        child.head.linear.weight[1] += 0.5
+    assert loss() > 1e-4
+    assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
+
+
+def _no_org_with_drugs(count: int, seed: int) -> list[list[tuple[str, str]]]:
+    """New data as a user may have it: demo sentences without any ORG, and sentences with a new type (DRUG)."""
+    import random
+
+    blocks = [b for b in DEMO["train"].read_text(encoding="utf-8").split("\n\n") if b.strip() and "ORG" not in b]
+    kept = [[(line.split("\t")[0], line.split("\t")[2]) for line in b.strip().splitlines()] for b in blocks]
+    rng = random.Random(seed)
+    drugs, people = ["Aspirin", "Ibuprofen", "Insulin", "Penicillin", "Warfarin", "Metformin"], ["Ada", "Tim", "Rosa"]
+    sentences = []
+    for i in range(count):
+        if i % 2:
+            sentences.append(kept[(seed * count + i) % len(kept)])
+        else:
+            sentences.append([(rng.choice(people), "B-PER"), ("took", "O"), (rng.choice(drugs), "B-DRUG"),
+                              ("in", "O"), (rng.choice(["Paris", "Oslo", "Lima"]), "B-LOC"), (".", "O")])
+    return sentences
+
+
+def test_distillation_keeps_the_old_types_that_the_new_data_lacks(tmp_path):
+    from safetensors.torch import load_file as load_weights
+
+    from seqtag.metrics import span_scores
+
+    shape = ["train.progress_bar=false", "model.hidden_size=16", "model.word_dim=16", "model.char_hidden=8",
+             "model.char_dim=8", "train.max_epochs=6", "train.patience=0", "train.lr=0.02"]
+    base = train(load_recipe("demo", shape), tmp_path / "base").model_dir
+    new = {split: write_conll(tmp_path / f"{split}.conll", [[(w, "_", l) for w, l in s] for s in
+                                                            _no_org_with_drugs(count, seed)])
+           for split, count, seed in (("train", 80, 1), ("dev", 20, 2))}
+    settings = ["train.max_epochs=6", "train.patience=0", "train.lr=0.02"]
+    figures = {}
+    for mode in ("none", "distill"):
+        result = finetune(base, new["train"], dev=new["dev"], out=tmp_path / mode,
+                          overrides=[*settings, f"finetune.keep_old={mode}"])
+        model = seqtag.load(result.model_dir)
+        rows = [[line.split("\t") for line in b.splitlines()] for b in DEMO["test"].read_text().split("\n\n") if b.strip()]
+        predicted = [s.labels for s in model.predict([[t[0] for t in r] for r in rows])]
+        old_only = lambda labels: [l if l.endswith(("PER", "LOC", "ORG")) else "O" for l in labels]  # noqa: E731
+        figures[mode] = span_scores([old_only([t[2] for t in r]) for r in rows], [old_only(p) for p in predicted])
+        # The saved model is the child alone: the parent's weights are neither in it nor in the checkpoints.
+        assert set(load_weights(result.model_dir / "model.safetensors")) == set(load_file(base / "model.safetensors"))
+        checkpoint = torch.load(tmp_path / mode / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        assert all(key.startswith("net.") for key in checkpoint)
+    record = json.loads((tmp_path / "distill" / "model" / "config.json").read_text())["finetune"]["settings"]
+    assert record["keep_old"] == "distill" and record["distill_temperature"] == 1.0
+    print({mode: (round(f["f1"], 1), round(f["per_label"]["ORG"]["f1"], 1)) for mode, f in figures.items()})
+    assert figures["distill"]["f1"] > figures["none"]["f1"] + 5
+    assert figures["distill"]["per_label"]["ORG"]["f1"] > figures["none"]["per_label"]["ORG"]["f1"] + 10

@@ -9,7 +9,7 @@ from seqtag.config import ModelConfig
 from seqtag.data.batching import IGNORE_INDEX, BucketBatchSampler, collate, length_batches
 from seqtag.networks import CELLS, EMBEDDERS, Network, detach_state
 
-SIZES = {"words": 10, "chars": 8, "labels": 3}
+SIZES = {"words": 10, "chars": 8, "labels": 3, "lm_chars": 9}
 
 
 def _rows(label_key="label_ids"):
@@ -104,8 +104,10 @@ def test_heads_own_their_loss_and_decoding():
 
 
 def test_registries_build_every_part():
+    # The "lm" embedder's shape comes from its language models (model.lm) when training starts.
+    lm_shape = {"lm_cell": "lstm", "lm_dim": 4, "lm_hidden_size": 3, "lm_layers": 1}
     for name in EMBEDDERS:
-        net = _net(embedders=("word",) if name == "word" else ("word", name))
+        net = _net(embedders=("word",) if name == "word" else ("word", name), **(lm_shape if name == "lm" else {}))
         assert name in net.embedders
     for cell, kind in CELLS.items():
         assert isinstance(_net(cell=cell).encoder.rnn, kind)

@@ -48,7 +48,8 @@ def test_every_head(head, tmp_path):
     assert type(model.net.head) is HEADS[head]
 
 
-@pytest.mark.parametrize("embedder", [name for name in EMBEDDERS if name != WORD_EMBEDDER])
+# "lm" reads a trained character LM pair (model.lm): test_contextual_lm.py trains, saves and loads it.
+@pytest.mark.parametrize("embedder", [name for name in EMBEDDERS if name not in (WORD_EMBEDDER, "lm")])
 def test_every_embedder(embedder, tmp_path):
     model = _trained("demo", [f"model.embedders=[{WORD_EMBEDDER},{embedder}]"], tmp_path)
     assert [type(part) for part in model.net.embedders.values()] == [EMBEDDERS[WORD_EMBEDDER], EMBEDDERS[embedder]]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .featurizer import LM_CHAR_IDS
 from .lengths import MAX_BATCH_TOKENS, length_batches  # noqa: F401 - torch-free, re-exported
 from .tokens import IGNORE_INDEX  # noqa: F401 - positions the loss and the metrics skip (padding)
 from .vocab import PAD_ID
@@ -50,10 +51,12 @@ def _offsets(lists) -> np.ndarray:
 
 
 def pad(lengths: np.ndarray, words: np.ndarray, chars: np.ndarray | None = None,
-        char_lengths: np.ndarray | None = None, labels: np.ndarray | None = None, per_token: bool = True) -> Batch:
+        char_lengths: np.ndarray | None = None, labels: np.ndarray | None = None, per_token: bool = True,
+        lm_chars: np.ndarray | None = None, lm_char_lengths: np.ndarray | None = None) -> Batch:
     """The one padding step of every batch: flat ids (sentence after sentence) into (B, T) tensors.
 
-    `chars`/`char_lengths` are the characters of every token, token after token; `labels` holds one label
+    `chars`/`char_lengths` are the characters of every token, token after token (`lm_chars`/`lm_char_lengths`
+    likewise each token's piece of the sentence's text, for the "lm" embedder); `labels` holds one label
     per token (`per_token`, as many as `words`) or one per row.
     """
     lengths = torch.from_numpy(np.ascontiguousarray(lengths, dtype=np.int64))
@@ -69,6 +72,11 @@ def pad(lengths: np.ndarray, words: np.ndarray, chars: np.ndarray | None = None,
         char_ids = torch.full((size, longest, widest), PAD_ID, dtype=torch.long)
         char_ids[mask] = _pad_ragged(chars, char_lengths, widest)
         features["char_ids"] = char_ids
+    if lm_chars is not None:
+        widest = max(1, int(lm_char_lengths.max())) if len(lm_char_lengths) else 1
+        pieces = torch.full((size, longest, widest), PAD_ID, dtype=torch.long)
+        pieces[mask] = _pad_ragged(lm_chars, lm_char_lengths, widest)
+        features[LM_CHAR_IDS] = pieces
     tensor_labels = None
     if labels is not None and per_token:
         tensor_labels = torch.full((size, longest), IGNORE_INDEX, dtype=torch.long)
@@ -103,8 +111,10 @@ class EncodedBatches(torch.utils.data.Dataset):
 
     def __init__(self, words: np.ndarray, word_offsets: np.ndarray, chars: np.ndarray | None = None,
                  char_offsets: np.ndarray | None = None, labels: np.ndarray | None = None,
-                 label_offsets: np.ndarray | None = None):
+                 label_offsets: np.ndarray | None = None, lm_chars: np.ndarray | None = None,
+                 lm_char_offsets: np.ndarray | None = None):
         self.words, self.word_offsets = words, word_offsets
+        self.lm_chars, self.lm_char_offsets = lm_chars, lm_char_offsets  # each token's piece of its sentence
         self.chars, self.char_offsets = chars, char_offsets           # characters of every token, token after token
         self.labels, self.label_offsets = labels, label_offsets       # per token (with offsets) or per row
 
@@ -118,6 +128,9 @@ class EncodedBatches(torch.utils.data.Dataset):
         if "char_ids" in table.column_names:
             tokens = table.column("char_ids").combine_chunks()
             parts.update(zip(("chars", "char_offsets"), _list_column(tokens.flatten())))
+        if LM_CHAR_IDS in table.column_names:
+            pieces = table.column(LM_CHAR_IDS).combine_chunks()
+            parts.update(zip(("lm_chars", "lm_char_offsets"), _list_column(pieces.flatten())))
         if "label_ids" in table.column_names:
             parts.update(zip(("labels", "label_offsets"), _list_column(table.column("label_ids"))))
         elif "label_id" in table.column_names:
@@ -131,6 +144,9 @@ class EncodedBatches(torch.utils.data.Dataset):
         if "char_ids" in encoded:
             spelled = [chars for row in encoded["char_ids"] for chars in row]
             parts.update(chars=_flat(spelled), char_offsets=_offsets(spelled))
+        if LM_CHAR_IDS in encoded:
+            pieces = [piece for row in encoded[LM_CHAR_IDS] for piece in row]
+            parts.update(lm_chars=_flat(pieces), lm_char_offsets=_offsets(pieces))
         if "label_ids" in encoded:
             parts.update(labels=_flat(encoded["label_ids"]), label_offsets=_offsets(encoded["label_ids"]))
         elif "label_id" in encoded:
@@ -147,10 +163,15 @@ class EncodedBatches(torch.utils.data.Dataset):
         if self.chars is not None:
             positions, char_lengths = _ranges(self.char_offsets, tokens)
             chars = self.chars[positions]
+        lm_chars = lm_char_lengths = None
+        if self.lm_chars is not None:
+            positions, lm_char_lengths = _ranges(self.lm_char_offsets, tokens)
+            lm_chars = self.lm_chars[positions]
         labels = None
         if self.labels is not None:
             labels = self.labels[tokens] if self.label_offsets is not None else self.labels[rows]
-        return pad(lengths, self.words[tokens], chars, char_lengths, labels, per_token=self.label_offsets is not None)
+        return pad(lengths, self.words[tokens], chars, char_lengths, labels, per_token=self.label_offsets is not None,
+                   lm_chars=lm_chars, lm_char_lengths=lm_char_lengths)
 
 
 def _list_column(column) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ from ..config import DataConfig, Recipe
 from ..errors import SeqtagError
 from . import text_readers
 from .readers import read_rows
+from .contextual import read_language_models
 from .featurizer import Featurizer, LabelCodec, reads_characters
 from .growth import Growth, training_places
 from .splits import DataRecord, Prepared, split_sources
@@ -86,6 +87,7 @@ def prepare_classification(recipe: Recipe, cache_dir: str | None = None, growth:
         # The held-out texts' classes come from the training file; the list is rebuilt from what is left.
         labels = label_list(rows["train"]["label"])
     vectors: dict = {}
+    language_models = None
     if growth is not None:
         featurizer = _grown_featurizer(growth, rows, sources, data)
         if model.pretrained_vectors:  # fine-tuning: rows for the words the run adds (finetune.py keeps only those)
@@ -102,8 +104,12 @@ def prepare_classification(recipe: Recipe, cache_dir: str | None = None, growth:
         chars = None
         if reads_characters(model.embedders):
             chars = build_char_tokenizer(Featurizer(words, None, None, data.max_word_length, raw_text=True).tokens(texts))
+        lm_chars = None
+        if "lm" in model.embedders:  # the "lm" embedder's pair: its tokenizer spells, its weights start the embedder
+            pair = read_language_models(model.lm)
+            lm_chars, language_models = pair.tokenizer, pair.state_dict
         featurizer = Featurizer(words, chars, LabelCodec(labels), data.max_word_length, raw_text=True,
-                                max_length=data.max_length)
+                                max_length=data.max_length, lm_chars=lm_chars)
     words, chars, labels = featurizer.words, featurizer.chars, featurizer.labels.labels
     encoded, record.truncated = {}, {}
     for split, dataset in rows.items():
@@ -120,7 +126,10 @@ def prepare_classification(recipe: Recipe, cache_dir: str | None = None, growth:
             counts, unknown = counts_from_ids([ids], vocab, skip=[PAD], unknown=UNK)
             record.pretrained_coverage = record_coverage(vectors, counts, data.lowercase, unknown)
     sizes = {"words": words.get_vocab_size(), "chars": chars.get_vocab_size() if chars else 0, "labels": len(labels)}
-    return Prepared(sources, rows, encoded, sizes, featurizer=featurizer, pretrained=pretrained, record=record)
+    if featurizer.lm_chars is not None:
+        sizes["lm_chars"] = featurizer.lm_chars.get_vocab_size()
+    return Prepared(sources, rows, encoded, sizes, featurizer=featurizer, pretrained=pretrained, record=record,
+                    language_models=language_models)
 
 
 def _grown_featurizer(growth: Growth, rows: dict, sources: dict, data: DataConfig) -> Featurizer:
@@ -132,7 +141,7 @@ def _grown_featurizer(growth: Growth, rows: dict, sources: dict, data: DataConfi
     chars = growth.chars(word for tokens in Featurizer(words, None, None, 1, raw_text=True).tokens(texts)
                          for word in tokens) if parent.chars is not None else None
     return Featurizer(words, chars, growth.labels(places, span_types=False), data.max_word_length, raw_text=True,
-                      max_length=data.max_length)
+                      max_length=data.max_length, lm_chars=parent.lm_chars)
 
 
 def add_words(tokenizer: Tokenizer, extra: list[str]) -> None:

@@ -12,6 +12,7 @@ from datasets import Dataset
 from ..config import DataConfig, Recipe
 from ..errors import InputError, SeqtagError
 from . import readers, schemes
+from .contextual import read_language_models
 from .featurizer import Featurizer, LabelCodec, reads_characters, span_label_list
 from .growth import Growth, training_places
 from .splits import DataRecord, Prepared, split_sources
@@ -106,7 +107,7 @@ def prepare_tagging(recipe: Recipe, cache_dir: str | None = None, growth: Growth
     file_scheme = resolve_scheme(data.scheme, rows["train"], sources["train"])
     for split, source in sources.items():
         check_scheme(rows[split], file_scheme, source, training=(rows["train"], sources["train"]))
-    vectors, record = {}, DataRecord()
+    vectors, record, language_models = {}, DataRecord(), None
     if growth is not None:
         featurizer = _grown_featurizer(growth, rows, sources, file_scheme, data)
         if model.pretrained_vectors:  # fine-tuning: rows for the words the run adds (finetune.py keeps only those)
@@ -134,7 +135,11 @@ def prepare_tagging(recipe: Recipe, cache_dir: str | None = None, growth: Growth
         else:
             types = {span[0] for labels in train_labels for span in schemes.spans(labels)}
             codec = LabelCodec(span_label_list(types, data.train_scheme), file_scheme, data.train_scheme)
-        featurizer = Featurizer(words, chars, codec, data.max_word_length)
+        lm_chars = None
+        if "lm" in model.embedders:  # the "lm" embedder's pair: its tokenizer spells, its weights start the embedder
+            pair = read_language_models(model.lm)
+            lm_chars, language_models = pair.tokenizer, pair.state_dict
+        featurizer = Featurizer(words, chars, codec, data.max_word_length, lm_chars=lm_chars)
     words, chars, codec = featurizer.words, featurizer.chars, featurizer.labels
     encoded, unseen = {}, {}
     for split, dataset in rows.items():
@@ -142,9 +147,11 @@ def prepare_tagging(recipe: Recipe, cache_dir: str | None = None, growth: Growth
         if report["unseen_labels"]:
             unseen[split] = report["unseen_labels"]
     sizes = {"words": words.get_vocab_size(), "chars": chars.get_vocab_size() if chars else 0, "labels": len(codec)}
+    if featurizer.lm_chars is not None:
+        sizes["lm_chars"] = featurizer.lm_chars.get_vocab_size()
     return Prepared(sources, rows, encoded, sizes, featurizer=featurizer,
                     pretrained=match_vectors(vectors, words.get_vocab(), data.lowercase),
-                    record=replace(record, unseen_labels=unseen))
+                    record=replace(record, unseen_labels=unseen), language_models=language_models)
 
 
 def _grown_featurizer(growth: Growth, rows: dict, sources: dict, file_scheme: str, data: DataConfig) -> Featurizer:
@@ -159,4 +166,4 @@ def _grown_featurizer(growth: Growth, rows: dict, sources: dict, file_scheme: st
     codec = growth.labels(places, span_types=file_scheme != "none")
     codec.file_scheme = file_scheme
     return Featurizer(growth.words(words, whole=True, min_freq=data.min_freq), growth.chars(words), codec,
-                      data.max_word_length)
+                      data.max_word_length, lm_chars=growth.featurizer.lm_chars)

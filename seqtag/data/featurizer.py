@@ -17,6 +17,9 @@ from .vocab import UNK, UNK_ID, _distinct, _lookup, char_index, spell
 
 log = logging.getLogger("seqtag")
 
+LM_CHAR_IDS = "lm_char_ids"  # the feature of the "lm" embedder (embedders.LM_FEATURE; not imported: torch)
+LM_TOKENIZER = "lm_tokenizer.json"  # the character LMs' tokenizer in the model folder of a model that reads them
+
 
 class LabelCodec:
     """Label strings ↔ ids. Ids are append-only: `add` never renumbers a label already in the list.
@@ -96,15 +99,19 @@ class Featurizer:
 
     `words` looks tokens up whole (tagging, pre-tokenized input) or, with `raw_text`, splits raw texts
     into word or sub-word tokens (classification; at most `max_length` tokens, 0 keeps all). `chars`,
-    when the network spells words, gives character ids per token.
+    when the network spells words, gives character ids per token. `lm_chars`, the character language models'
+    tokenizer when the network has the "lm" embedder, gives each token's piece of its sentence's text.
     """
 
     def __init__(self, words: Tokenizer, chars: Tokenizer | None, labels: LabelCodec | None,
-                 max_word_length: int, raw_text: bool = False, max_length: int = 0):
+                 max_word_length: int, raw_text: bool = False, max_length: int = 0,
+                 lm_chars: Tokenizer | None = None):
         self.words = words
         self.chars = chars
         self.labels = labels
         self.char_ids = char_index(chars) if chars is not None else None
+        self.lm_chars = lm_chars
+        self.lm_char_ids = char_index(lm_chars) if lm_chars is not None else None
         self.max_word_length = max_word_length
         self.raw_text = raw_text
         self.max_length = max_length
@@ -130,6 +137,9 @@ class Featurizer:
                    "truncated": [limit is not None and len(e.ids) > limit for e in encodings]}
             tokens = [e.tokens[:limit] or [UNK] for e in encodings]
             distinct = None
+            if self.lm_chars is not None:  # the words as written (tokens may be lowercased or byte-level)
+                written = [[text[start:end] for start, end in e.offsets[:limit]] or [""]
+                           for text, e in zip(items, encodings)]
         else:
             # Words repeat a lot (Zipf): each distinct word is looked up and spelled out once.
             tokens, distinct = items, _distinct(items)
@@ -138,6 +148,26 @@ class Featurizer:
                    "truncated": [False] * len(items)}
         if self.chars is not None:
             out["char_ids"] = spell(self.char_ids, tokens, self.max_word_length, distinct)
+        if self.lm_chars is not None:
+            out[LM_CHAR_IDS] = self.text_pieces(written if self.raw_text else items)
+        return out
+
+    def text_pieces(self, sentences: Sequence[Sequence[str]]) -> list[list[list[int]]]:
+        """Per sentence, per word: the language models' character ids of its separator ("\\n" before the first
+        word, one space before the others) and of the word, whole. End to end they spell the sentence as one
+        line with single spaces between the words."""
+        ids = self.lm_char_ids
+        spelled: dict[str, list[int]] = {}
+        line_start, space = ids.get("\n", UNK_ID), ids.get(" ", UNK_ID)
+        out = []
+        for sentence in sentences:
+            pieces = []
+            for position, word in enumerate(sentence):
+                characters = spelled.get(word)
+                if characters is None:
+                    characters = spelled[word] = [ids.get(c, UNK_ID) for c in word]
+                pieces.append([line_start if position == 0 else space, *characters])
+            out.append(pieces)
         return out
 
     def encode_labels(self, labels: Sequence) -> list:
@@ -150,7 +180,7 @@ class Featurizer:
     def columns(self) -> list[str]:
         """The encoded columns training keeps."""
         return ["word_ids", "label_ids" if not self.raw_text else "label_id"] + (
-            ["char_ids"] if self.chars is not None else [])
+            ["char_ids"] if self.chars is not None else []) + ([LM_CHAR_IDS] if self.lm_chars is not None else [])
 
     def encode_rows(self, batch: dict[str, list]) -> dict[str, list]:
         """`datasets.map(batched=True)` function: items (and labels) to ids."""

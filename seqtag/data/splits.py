@@ -60,5 +60,8 @@ class Prepared:
     """A language model's tokenizer, saved with the model."""
     pretrained: dict = field(default_factory=dict)
     """Pretrained word vectors by word id."""
+    language_models: dict | None = None
+    """The "lm" embedder's character language models' weights (a contextual-lm network's state dict), copied in
+    when a new network starts; None when the network has no such embedder or starts from a parent's weights."""
     record: DataRecord = field(default_factory=DataRecord)
     """Facts about the data saved in config.json: seeded splits, truncations, unseen labels."""

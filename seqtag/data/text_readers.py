@@ -450,12 +450,19 @@ def _hub_rows(batch: dict, indices: list[int], source: str, text_field: str, lab
 
 def text_files(spec: str) -> list[str]:
     """The files named by `spec`: comma-separated paths, each of which may be a glob pattern (a file that
-    exists under the name given is taken as it is, even with [, * or ? in its name)."""
+    exists under the name given is taken as it is, even with [, * or ? in its name) or a folder, which stands for
+    every *.txt file in it and its sub-folders, in path order."""
     files: list[str] = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
-        if glob.has_magic(part) and not Path(part).is_file():
+        if Path(part).is_dir():
+            found = sorted(str(p) for p in Path(part).rglob("*.txt") if p.is_file())
+            if not found:
+                raise SeqtagError(f"{part}: the folder holds no .txt file; a folder given as text stands for the "
+                                  ".txt files in it.")
+            files.extend(found)
+        elif glob.has_magic(part) and not Path(part).is_file():
             matches = sorted(p for p in glob.glob(part) if Path(p).is_file())
             if not matches:
                 raise SeqtagError(f"{part}: no file matches this pattern.")

@@ -1,0 +1,199 @@
+"""Contextual string embeddings: a character LM pair trained from a file, a folder or a glob (recipe contextual-lm),
+and the "lm" embedder that feeds a tagger or a classifier the pair's states around each word; the saved model
+carries the pair, so it predicts without the LM folder."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import seqtag
+from seqtag.config import RECIPES_DIR, load_recipe
+from seqtag.data.batching import EncodedBatches
+from seqtag.data.text_readers import text_files
+from seqtag.errors import SeqtagError
+from seqtag.families import FAMILIES
+from seqtag.training import train
+
+TEXT = ("Radia Torvalds met the team from Wayne Foundation yesterday.\n"
+        "She said that Wilson lives near Sydney, and prices rose in Poland.\n"
+        "The team visited Paris on Monday; Ada stayed in Oslo.\n")
+TINY_LM = ["train.progress_bar=false", "model.hidden_size=12", "model.word_dim=8", "data.bptt=16",
+           "data.batch_size=4", "data.eval_batch_size=3", "train.val_check_interval=1.0"]
+TINY_TAGGER = ["train.progress_bar=false", "model.hidden_size=8", "model.word_dim=8", "model.char_hidden=4",
+               "model.char_dim=4"]
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """A contextual-lm pair trained for one epoch on one small file."""
+    tmp = tmp_path_factory.mktemp("pair")
+    corpus = _write(tmp / "corpus.txt", TEXT * 6)
+    recipe = load_recipe("contextual-lm", [*TINY_LM, "train.max_epochs=1"], train=str(corpus))
+    return train(recipe, tmp / "lm").model_dir
+
+
+@pytest.fixture(scope="module")
+def tagger(pair, tmp_path_factory):
+    """A demo tagger with [word, lm], one training step, trained from a copy of the pair that is then deleted."""
+    tmp = tmp_path_factory.mktemp("tagger")
+    copy = shutil.copytree(pair.parent, tmp / "lm")
+    recipe = load_recipe("demo", [*TINY_TAGGER, "model.embedders=[word,lm]", f"model.lm={copy}"])
+    model_dir = train(recipe, tmp / "run", smoke=True).model_dir
+    shutil.rmtree(copy)
+    return model_dir
+
+
+def test_the_pair_trains_both_directions_from_a_file(pair):
+    config = json.loads((pair / "config.json").read_text())
+    assert config["recipe"]["model"]["lm_directions"] == "both" and config["recipe"]["data"]["tokenizer"] == "char"
+    metrics = json.loads((pair / "metrics.json").read_text())
+    assert metrics["dev"]["bits_per_char"] > 0
+    state = load_file(pair / "model.safetensors")
+    assert any(name.startswith("backward_encoder.") for name in state)
+
+
+def test_a_folder_and_a_glob_name_the_text_files(tmp_path):
+    folder = tmp_path / "corpus"
+    (folder / "more").mkdir(parents=True)
+    _write(folder / "b.txt", TEXT * 3)
+    _write(folder / "more" / "a.txt", TEXT * 3)
+    _write(folder / "notes.md", "not text for the model\n")
+    assert text_files(str(folder)) == [str(folder / "b.txt"), str(folder / "more" / "a.txt")]
+    assert text_files(str(folder / "**" / "*.txt")) == [str(folder / "more" / "a.txt")]  # glob's own rules
+    from_folder = train(load_recipe("contextual-lm", TINY_LM, train=str(folder)), tmp_path / "folder", smoke=True)
+    from_glob = train(load_recipe("contextual-lm", TINY_LM, train=str(folder / "*.txt")), tmp_path / "glob",
+                      smoke=True)
+    # Both files against one: twice the text, the last tenth of each cut off as dev.
+    assert abs(from_folder.metrics["train_tokens"] - 2 * from_glob.metrics["train_tokens"]) <= 1
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SeqtagError, match="holds no .txt file"):
+        text_files(str(tmp_path / "empty"))
+
+
+def test_the_tagger_carries_the_pair_and_predicts_without_its_folder(tagger, pair):
+    names = sorted(path.name for path in tagger.iterdir())
+    assert "lm_tokenizer.json" in names and "char_tokenizer.json" not in names
+    config = json.loads((tagger / "config.json").read_text())
+    model = config["recipe"]["model"]
+    assert (model["lm_cell"], model["lm_dim"], model["lm_hidden_size"], model["lm_layers"]) == ("lstm", 8, 12, 1)
+    assert config["sizes"]["lm_chars"] == json.loads((pair / "config.json").read_text())["sizes"]["words"]
+    loaded = seqtag.load(tagger)
+    sentence = loaded.predict("Radia Torvalds visited Paris .")
+    assert [token.text for token in sentence.tokens] == ["Radia", "Torvalds", "visited", "Paris", "."]
+    # Windows of a long sentence slice the words' pieces of the text like every other feature.
+    long = ["Wilson", "lives", "near", "Sydney", "."] * 5
+    assert len(loaded.predict([long], max_tokens=8)[0].tokens) == len(long)
+    assert loaded.evaluate(RECIPES_DIR / "data" / "demo.test.conll")["sentences"] > 0
+
+
+def test_fixed_language_models_keep_their_weights_and_tuned_ones_learn(tagger, pair, tmp_path):
+    theirs = load_file(pair / "model.safetensors")
+    frozen = load_file(tagger / "model.safetensors")
+    for mine, name in [("embedders.lm.forward_lm.weight_hh_l0", "encoder.rnn.weight_hh_l0"),
+                       ("embedders.lm.backward_lm.weight_ih_l0", "backward_encoder.rnn.weight_ih_l0"),
+                       ("embedders.lm.embedding.weight", "embedders.word.embedding.weight")]:
+        assert torch.equal(frozen[mine], theirs[name]), mine
+    recipe = load_recipe("demo", [*TINY_TAGGER, "model.embedders=[word,lm]", f"model.lm={pair}",
+                                  "model.lm_tune=true", "model.lm_lr=0.05"])
+    tuned = load_file(train(recipe, tmp_path / "tuned", smoke=True).model_dir / "model.safetensors")
+    assert not torch.equal(tuned["embedders.lm.forward_lm.weight_hh_l0"], theirs["encoder.rnn.weight_hh_l0"])
+    assert not torch.equal(tuned["embedders.lm.backward_lm.weight_hh_l0"], theirs["backward_encoder.rnn.weight_hh_l0"])
+
+
+def _word_vectors(loaded, sentences):
+    features = loaded.featurizer.encode(sentences)
+    batch = EncodedBatches.from_lists({key: features[key] for key in ("word_ids", "lm_char_ids")})[
+        list(range(len(sentences)))]
+    with torch.no_grad():
+        return loaded.net.embedders["lm"](batch.features, batch.mask)
+
+
+def test_a_words_vector_is_the_pairs_states_around_it_in_its_sentence(tagger, pair):
+    loaded = seqtag.load(tagger)
+    hidden = 12
+    vectors = _word_vectors(loaded, [["Ada", "visited", "Paris"], ["Ada", "visited", "Paris", "today"],
+                                     ["Paris", "rose"]])
+    paris, paris_today, paris_first = vectors[0, 2], vectors[1, 2], vectors[2, 0]
+    assert torch.equal(paris[:hidden], paris_today[:hidden]), "the forward state reads the left context only"
+    assert not torch.allclose(paris[hidden:], paris_today[hidden:]), "the backward one reads the right context"
+    assert not torch.allclose(paris, paris_first)
+    # The same states from the language model pair itself, run over the sentence as one line.
+    lm = seqtag.load(pair)
+    ids = torch.tensor([lm.encode("\nAda visited Paris\n")])
+    embed = lm.net.embedders["word"].embedding
+    with torch.no_grad():
+        forward, _ = lm.net.encoder.rnn(embed(ids))
+        backward, _ = lm.net.backward_encoder.rnn(embed(ids.flip(1)))
+    backward = backward.flip(1)
+    first, last = len("\nAda visited "), len("\nAda visited Paris") - 1
+    assert torch.allclose(paris[:hidden], forward[0, last], atol=1e-6)
+    assert torch.allclose(paris[hidden:], backward[0, first], atol=1e-6)
+
+
+def test_padding_and_other_sentences_never_reach_a_words_vector():
+    from seqtag.config import ModelConfig
+    from seqtag.data.batching import collate
+    from seqtag.embedders import ContextualStrings
+
+    torch.manual_seed(0)
+    model = ModelConfig(lm_cell="lstm", lm_dim=4, lm_hidden_size=3, lm_layers=1)
+    embedder = ContextualStrings(model, {"lm_chars": 9}).eval()
+    short = {"word_ids": [5, 6], "lm_char_ids": [[2, 3, 4], [8, 5]]}
+    long = {"word_ids": [7, 8, 9], "lm_char_ids": [[2, 5, 5, 6, 7, 3, 3], [8, 4], [8, 6, 6, 6, 6, 6, 6, 6, 6]]}
+    alone, padded = collate([short]), collate([long, short])
+    with torch.no_grad():
+        vectors_alone = embedder(alone.features, alone.mask)
+        vectors_padded = embedder(padded.features, padded.mask)
+    torch.testing.assert_close(vectors_padded[1, :2], vectors_alone[0])
+    assert torch.equal(vectors_padded[1, 2], torch.zeros(6)), "a padding word's vector is zero"
+    assert not any(p.requires_grad for p in embedder.parameters()), "fixed unless model.lm_tune"
+
+
+def test_a_classifier_reads_the_pair_too(pair, tmp_path):
+    path = _write(tmp_path / "train.csv", "text,label\n" + "".join(
+        f"{text},{label}\n" for text, label in [("Paris was great fun", "pos"), ("a dull day in Oslo", "neg")] * 4))
+    recipe = load_recipe("sentiment", [*TINY_TAGGER, "model.embedders=[word,lm]", f"model.lm={pair}"],
+                         train=str(path))
+    model_dir = train(recipe, tmp_path / "run", smoke=True).model_dir
+    result = seqtag.load(model_dir).predict("Wayne Foundation was great")
+    assert result.label in ("pos", "neg")
+
+
+def test_model_lm_missing_or_not_a_pair_is_a_clear_error(tmp_path, pair):
+    def resolve(*settings):
+        FAMILIES["tagging"].resolve(load_recipe("demo", ["model.embedders=[word,lm]", *settings]))
+
+    with pytest.raises(SeqtagError, match="model.lm does not say"):
+        resolve()
+    with pytest.raises(SeqtagError, match="holds no saved model"):
+        resolve(f"model.lm={tmp_path / 'nowhere'}")
+    forward_only = tmp_path / "forward"
+    forward_only.mkdir()
+    config = json.loads((pair / "config.json").read_text())
+    config["recipe"]["model"]["lm_directions"] = "forward"
+    _write(forward_only / "config.json", json.dumps(config))
+    with pytest.raises(SeqtagError, match="reads forward only"):
+        resolve(f"model.lm={forward_only}")
+    config["task"] = "tagging"
+    _write(forward_only / "config.json", json.dumps(config))
+    with pytest.raises(SeqtagError, match="holds a 'tagging' model"):
+        resolve(f"model.lm={forward_only}")
+    with pytest.raises(SeqtagError, match="does not name 'lm'"):
+        FAMILIES["tagging"].resolve(load_recipe("demo", [f"model.lm={pair}"]))
+
+
+def test_export_says_the_lm_embedder_is_not_exportable(tagger, tmp_path):
+    pytest.importorskip("onnx")
+    from seqtag.export import export_onnx
+
+    with pytest.raises(SeqtagError, match="cannot be exported to ONNX yet"):
+        export_onnx(tagger, tmp_path / "onnx")
