@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 
 from .crf_numpy import CRFDecoder
 from .data.featurizer import Featurizer, LabelCodec
-from .data.lengths import MAX_BATCH_TOKENS, length_batches
+from .data.lengths import MAX_BATCH_TOKENS, length_batches, pad_ragged
 from .data.tokens import encode_text, start_ids, token_level, window_rows
 from .data.vocab import BPE_PIECES, CHAR, PAD_ID, UNK_ID
 from .errors import InputError, ModelFileError, SeqtagError
@@ -146,10 +146,7 @@ class OnnxPredictor(OnnxModel, StreamedPredictions):
             words = [chars for i in indices for chars in features["char_ids"][i]]
             sizes = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
             widest = max(1, int(sizes.max()) if len(sizes) else 1)
-            flat = np.fromiter(chain.from_iterable(words), dtype=np.int64)
-            spelled = np.full((len(words), widest), PAD_ID, dtype=np.int64)
-            starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
-            spelled[np.repeat(np.arange(len(words)), sizes), np.arange(len(flat)) - starts] = flat
+            spelled = pad_ragged(np.fromiter(chain.from_iterable(words), dtype=np.int64), sizes, widest, PAD_ID)
             char_ids = np.full((*mask.shape, widest), PAD_ID, dtype=np.int64)
             char_ids[mask] = spelled
             feeds["char_ids"] = char_ids

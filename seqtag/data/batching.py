@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .featurizer import LM_CHAR_IDS
-from .lengths import MAX_BATCH_TOKENS, length_batches  # noqa: F401 - torch-free, re-exported
+from .lengths import MAX_BATCH_TOKENS, length_batches, pad_ragged  # noqa: F401 - torch-free, re-exported
 from .tokens import IGNORE_INDEX  # noqa: F401 - positions the loss and the metrics skip (padding)
 from .vocab import PAD_ID
 
@@ -88,11 +88,7 @@ def pad(lengths: np.ndarray, words: np.ndarray, chars: np.ndarray | None = None,
 
 def _pad_ragged(flat: np.ndarray, lengths: np.ndarray, width: int) -> torch.Tensor:
     """(N, width) tensor of N runs of `flat` (their lengths given), padded with PAD_ID, in one copy."""
-    rows = np.repeat(np.arange(len(lengths)), lengths)
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    padded = np.full((len(lengths), width), PAD_ID, dtype=np.int64)
-    padded[rows, np.arange(len(flat)) - starts] = flat
-    return torch.from_numpy(padded)
+    return torch.from_numpy(pad_ragged(flat, lengths, width, PAD_ID))
 
 
 def _ranges(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,10 @@
-"""Batches of similar length for evaluation and prediction: plain Python, so the onnxruntime predictors
-(which never import torch) cut their batches exactly as the PyTorch ones do."""
+"""Batches of similar length for evaluation and prediction, and ragged ids padded into rows: numpy only, so the
+onnxruntime predictors (which never import torch) cut and pad their batches exactly as the PyTorch ones do."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import numpy as np
 
 MAX_BATCH_TOKENS = 16_384  # caps evaluation and prediction memory on very long inputs, whatever the batch size
 
@@ -21,3 +23,12 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = MA
     if current:
         batches.append(current)
     return batches
+
+
+def pad_ragged(flat: np.ndarray, lengths: np.ndarray, width: int, pad: int) -> np.ndarray:
+    """(N, width) int64 array of the N runs of `flat` (their lengths given), padded with `pad`, in one copy."""
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    padded = np.full((len(lengths), width), pad, dtype=np.int64)
+    padded[rows, np.arange(len(flat)) - starts] = flat
+    return padded
