@@ -122,7 +122,8 @@ class DataConfig:
     lowercase: bool = True
     """Lowercase words for the word vocabulary (the character encoder still sees the original case)."""
     min_freq: int = 1
-    """Words seen fewer times in training map to the unknown token."""
+    """Words (characters, for a character language model) seen fewer times in training map to the unknown
+    token."""
     max_word_length: int = used_by("tagging", "classification", default=30)
     """Tagging and classification: characters per word given to the character encoder; longer words are cut
     (the word id is unaffected)."""
@@ -361,6 +362,10 @@ class FinetuneConfig:
     so only the head learns)."""
     unfreeze_after: int = 0
     """Epochs after which frozen parts learn again; 0 keeps them frozen for the whole run."""
+    start_new_labels: str = "related"
+    """Where appended labels' output rows start: "related" copies, for each new type, the rows of the old type
+    the parent gives a third or more of its training tokens (a CrossNER researcher is a WNUT-17 person to it),
+    and with a CRF head its transition scores; "fresh" starts them all from nothing."""
     keep_old: str | None = None
     """How the model keeps what it knew of its old labels while it learns the new data: "distill" (the parent's
     own predictions over its labels are a soft target on the new sentences: no old data needed), "replay" (the
@@ -385,6 +390,7 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         _one_of("finetune", "new_labels", self.new_labels, ("append", "error"))
         _one_of("finetune", "freeze", self.freeze, ("none", "embeddings", "encoder"))
+        _one_of("finetune", "start_new_labels", self.start_new_labels, ("related", "fresh"))
         if self.keep_old is None:
             self.keep_old = "replay" if self.replay else "distill"
         _one_of("finetune", "keep_old", self.keep_old, KEEP_OLD)

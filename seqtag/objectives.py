@@ -24,6 +24,7 @@ from .registry import Registry
 
 DEV_SCORE = "dev_score"            # accuracy or span F1 (tagging), accuracy or macro-F1 (classification)
 DEV_PERPLEXITY = "dev_perplexity"  # language models; lower is better
+NEW_LABELS_CORRECT = "dev_new_labels_correct"  # fine-tuning with appended labels: their correct dev predictions
 
 OBJECTIVES = Registry("task", "training objective")  # family name → its objective (an instance)
 
@@ -62,13 +63,16 @@ class Objective:
             loss = loss + keep.weight * keep.loss(net.head, scores, batch)
         return loss, None, int(batch.mask.sum())
 
-    def dev_counts(self, net: Network, batch, state: State | None, labels: LabelCodec | None
-                   ) -> tuple[torch.Tensor, State | None]:
-        """Summable counts for one dev batch (summed over batches and ranks), and the state to carry."""
+    def dev_counts(self, net: Network, batch, state: State | None, labels: LabelCodec | None,
+                   first_new: int | None = None) -> tuple[torch.Tensor, State | None]:
+        """Summable counts for one dev batch (summed over batches and ranks), and the state to carry. A
+        fine-tuning run that appended labels gives `first_new`, the id of the first appended one."""
         raise NotImplementedError
 
-    def dev_figures(self, counts: torch.Tensor, labels: LabelCodec | None, recipe: Recipe) -> dict[str, float]:
-        """The dev figures from the summed counts; holds `self.monitor`."""
+    def dev_figures(self, counts: torch.Tensor, labels: LabelCodec | None, recipe: Recipe,
+                    first_new: int | None = None) -> dict[str, float]:
+        """The dev figures from the summed counts; holds `self.monitor`, and with `first_new` also
+        NEW_LABELS_CORRECT: how many dev tokens, spans or texts of an appended label the network got right."""
         raise NotImplementedError
 
     # -- the end of training ------------------------------------------------------
@@ -149,24 +153,33 @@ class TaggingObjective(Objective):
         super().start_network(net, recipe, prepared)
         self.family.constrain(net, prepared.featurizer.labels)
 
-    def dev_counts(self, net, batch, state, labels):
+    def dev_counts(self, net, batch, state, labels, first_new=None):
         scores, _ = net(batch.features, batch.lengths, batch.mask)
         predicted, _ = net.head.decode(scores, batch.mask)
         tokens = batch.mask.sum()
         loss = net.head.loss(scores, batch.labels, batch.mask).detach() * tokens
         if not labels.is_span:
-            correct = ((predicted == batch.labels) & batch.mask).sum()
-            return torch.stack([correct.float(), tokens.float(), loss, tokens.float()]).cpu(), None
+            hits = (predicted == batch.labels) & batch.mask
+            counts = [hits.sum().float(), tokens.float(), loss, tokens.float()]
+            if first_new is not None:
+                counts.append((hits & (batch.labels >= first_new)).sum().float())
+            return torch.stack(counts).cpu(), None
         gold_seqs, predicted_seqs = [], []
         for gold_row, pred_row, n in zip(batch.labels.tolist(), predicted.tolist(), batch.lengths.tolist()):
             gold_seqs.append([labels.name(i) for i in gold_row[:n]])
             predicted_seqs.append([labels.labels[i] for i in pred_row[:n]])
         scores = span_scores(gold_seqs, predicted_seqs)
-        return torch.tensor([scores["correct_spans"], scores["gold_spans"], scores["predicted_spans"],
-                             float(loss), float(tokens)]), None
+        counts = [scores["correct_spans"], scores["gold_spans"], scores["predicted_spans"], float(loss), float(tokens)]
+        if first_new is not None:
+            new_types = {label.split("-", 1)[1] for label in labels.labels[first_new:]}
+            counts.append(sum(figures["correct"] for kind, figures in scores["per_label"].items()
+                              if kind in new_types))
+        return torch.tensor(counts), None
 
-    def dev_figures(self, counts, labels, recipe):
-        *counts, loss, tokens = counts.tolist()
+    def dev_figures(self, counts, labels, recipe, first_new=None):
+        counts = counts.tolist()
+        new_correct = counts.pop() if first_new is not None else None
+        *counts, loss, tokens = counts
         if not labels.is_span:
             correct, total = counts
             score = 100.0 * correct / total if total else 0.0
@@ -175,7 +188,10 @@ class TaggingObjective(Objective):
             precision = correct / predicted if predicted else 0.0
             recall = correct / gold if gold else 0.0
             score = 100.0 * 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return {DEV_SCORE: score, "dev_loss": loss / tokens if tokens else 0.0}
+        figures = {DEV_SCORE: score, "dev_loss": loss / tokens if tokens else 0.0}
+        if new_correct is not None:
+            figures[NEW_LABELS_CORRECT] = new_correct
+        return figures
 
     def save_parts(self, prepared):
         tokenizers, labels, extra = super().save_parts(prepared)
@@ -205,7 +221,7 @@ class ClassificationObjective(Objective):
             prepared.record.class_weights = dict(zip(prepared.featurizer.labels.labels,
                                                      net.head.class_weights.tolist()))
 
-    def dev_counts(self, net, batch, state, labels):
+    def dev_counts(self, net, batch, state, labels, first_new=None):
         scores, _ = net(batch.features, batch.lengths, batch.mask)
         predicted, _ = net.head.decode(scores, batch.mask)
         size = len(labels)
@@ -213,13 +229,16 @@ class ClassificationObjective(Objective):
         cells = batch.labels.clamp(max=size) * size + predicted                           # (B,)
         return torch.bincount(cells, minlength=(size + 1) * size).view(size + 1, size).cpu(), None
 
-    def dev_figures(self, counts, labels, recipe):
+    def dev_figures(self, counts, labels, recipe, first_new=None):
         size = len(labels)
         scores = confusion_scores(counts[:size].tolist(), labels.labels)
         unseen = int(counts[size].sum())
         accuracy = 100.0 * sum(int(counts[i, i]) for i in range(size)) / max(1, int(counts.sum()))
         figure = scores["macro_f1"] if recipe.train.dev_metric == "macro_f1" else accuracy
-        return {DEV_SCORE: figure, "dev_unseen": float(unseen)}
+        figures = {DEV_SCORE: figure, "dev_unseen": float(unseen)}
+        if first_new is not None:
+            figures[NEW_LABELS_CORRECT] = float(sum(int(counts[i, i]) for i in range(first_new, size)))
+        return figures
 
     def save_parts(self, prepared):
         tokenizers, labels, _ = super().save_parts(prepared)
@@ -258,11 +277,11 @@ class LanguageModellingObjective(Objective):
         loss = torch.stack([nats / count.clamp(min=1) for nats, count in sums]).mean()
         return loss, state, int(sums[0][1])
 
-    def dev_counts(self, net, batch, state, labels):
+    def dev_counts(self, net, batch, state, labels, first_new=None):
         sums, state = self._windows(net, batch, state)
         return torch.stack([torch.stack([nats.detach(), count.to(nats.dtype)]) for nats, count in sums]).cpu(), state
 
-    def dev_figures(self, counts, labels, recipe):
+    def dev_figures(self, counts, labels, recipe, first_new=None):
         losses = (counts[:, 0] / counts[:, 1].clamp(min=1)).tolist()    # (directions, 2): nats, tokens
         figures = {"dev_loss": losses[0], DEV_PERPLEXITY: perplexity(losses[0])}
         if len(losses) > 1:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
@@ -60,6 +61,10 @@ class Start:
     def config_entries(self, prepared: Prepared) -> dict:
         """Entries for the saved config.json (a fine-tuned model's lineage)."""
         return {}
+
+    def first_new_label(self) -> int | None:
+        """The id of the first label a fine-tuning run appended to its parent's, or None."""
+        return None
 
 
 class Scratch(Start):
@@ -129,6 +134,80 @@ def grow_network(net: Network, parent: dict[str, torch.Tensor]) -> dict[str, int
     return rows
 
 
+def _kind(label: str, span: bool) -> str | None:
+    """A label's type: a span label's entity type (B-person → person, O → None), else the label itself."""
+    if not span:
+        return label
+    return label.split("-", 1)[1] if "-" in label else None
+
+
+def related_old_labels(net: Network, prepared: Prepared, old_count: int, batch_size: int = 64) -> dict[int, int]:
+    """For each appended label, the parent label whose output row (and CRF scores) it starts from: the parent's
+    labels are what the grown network — the parent's weights — predicts among its old labels alone on the
+    training tokens (texts) of each new type. A new type starts from the old type given to a third or more of
+    them (researcher → person, band → group); the rest start from nothing. Label ids: {new: old}."""
+    from .data.batching import EncodedBatches  # the same padded batches training cuts
+
+    codec = prepared.featurizer.labels
+    span = codec.is_span
+    encoded = prepared.encoded["train"]
+    batches = EncodedBatches.from_arrow(encoded)
+    seen: dict[str, Counter] = defaultdict(Counter)  # new type → old types predicted for its tokens
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        for first in range(0, len(encoded), batch_size):
+            batch = batches[list(range(first, min(len(encoded), first + batch_size)))]
+            scores, _ = net(batch.features, batch.lengths, batch.mask)
+            predicted = scores[..., :old_count].argmax(-1)
+            gold = batch.labels if scores.dim() == 2 else batch.labels[batch.mask]
+            predicted = predicted if scores.dim() == 2 else predicted[batch.mask]
+            for gold_id, predicted_id in zip(gold.tolist(), predicted.tolist()):
+                if old_count <= gold_id < len(codec):
+                    seen[_kind(codec.labels[gold_id], span)][_kind(codec.labels[predicted_id], span)] += 1
+    net.train(was_training)
+    sources = {}
+    for kind, counts in seen.items():
+        tokens = sum(counts.values())
+        counts.pop(None, None)  # "O": no old type
+        if not counts:
+            continue
+        old_kind, count = counts.most_common(1)[0]
+        if 3 * count < tokens or count < 2:
+            continue
+        for label_id in range(old_count, len(codec)):
+            label = codec.labels[label_id]
+            if _kind(label, span) == kind:
+                source = label[: -len(kind)] + old_kind if span else old_kind
+                if codec.index.get(source, old_count) < old_count:
+                    sources[label_id] = codec.index[source]
+    return sources
+
+
+def start_rows_from(net: Network, sources: dict[int, int]) -> None:
+    """Copy each source label's output row (weights and bias) to its new label, and with a CRF head its start,
+    end and step scores, so that researcher → B-person reads as person → B-person did."""
+    head = net.head
+    with torch.no_grad():
+        for new, old in sources.items():
+            head.linear.weight[new] = head.linear.weight[old]
+            head.linear.bias[new] = head.linear.bias[old]
+        if hasattr(head, "transition_scores"):
+            source = torch.arange(head.num_labels)
+            for new, old in sources.items():
+                source[new] = old
+                head.start_scores[new] = head.start_scores[old]
+                head.end_scores[new] = head.end_scores[old]
+            started = torch.zeros(head.num_labels, dtype=torch.bool)
+            started[list(sources)] = True
+            old_steps = head.transition_scores.clone()
+            # Every step into or out of a started label takes its sources' score; steps between labels that start
+            # from nothing keep their zeros.
+            rows, columns = torch.meshgrid(source, source, indexing="ij")
+            touched = started[:, None] | started[None, :]
+            head.transition_scores[touched] = old_steps[rows, columns][touched]
+
+
 class FromParent(Start):
     """A fine-tuning run: the parent's featurizer or tokenizer (grown by the data) and its weights (copied in),
     the output layer's own learning rate, the freeze schedule, and the record of the parent saved in config.json."""
@@ -139,6 +218,7 @@ class FromParent(Start):
         self.growth = growth
         self.changed = changed
         self.rows: dict[str, int] = {}
+        self.started_from: dict[str, str] = {}  # new label → the old label its rows started from
 
     @property
     def settings(self) -> FinetuneConfig:
@@ -164,6 +244,20 @@ class FromParent(Start):
         old = self.rows.get(f"embedders.{WORD_EMBEDDER}.embedding", 0)
         prepared.pretrained = {index: vector for index, vector in prepared.pretrained.items() if index >= old}
         objective.start_network(net, recipe, prepared)
+        first_new = self.first_new_label()
+        if first_new is not None and self.settings.start_new_labels == "related" and prepared.featurizer is not None:
+            sources = related_old_labels(net, prepared, first_new)
+            start_rows_from(net, sources)
+            labels = prepared.featurizer.labels.labels
+            self.started_from = {labels[new]: labels[old] for new, old in sorted(sources.items())}
+            if self.started_from:
+                log.info("new labels started from old ones (finetune.start_new_labels=related): %s",
+                         ", ".join(f"{new} from {old}" for new, old in self.started_from.items()))
+
+    def first_new_label(self) -> int | None:
+        if not self.growth.added.get("labels"):
+            return None
+        return self.parts["config"]["sizes"]["labels"]
 
     def distillation(self, objective: Objective, recipe: Recipe, prepared: Prepared) -> Distillation | None:
         """The parent network, frozen, as the teacher of keep_old=distill. It reads the child's features: it is
@@ -203,6 +297,8 @@ class FromParent(Start):
             "parent": {"path": str(self.parent_dir.resolve()), "weights_sha256": weights_digest(self.parent_dir),
                        "seqtag_version": config.get("seqtag_version"), "sizes": config["sizes"]},
             "data": data, "settings": dataclasses.asdict(self.settings), "set": self.changed, "added": added}
+        if self.started_from:
+            record["started_from"] = self.started_from
         if self.growth.label_map is not None:
             # The map itself, not its spec (which may name a file that is gone): `evaluate` maps a file in the
             # fine-tuning data's labels as training did.

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from .config import Recipe, TrainConfig
 from .data.batching import BucketBatchSampler, EncodedBatches
 from .embedders import LM_EMBEDDER
-from .objectives import Distillation, Objective
+from .objectives import NEW_LABELS_CORRECT, Distillation, Objective
 from .networks import Network
 
 
@@ -23,10 +23,14 @@ class Task(pl.LightningModule):
     """Trains `net` with its family's loss; logs `train_loss` and the family's dev figures."""
 
     def __init__(self, objective: Objective, net: Network, recipe: Recipe, labels=None, head_lr: float | None = None,
-                 keep: Distillation | None = None):
+                 keep: Distillation | None = None, first_new: int | None = None):
         super().__init__()
         self.head_lr = head_lr         # the output layer's own rate (fine-tuning), else train.lr for all
         self.keep = keep               # fine-tuning's distillation from the frozen parent (not a submodule)
+        # Fine-tuning that appended labels: the first appended one's id. Until the network first gets one of them
+        # right on dev, the dev score is the old labels' alone, and patience does not count (`waiting`).
+        self.first_new = first_new
+        self.new_labels_scored = False
         self.objective = objective
         self.net = net
         self.recipe = recipe
@@ -43,7 +47,13 @@ class Task(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._states.pop("train", None)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether patience is still held back because appended labels have not scored on dev yet."""
+        return self.first_new is not None and not self.new_labels_scored
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["seqtag_new_labels_scored"] = self.new_labels_scored
         done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
         if self._states.get("train") is not None and 0 < done < self.trainer.num_training_batches:
             checkpoint["seqtag_train_state"] = move_state(self._states["train"], "cpu")
@@ -51,6 +61,7 @@ class Task(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Lightning resumes a mid-epoch checkpoint without calling on_train_epoch_start, so the state carried
         # into the next window (language models) is simply put back.
+        self.new_labels_scored = checkpoint.get("seqtag_new_labels_scored", False)
         state = checkpoint.get("seqtag_train_state")
         if state is not None:
             self._states["train"] = move_state(state, self.device)
@@ -60,7 +71,8 @@ class Task(pl.LightningModule):
         self._dev_counts.clear()
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        counts, self._states["dev"] = self.objective.dev_counts(self.net, batch, self._states.get("dev"), self.labels)
+        counts, self._states["dev"] = self.objective.dev_counts(self.net, batch, self._states.get("dev"), self.labels,
+                                                                self.first_new)
         self._dev_counts.append(counts)
 
     def on_validation_epoch_end(self) -> None:
@@ -80,8 +92,10 @@ class Task(pl.LightningModule):
             counts = self.all_gather(mine.to(self.device, torch.float64)).sum(0).cpu()
         if counts is None:
             return
-        for name, value in self.objective.dev_figures(counts, self.labels, self.recipe).items():
+        for name, value in self.objective.dev_figures(counts, self.labels, self.recipe, self.first_new).items():
             self.log(name, value, prog_bar=name == self.objective.monitor, sync_dist=False)
+            if name == NEW_LABELS_CORRECT and value > 0:
+                self.new_labels_scored = True
         if self.trainer.optimizers:
             # The rate the epoch trained with (schedules step after the dev check), for curves.png; a logged
             # number only, so the weights are those of a run that does not log it.
@@ -105,6 +119,11 @@ class Task(pl.LightningModule):
             params = groups
         return configure_optimizers(params, self.recipe.train, monitor=self.objective.monitor, mode=self.objective.mode)
 
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        if isinstance(scheduler, PlateauSchedule):
+            scheduler.waiting = self.waiting  # a plain flag: the schedule's state dictionary is pickled
+        super().lr_scheduler_step(scheduler, metric)
+
 
 def move_state(state, device):
     """A carried recurrent state (tensors in tuples and lists, or None) on `device`."""
@@ -114,16 +133,20 @@ def move_state(state, device):
 
 
 class WaitsForFirstChange:
-    """Patience that starts once the dev score has left the value of the first dev check.
+    """Patience that starts once the dev score has left the value of the first dev check, and, in a fine-tuning
+    run that appended labels, once one of those labels has first been right on dev (`waiting` until then).
 
     A tagger trained from scratch on a few hundred sentences finds no entity at first: its span F1 sits at 0 for
     several epochs while the loss falls. Those checks are a start, not a stall, so neither early stopping nor the
     plateau schedule counts them (they would halve the rate, or stop the run, before it learnt anything). A score
-    that moves at once, as a loss or an accuracy does, is not affected. Plain attributes, so that the state
+    that moves at once, as a loss or an accuracy does, is not affected. A fine-tuned tagger scores at once with
+    the types it already knew, then loses some of that while its new types' rows learn from nothing: those
+    checks are a start too, or the run ends on its first epoch's score. Plain attributes, so that the state
     dictionaries checkpoints hold keep them."""
 
     first_score: float | None = None
     score_moved: bool = False
+    waiting: bool = False
 
     def still_at_start(self, value: float) -> bool:
         """Whether the check that gave `value` is to be left out of the patience count."""
@@ -131,7 +154,7 @@ class WaitsForFirstChange:
             self.first_score = value
             return False  # the first check counts: it sets the best score
         self.score_moved = self.score_moved or value != self.first_score
-        return not self.score_moved
+        return self.waiting or not self.score_moved
 
 
 class PlateauSchedule(WaitsForFirstChange, torch.optim.lr_scheduler.ReduceLROnPlateau):

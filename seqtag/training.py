@@ -255,6 +255,10 @@ class RunCheckpoints(ModelCheckpoint):
 class EarlyStop(WaitsForFirstChange, EarlyStopping):
     """Lightning's early stopping, whose patience starts once the dev score has moved (see WaitsForFirstChange)."""
 
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self.waiting = getattr(pl_module, "waiting", False)
+        super().on_validation_end(trainer, pl_module)
+
     def _evaluate_stopping_criteria(self, current: torch.Tensor):
         if self.still_at_start(float(current)):
             return False, None
@@ -417,7 +421,8 @@ def new_task(data: DataModule, start: Start | None = None) -> Task:
         log.info("pretrained vectors set for %d of %d words", prepared.record.pretrained_rows,
                  prepared.sizes["words"])
     return Task(objective, net, recipe, prepared.featurizer.labels if prepared.featurizer else None,
-                head_lr=start.head_lr(recipe), keep=start.distillation(objective, recipe, prepared))
+                head_lr=start.head_lr(recipe), keep=start.distillation(objective, recipe, prepared),
+                first_new=start.first_new_label())
 
 
 def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool = False,

@@ -197,3 +197,30 @@ def test_export_says_the_lm_embedder_is_not_exportable(tagger, tmp_path):
 
     with pytest.raises(SeqtagError, match="cannot be exported to ONNX yet"):
         export_onnx(tagger, tmp_path / "onnx")
+
+
+def test_a_tagger_with_lm_features_fine_tunes_and_so_does_the_pair_on_new_text(tagger, pair, tmp_path):
+    from seqtag.finetuning import finetune
+
+    from conftest import write_conll
+
+    # The tagger, on new sentences with a new type and a character neither it nor its pair has seen (é).
+    new = write_conll(tmp_path / "new.conll", [[("José", "_", "B-DRUG"), ("took", "_", "O"), ("aspirin", "_", "B-DRUG"),
+                                                (".", "_", "O")], [("Ada", "_", "B-PER"), ("left", "_", "O")]])
+    tuned = finetune(tagger, new, dev=new, out=tmp_path / "tuned", overrides=["train.max_epochs=1"]).model_dir
+    before, after = load_file(tagger / "model.safetensors"), load_file(tuned / "model.safetensors")
+    for name in ("embedders.lm.forward_lm.weight_hh_l0", "embedders.lm.backward_lm.weight_ih_l0"):
+        assert torch.equal(before[name], after[name]), name   # the pair stays fixed unless model.lm_tune
+    rows = before["embedders.lm.embedding.weight"].shape[0]
+    assert torch.equal(after["embedders.lm.embedding.weight"][:rows], before["embedders.lm.embedding.weight"])
+    assert "B-DRUG" in seqtag.load(tuned).labels
+    assert len(seqtag.load(tuned).predict("José took aspirin .").tokens) == 4
+    # The pair itself, fine-tuned on new-domain text, then read by a new tagger.
+    domain = _write(tmp_path / "domain.txt", "Ibuprofen and aspirin ease pain; José takes both.\n" * 20)
+    new_pair = finetune(pair, domain, out=tmp_path / "pair2", overrides=["train.max_epochs=1"]).model_dir
+    moved = load_file(new_pair / "model.safetensors")
+    assert not torch.equal(moved["encoder.rnn.weight_hh_l0"], load_file(pair / "model.safetensors")["encoder.rnn.weight_hh_l0"])
+    recipe = load_recipe("demo", [*TINY_TAGGER, "model.embedders=[word,lm]", f"model.lm={new_pair}"])
+    reader = train(recipe, tmp_path / "reader", smoke=True).model_dir
+    carried = load_file(reader / "model.safetensors")
+    assert torch.equal(carried["embedders.lm.forward_lm.weight_hh_l0"], moved["encoder.rnn.weight_hh_l0"])

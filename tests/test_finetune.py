@@ -431,3 +431,81 @@ def test_distillation_keeps_the_old_types_that_the_new_data_lacks(tmp_path):
     print({mode: (round(f["f1"], 1), round(f["per_label"]["ORG"]["f1"], 1)) for mode, f in figures.items()})
     assert figures["distill"]["f1"] > figures["none"]["f1"] + 5
     assert figures["distill"]["per_label"]["ORG"]["f1"] > figures["none"]["per_label"]["ORG"]["f1"] + 10
+
+
+# -- fine-tuning that pays off on a small domain: related starts, patience for the new labels ----------------------
+
+def _doctors(count: int, seed: int) -> list[list[tuple[str, str]]]:
+    """A new type of people (DOC, names the parent tags PER) beside the old PER; O-only filler words."""
+    import random
+
+    rng = random.Random(seed)
+    names = ["Ada", "Tim", "Rosa", "Maria", "John"]
+    return [[("Doctor", "O"), (rng.choice(names), "B-DOC"), ("met", "O"), (rng.choice(names), "B-PER"), (".", "O")]
+            for _ in range(count)]
+
+
+@pytest.fixture(scope="module", params=["softmax", "crf"])
+def trained_parent(request, tmp_path_factory) -> Path:
+    shape = ["train.progress_bar=false", "model.hidden_size=16", "model.word_dim=16", "model.char_hidden=8",
+             "model.char_dim=8", "train.max_epochs=6", "train.patience=0", "train.lr=0.02",
+             f"model.head={request.param}"]
+    return train(load_recipe("demo", shape), tmp_path_factory.mktemp("trained") / "run").model_dir
+
+
+def test_a_new_type_that_the_parent_reads_as_an_old_one_starts_from_its_rows(trained_parent, tmp_path):
+    new = write_conll(tmp_path / "doctors.conll", [[(w, "_", l) for w, l in s] for s in _doctors(30, 1)])
+    still = ["train.max_epochs=1", "train.lr=1e-12"]  # the saved rows are the starting ones
+    result = finetune(trained_parent, new, dev=new, out=tmp_path / "related", overrides=still)
+    started = json.loads((result.model_dir / "config.json").read_text())["finetune"]["started_from"]
+    assert started == {"B-DOC": "B-PER", "I-DOC": "I-PER", "E-DOC": "E-PER", "S-DOC": "S-PER"}
+    labels = json.loads((result.model_dir / "labels.json").read_text())
+    weights = load_file(result.model_dir / "model.safetensors")
+    for new_label, old_label in started.items():
+        i, j = labels.index(new_label), labels.index(old_label)
+        assert torch.allclose(weights["head.linear.weight"][i], weights["head.linear.weight"][j], atol=1e-6)
+    if "head.transition_scores" in weights:  # every step into and out of DOC scores as the same step for PER
+        steps, index = weights["head.transition_scores"], {label: labels.index(label) for label in labels}
+        for a in ("O", "B-PER", "E-LOC", "S-ORG"):
+            assert steps[index[a], index["B-DOC"]] == pytest.approx(float(steps[index[a], index["B-PER"]]), abs=1e-6)
+        assert steps[index["B-DOC"], index["E-DOC"]] == pytest.approx(float(steps[index["B-PER"], index["E-PER"]]),
+                                                                      abs=1e-6)
+        assert weights["head.start_scores"][index["S-DOC"]] == pytest.approx(
+            float(weights["head.start_scores"][index["S-PER"]]), abs=1e-6)
+    fresh = finetune(trained_parent, new, dev=new, out=tmp_path / "fresh",
+                     overrides=[*still, "finetune.start_new_labels=fresh"])
+    assert "started_from" not in json.loads((fresh.model_dir / "config.json").read_text())["finetune"]
+    rows = load_file(fresh.model_dir / "model.safetensors")["head.linear.weight"]
+    assert not torch.allclose(rows[labels.index("B-DOC")], rows[labels.index("B-PER")], atol=1e-3)
+
+
+def test_a_new_type_the_parent_does_not_read_as_any_old_one_starts_from_nothing(trained_parent, tmp_path):
+    sentences = [[("the", "O"), ("aspirin", "B-DRUG"), ("helps", "O"), (".", "O")]] * 20
+    new = write_conll(tmp_path / "drugs.conll", [[(w, "_", l) for w, l in s] for s in sentences])
+    result = finetune(trained_parent, new, dev=new, out=tmp_path / "ft", overrides=["train.max_epochs=1"])
+    assert "started_from" not in json.loads((result.model_dir / "config.json").read_text())["finetune"]
+
+
+def test_patience_counts_only_once_an_appended_label_has_scored_on_dev(trained_parent, tmp_path):
+    import csv
+
+    from seqtag.training import EarlyStop
+
+    stop = EarlyStop(monitor="dev_score", mode="max", patience=1, strict=False, check_on_train_epoch_end=False)
+    stop.waiting = True
+    assert stop.still_at_start(50.0) is False   # the first check sets the best score
+    assert stop.still_at_start(40.0) is True    # old types fall while the new ones have not scored: not a stall
+    stop.waiting = False
+    assert stop.still_at_start(40.0) is False
+    # A fine-tuning run with appended labels logs how many dev spans of them it got right; a run without does not.
+    new = write_conll(tmp_path / "doctors.conll", [[(w, "_", l) for w, l in s] for s in _doctors(40, 2)])
+    result = finetune(trained_parent, new, dev=new, out=tmp_path / "ft",
+                      overrides=["train.max_epochs=4", "train.lr=0.02", "train.patience=2"])
+    with open(tmp_path / "ft" / "logs" / "metrics.csv", newline="") as handle:
+        checks = [row for row in csv.DictReader(handle) if row.get("dev_score")]
+    assert [float(row["dev_new_labels_correct"]) for row in checks][-1] == 40  # every DOC span of the dev file
+    assert result.metrics["dev"]["per_label"]["DOC"]["support"] == 40
+    same = finetune(trained_parent, DEMO["dev"], dev=DEMO["dev"], out=tmp_path / "same", overrides=["train.max_epochs=1"])
+    with open(tmp_path / "same" / "logs" / "metrics.csv", newline="") as handle:
+        assert "dev_new_labels_correct" not in next(csv.DictReader(handle))
+    assert same.model_dir.is_dir()

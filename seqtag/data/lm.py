@@ -74,7 +74,9 @@ def build_lm_tokenizer(config: DataConfig, texts: Iterator[list[str]]) -> Tokeni
         for batch in texts:
             for text in batch:
                 counts.update(text)
-        tokenizer = Tokenizer(WordLevel(_word_level(counts, 1), unk_token=UNK))
+        # A large text holds a long tail of characters seen a handful of times (Wikipedia: 1,500 of them); each
+        # is a row of the output layer that costs every step and is barely learnt, so min_freq cuts them too.
+        tokenizer = Tokenizer(WordLevel(_word_level(counts, config.min_freq), unk_token=UNK))
         tokenizer.pre_tokenizer = _char_pre_tokenizer()
         return tokenizer
     pre_tokenizer = _word_pre_tokenizer(config.format)
