@@ -13,6 +13,8 @@ Each training runs in its own child process, so each peak RSS is that run's own.
     OMP_NUM_THREADS=1 .venv/bin/python bench/contextual_lm.py --mb 5 --minutes 60
     OMP_NUM_THREADS=1 .venv/bin/python bench/contextual_lm.py --mb 5 --minutes 60 --lm /tmp/ctx/lm/model --skip-lm
     OMP_NUM_THREADS=1 .venv/bin/python bench/contextual_lm.py --mb 20 --minutes 2 --skip-tagger   # RSS only
+    OMP_NUM_THREADS=1 .venv/bin/python bench/contextual_lm.py --speed WORK/wnut/model WORK/wnut-lm/model
+        # (c) prediction speed of the two taggers of (b), side by side in one process (--out WORK keeps them)
 """
 from __future__ import annotations
 
@@ -97,6 +99,32 @@ def child_tagger(out: str, minutes: float, lm: str | None, overrides: list[str])
     print("RESULT " + json.dumps(report), flush=True)
 
 
+def predict_speed(plain: str, with_lm: str, test: str, repeats: int) -> None:
+    """Tokens/s of two taggers on the same pre-tokenized test sentences, run in turn in this process (each
+    repeat tags the whole set with one, then the other), at the torch threads OMP_NUM_THREADS gives: medians and
+    their ratio, and the peak RSS after both."""
+    import statistics
+
+    import seqtag
+    from seqtag.data.corpus import read_corpus
+
+    taggers = {"without": seqtag.load(plain), "with lm": seqtag.load(with_lm)}
+    sentences = [list(tokens) for tokens in read_corpus(taggers["without"].data_config, test)["tokens"]]
+    tokens = sum(map(len, sentences))
+    for tagger in taggers.values():
+        tagger.predict(sentences[:64])  # warm-up
+    rates: dict[str, list[float]] = {name: [] for name in taggers}
+    for _ in range(repeats):
+        for name, tagger in taggers.items():
+            start = time.perf_counter()
+            tagger.predict(sentences)
+            rates[name].append(tokens / (time.perf_counter() - start))
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    print(f"prediction, {len(sentences):,} sentences ({tokens:,} tokens) of {test}, {repeats} repeats: "
+          f"without the lm embedder {medians['without']:,.0f} tokens/s, with it {medians['with lm']:,.0f} tokens/s "
+          f"= {medians['with lm'] / medians['without']:.2f}x | peak RSS {common.peak_rss_mb():.0f} MiB", flush=True)
+
+
 def run_child(*args: str) -> dict:
     done = subprocess.run([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
@@ -117,8 +145,15 @@ def main() -> None:
     parser.add_argument("--set", dest="lm_overrides", action="append", default=[], help="contextual-lm recipe key")
     parser.add_argument("--tagger-set", dest="tagger_overrides", action="append", default=[],
                         help="wnut-ner recipe key, for both taggers")
+    parser.add_argument("--speed", nargs=2, metavar=("PLAIN_MODEL", "LM_MODEL"),
+                        help="only the prediction speed of two trained taggers, side by side")
+    parser.add_argument("--test", default=str(WNUT["test"]), help="--speed: the sentences to tag")
+    parser.add_argument("--repeats", type=int, default=7, help="--speed: passes over the test set per tagger")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.speed:
+        predict_speed(*args.speed, args.test, args.repeats)
+        return
     if args.child:
         kind, *rest = args.child
         if kind == "lm":

@@ -6,8 +6,9 @@ onnxruntime, without PyTorch (see `onnx_predict.py`).
 
 What the graph computes, per family (inputs → outputs; B and T are dynamic):
 
-    tagging         word_ids (B, T), lengths (B,) [, char_ids (B, T, C)] → probabilities (B, T, L)  softmax head
-                                                                        → emissions (B, T, L)      CRF head
+    tagging         word_ids (B, T), lengths (B,) [, char_ids (B, T, C)]  → probabilities (B, T, L)  softmax head
+                    [, lm_text (B, L), lm_lengths (B,), lm_last (B, T),   → emissions (B, T, L)      CRF head
+                       lm_first_reversed (B, T): featurizer.line_layout]
     classification  the same inputs → probabilities (B, L)
     lm              word_ids (B, T), state_h (layers, B, H) [, state_c] → logits (B, T, V), next_state_h [, _c]
 
@@ -38,7 +39,8 @@ from .cells import GatedRecurrentLayers, reverse_within_lengths
 from .crf import CRFHead
 from .artifact import publish_folder, staging_folder
 from .durable import write_durably
-from .embedders import LM_EMBEDDER, PAD_ID, CharCNN, CharLSTM, WordEmbedder
+from .data.featurizer import LM_LAYOUT, LM_TOKENIZER, line_layout
+from .embedders import PAD_ID, CharCNN, CharLSTM, ContextualStrings, WordEmbedder
 from .errors import SeqtagError
 from .heads import NextTokenHead, PooledHead, SoftmaxHead
 from .loading import load
@@ -132,13 +134,21 @@ class ExportEmbedder(nn.Module):
         elif isinstance(embedder, CharLSTM):
             self.kind = "char_lstm"
             self.twins = nn.ModuleList(_fused_twin(embedder.lstm, 0, s) for s in ("", "_reverse"))
+        elif isinstance(embedder, ContextualStrings):
+            self.kind = "lm"
+            if not all(isinstance(lm, nn.RNNBase) for lm in (embedder.forward_lm, embedder.backward_lm)):
+                raise SeqtagError(f"the {name!r} embedder's language models are {type(embedder.forward_lm).__name__}"
+                                  "; the exporter runs the pair when it is PyTorch's fused LSTM (or GRU, RNN).")
         else:
             raise SeqtagError(f"the embedder {name!r} ({type(embedder).__name__}) cannot be exported: the exporter "
-                              "knows word, char_cnn and char_lstm; give it an export forward in seqtag/export.py.")
+                              "knows word, char_cnn, char_lstm and lm; give it an export forward in seqtag/export.py.")
 
-    def forward(self, word_ids: torch.Tensor, char_ids: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, word_ids: torch.Tensor, features: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         if self.kind == "word":
             return self.embedder.embedding(word_ids)                                      # (B, T, Dw)
+        if self.kind == "lm":
+            return self._language_models(features, mask)
+        char_ids = features["char_ids"]
         batch, steps, width = char_ids.shape
         chars = char_ids.reshape(-1, width)                                               # (B·T, C)
         if self.kind == "char_cnn":
@@ -150,6 +160,20 @@ class ExportEmbedder(nn.Module):
             words = self._char_lstm(chars)
         words = words.reshape(batch, steps, -1)                                           # (B, T, F)
         return torch.where(mask[..., None], words, torch.zeros_like(words))              # a padding slot: 0
+
+    def _language_models(self, features: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        # The line each sentence spells comes laid out by the feeds (featurizer.line_layout): both models run
+        # over the padded lines (padding follows the characters, so no real state reads it), the backward one
+        # over each line reversed within its length.
+        x = self.embedder.embedding(features["lm_text"])                                 # (B, L, D)
+        lengths = features["lm_lengths"]
+        forward_states = self.embedder.forward_lm(x)[0]                                   # (B, L, H)
+        backward_states = self.embedder.backward_lm(reverse_within_lengths(x, lengths))[0]
+        hidden = forward_states.size(-1)
+        vectors = torch.cat([
+            forward_states.gather(1, features["lm_last"][..., None].expand(-1, -1, hidden)),
+            backward_states.gather(1, features["lm_first_reversed"][..., None].expand(-1, -1, hidden))], dim=-1)
+        return torch.where(mask[..., None], vectors, torch.zeros_like(vectors))          # (B, T, 2H)
 
     def _char_lstm(self, chars: torch.Tensor) -> torch.Tensor:
         lengths = (chars != PAD_ID).sum(1).clamp(min=1)                                   # (N,)
@@ -166,7 +190,10 @@ class TokenGraph(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         self.embedders = nn.ModuleList(ExportEmbedder(e, name) for name, e in net.embedders.items())
-        self.chars = any(e.kind != "word" for e in self.embedders)
+        kinds = {e.kind for e in self.embedders}
+        # The graph's inputs after word_ids and lengths, in order.
+        self.extra_inputs = ((["char_ids"] if kinds & {"char_cnn", "char_lstm"} else []) +
+                             (list(LM_LAYOUT) if "lm" in kinds else []))
         encoder = net.encoder
         self.encoder = MaskedRecurrent(encoder.rnn, encoder.num_layers, encoder.bidirectional)
         self.head = net.head
@@ -175,9 +202,10 @@ class TokenGraph(nn.Module):
                               "crf and pooled for taggers and classifiers.")
         self.crf = isinstance(self.head, CRFHead)
 
-    def forward(self, word_ids: torch.Tensor, lengths: torch.Tensor, char_ids: torch.Tensor | None = None):
+    def forward(self, word_ids: torch.Tensor, lengths: torch.Tensor, *extra: torch.Tensor):
         mask = torch.arange(word_ids.size(1))[None, :] < lengths[:, None]                 # (B, T)
-        vectors = [e(word_ids, char_ids, mask) for e in self.embedders]
+        features = dict(zip(self.extra_inputs, extra))
+        vectors = [e(word_ids, features, mask) for e in self.embedders]
         x = torch.cat(vectors, dim=-1) if len(vectors) > 1 else vectors[0]               # (B, T, D)
         states = self.encoder(x, lengths, mask)                                           # (B, T, H·dirs)
         scores = self.head.scores(states, mask, lengths)                                  # (B, T, L) | (B, L)
@@ -216,18 +244,24 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _sample_tokens(net, chars: bool, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
-    """A batch of mixed lengths (1 to 13 tokens, one row of each) with random ids, for tracing and checking."""
+def _sample_tokens(net, inputs: list[str], rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+    """A batch of mixed lengths (1 to 13 tokens, one row of each) with random ids, for tracing and checking:
+    word_ids, lengths and the graph's other `inputs`."""
     lengths = torch.tensor([1, 13, 4, 9, 2, 7])
     word_ids = torch.from_numpy(rng.integers(2, net.sizes["words"], (len(lengths), 13)))
     mask = torch.arange(13)[None, :] < lengths[:, None]
     word_ids = word_ids.masked_fill(~mask, PAD_ID)
-    if not chars:
-        return word_ids, lengths, None
-    char_lengths = torch.from_numpy(rng.integers(1, 8, (len(lengths), 13)))
-    char_ids = torch.from_numpy(rng.integers(2, max(3, net.sizes["chars"]), (len(lengths), 13, 7)))
-    char_ids = char_ids.masked_fill(torch.arange(7) >= char_lengths[..., None], PAD_ID)
-    return word_ids, lengths, char_ids.masked_fill(~mask[..., None], PAD_ID)
+    extra = {}
+    if "char_ids" in inputs:
+        char_lengths = torch.from_numpy(rng.integers(1, 8, (len(lengths), 13)))
+        char_ids = torch.from_numpy(rng.integers(2, max(3, net.sizes["chars"]), (len(lengths), 13, 7)))
+        char_ids = char_ids.masked_fill(torch.arange(7) >= char_lengths[..., None], PAD_ID)
+        extra["char_ids"] = char_ids.masked_fill(~mask[..., None], PAD_ID)
+    if "lm_text" in inputs:  # each word a separator and 1 to 7 characters
+        pieces = [[[int(c) for c in rng.integers(2, max(3, net.sizes["lm_chars"]), int(rng.integers(2, 9)))]
+                   for _ in range(int(n))] for n in lengths]
+        extra.update({name: torch.from_numpy(value) for name, value in line_layout(pieces, PAD_ID).items()})
+    return (word_ids, lengths, *(extra[name] for name in inputs))
 
 
 def _export_graph(predictor, path: Path, opset: int) -> dict:
@@ -254,15 +288,16 @@ def _export_graph(predictor, path: Path, opset: int) -> dict:
                      "hidden_size": size}
     else:
         graph = TokenGraph(net).eval()
-        word_ids, lengths, char_ids = _sample_tokens(net, graph.chars, rng)
-        args = (word_ids, lengths) + ((char_ids,) if graph.chars else ())
-        inputs = ["word_ids", "lengths"] + (["char_ids"] if graph.chars else [])
+        args = _sample_tokens(net, graph.extra_inputs, rng)
+        inputs = ["word_ids", "lengths", *graph.extra_inputs]
         output = "emissions" if graph.crf else "probabilities"
         outputs = [output]
         axes = {"word_ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
-                output: {0: "batch", 1: "time"} if predictor.task == "tagging" else {0: "batch"}}
-        if graph.chars:
-            axes["char_ids"] = {0: "batch", 1: "time", 2: "characters"}
+                output: {0: "batch", 1: "time"} if predictor.task == "tagging" else {0: "batch"},
+                "char_ids": {0: "batch", 1: "time", 2: "characters"}, "lm_text": {0: "batch", 1: "line"},
+                "lm_lengths": {0: "batch"}, "lm_last": {0: "batch", 1: "time"},
+                "lm_first_reversed": {0: "batch", 1: "time"}}
+        axes = {name: axis for name, axis in axes.items() if name in inputs + outputs}
         described = {"inputs": inputs, "outputs": outputs, "head": "crf" if graph.crf else "softmax"}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
@@ -355,9 +390,6 @@ def export_onnx(model_dir: str | Path, out: str | Path | None = None, opset: int
         raise SeqtagError(f"{out} already holds an export; remove it or give another --out.")
     predictor = load(model_dir)
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    if LM_EMBEDDER in getattr(predictor.net, "embedders", {}):
-        raise SeqtagError(f"{model_dir} reads contextual string embeddings (the {LM_EMBEDDER!r} embedder), which "
-                          "cannot be exported to ONNX yet: serve it with PyTorch (seqtag predict, seqtag serve).")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_folder(out)  # not mkdtemp: its private 0700 mode would pass to the export
     try:
@@ -369,8 +401,8 @@ def export_onnx(model_dir: str | Path, out: str | Path | None = None, opset: int
                               f"{TOLERANCE}); this network cannot be exported faithfully. Please report it.")
         if int8:
             _quantize(staging / "model.onnx")
-        files = [name for name in ("word_tokenizer.json", "char_tokenizer.json", "tokenizer.json", "labels.json",
-                                   "metrics.json") if (model_dir / name).is_file()]
+        files = [name for name in ("word_tokenizer.json", "char_tokenizer.json", LM_TOKENIZER, "tokenizer.json",
+                                   "labels.json", "metrics.json") if (model_dir / name).is_file()]
         for name in files:
             shutil.copyfile(model_dir / name, staging / name)
         if described.get("head") == "crf":

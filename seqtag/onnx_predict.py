@@ -23,7 +23,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from .crf_numpy import CRFDecoder
-from .data.featurizer import Featurizer, LabelCodec
+from .data.featurizer import LM_CHAR_IDS, LM_TOKENIZER, Featurizer, LabelCodec, line_layout
 from .data.lengths import MAX_BATCH_TOKENS, length_batches, pad_ragged
 from .data.tokens import encode_text, start_ids, token_level, window_rows
 from .data.vocab import BPE_PIECES, CHAR, PAD_ID, UNK_ID
@@ -122,12 +122,14 @@ class OnnxPredictor(OnnxModel, StreamedPredictions):
         super().__init__(path, manifest, threads)
         inputs = self.graph["inputs"]
         chars = Tokenizer.from_file(str(path / "char_tokenizer.json")) if "char_ids" in inputs else None
+        lm_chars = Tokenizer.from_file(str(path / LM_TOKENIZER)) if "lm_text" in inputs else None
         labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))
         codec = LabelCodec(labels, self.config.get("file_scheme", "none"), self.config.get("train_scheme", "none"))
         data = self.recipe["data"]
         self.featurizer = Featurizer(Tokenizer.from_file(str(path / "word_tokenizer.json")), chars, codec,
                                      data["max_word_length"], raw_text=self.raw_text,
-                                     max_length=data.get("max_length", 0) if self.raw_text else 0)
+                                     max_length=data.get("max_length", 0) if self.raw_text else 0,
+                                     lm_chars=lm_chars)
         # A fine-tuned model reads gold labels through its fine-tuning label map (families._with_label_map).
         self.label_map = dict((self.config.get("finetune") or {}).get("label_map") or {})
         self.decoder = None
@@ -150,6 +152,8 @@ class OnnxPredictor(OnnxModel, StreamedPredictions):
             char_ids = np.full((*mask.shape, widest), PAD_ID, dtype=np.int64)
             char_ids[mask] = spelled
             feeds["char_ids"] = char_ids
+        if "lm_text" in self.graph["inputs"]:
+            feeds.update(line_layout([features[LM_CHAR_IDS][i] for i in indices], PAD_ID))
         return feeds, mask
 
     def _decoded(self, items: Sequence, batch_size: int | None, batch_tokens: int | None = None,

@@ -191,12 +191,35 @@ def test_model_lm_missing_or_not_a_pair_is_a_clear_error(tmp_path, pair):
         FAMILIES["tagging"].resolve(load_recipe("demo", [f"model.lm={pair}"]))
 
 
-def test_export_says_the_lm_embedder_is_not_exportable(tagger, tmp_path):
-    pytest.importorskip("onnx")
+def test_a_tagger_and_a_classifier_with_lm_features_export_and_predict_the_same(tagger, pair, tmp_path):
+    pytest.importorskip("onnxruntime")
     from seqtag.export import export_onnx
 
-    with pytest.raises(SeqtagError, match="cannot be exported to ONNX yet"):
-        export_onnx(tagger, tmp_path / "onnx")
+    from test_export import _assert_same_tagging, _padded_sentences
+
+    folder = export_onnx(tagger, tmp_path / "onnx")
+    assert (folder / "lm_tokenizer.json").is_file()
+    torch_model, onnx_model = seqtag.load(tagger), seqtag.load(folder)
+    assert onnx_model.backend == "onnx"
+    # Lines of 1 to 100 words in one batch (most of each line padding for the others), unknown characters,
+    # empty input, and windows of an over-long sentence.
+    _assert_same_tagging(torch_model, onnx_model, _padded_sentences(3), batch_size=128)
+    _assert_same_tagging(torch_model, onnx_model, ["Zoë met Ada in Zürich !", "", "Wilson lives near Sydney ."])
+    _assert_same_tagging(torch_model, onnx_model, [["Wilson", "lives", "near", "Sydney", "."] * 20], max_tokens=16)
+    crf = load_recipe("demo", [*TINY_TAGGER, "model.embedders=[word,char_cnn,lm]", f"model.lm={pair}",
+                               "model.head=crf"])
+    crf_model = train(crf, tmp_path / "crf", smoke=True).model_dir
+    _assert_same_tagging(seqtag.load(crf_model), seqtag.load(export_onnx(crf_model, tmp_path / "crf-onnx")),
+                         _padded_sentences(4)[:50], batch_size=64)
+    texts = _write(tmp_path / "train.csv", "text,label\n" + "".join(
+        f"{text},{label}\n" for text, label in [("Paris was great fun", "pos"), ("a dull day in Oslo", "neg")] * 4))
+    recipe = load_recipe("sentiment", [*TINY_TAGGER, "model.embedders=[word,lm]", f"model.lm={pair}"],
+                         train=str(texts))
+    classifier = train(recipe, tmp_path / "classifier", smoke=True).model_dir
+    ours, theirs = seqtag.load(classifier), seqtag.load(export_onnx(classifier, tmp_path / "classifier-onnx"))
+    sample = ["a good film", "Zoë found the plot dull", ""]
+    for a, b in zip(ours.probabilities(sample), theirs.probabilities(sample)):
+        assert a == pytest.approx(b, abs=1e-4)
 
 
 def test_a_tagger_with_lm_features_fine_tunes_and_so_does_the_pair_on_new_text(tagger, pair, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from ..results import fold_label as _fold_label  # noqa: F401 - its old name, re-exported
@@ -19,6 +20,7 @@ log = logging.getLogger("seqtag")
 
 LM_CHAR_IDS = "lm_char_ids"  # the feature of the "lm" embedder (embedders.LM_FEATURE; not imported: torch)
 LM_TOKENIZER = "lm_tokenizer.json"  # the character LMs' tokenizer in the model folder of a model that reads them
+LM_LAYOUT = ("lm_text", "lm_lengths", "lm_last", "lm_first_reversed")  # `line_layout`: the ONNX graph's inputs
 
 
 class LabelCodec:
@@ -77,6 +79,27 @@ class LabelCodec:
             return list(self.labels)
         types = sorted({label.split("-", 1)[1] for label in self.labels if "-" in label})
         return span_label_list(types, self.file_scheme)
+
+
+def line_layout(rows: Sequence[Sequence[Sequence[int]]], pad_id: int) -> dict[str, np.ndarray]:
+    """The "lm" embedder's sentences as the ONNX graph reads them (numpy; PyTorch's embedder lays its batch out
+    the same way, `ContextualStrings._states`): per row of text pieces (`Featurizer.text_pieces`), the line
+    they spell end to end closed by the first piece's separator ("lm_text", B × L, `pad_id` after the line),
+    its length ("lm_lengths"), each word's last character in the line ("lm_last", B × T) and its first
+    character as the backward model reads the line reversed ("lm_first_reversed", B × T; 0 on padding)."""
+    piece_lengths = np.zeros((len(rows), max(len(row) for row in rows)), dtype=np.int64)
+    for i, row in enumerate(rows):
+        piece_lengths[i, :len(row)] = [len(piece) for piece in row]
+    offsets = piece_lengths.cumsum(1) - piece_lengths
+    lengths = piece_lengths.sum(1) + 1
+    text = np.full((len(rows), int(lengths.max())), pad_id, dtype=np.int64)
+    for i, row in enumerate(rows):
+        line = [c for piece in row for c in piece]
+        text[i, :len(line)] = line
+        text[i, len(line)] = row[0][0]
+    first = np.minimum(offsets + 1, text.shape[1] - 1)
+    return {"lm_text": text, "lm_lengths": lengths, "lm_last": np.maximum(offsets + piece_lengths - 1, 0),
+            "lm_first_reversed": np.maximum(lengths[:, None] - 1 - first, 0)}
 
 
 def reads_characters(embedders: Sequence[str]) -> bool:
