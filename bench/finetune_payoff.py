@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--lm", help="a contextual-lm model: the parent and the scratch runs add the lm embedder")
     parser.add_argument("--set", dest="set", action="append", default=[], help="a fine-tuning --set (repeatable)")
     parser.add_argument("--tag", default="", help="suffix of this variant's fine-tuning folders")
+    parser.add_argument("--only", choices=["scratch"], help="run only the from-scratch routes (no table)")
     args = parser.parse_args()
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
@@ -100,8 +101,15 @@ def main() -> None:
                          [SEQTAG, "finetune", str(base / "model"), *given(files), *seed_set, *tuned_set,
                           "--set", f"finetune.label_map={LABEL_MAP}"],
                          root / f"{domain}-mapped{kind}{args.tag}-s{seed}"))
+    if args.only:
+        jobs = [job for job in jobs if job[2] == args.only]
+    # From-scratch runs last: they are the same for every variant, so usually done already (or by another process).
+    order = sorted(range(len(jobs)), key=lambda i: jobs[i][2] == "scratch")
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda job: run(job[3], job[4]), jobs))
+        done = dict(zip(order, pool.map(lambda i: run(jobs[i][3], jobs[i][4]), order)))
+    results = [done[i] for i in range(len(jobs))]
+    if args.only:
+        return
     table: dict[tuple[str, str], list[float]] = {}
     epochs: dict[str, list[int]] = {}
     for (domain, seed, route, _, _), figures in zip(jobs, results):

@@ -66,7 +66,7 @@ def test_new_entity_type_is_appended_and_old_rows_are_kept_and_the_parent_is_unt
     assert record["added"]["labels"] == ["B-DRUG", "I-DRUG", "E-DRUG", "S-DRUG"] and "é" in record["added"]["chars"]
     assert record["settings"]["new_labels"] == "append"
     parent_config = json.loads((parent / "config.json").read_text())
-    assert config["recipe"]["train"]["lr"] == pytest.approx(parent_config["recipe"]["train"]["lr"] * 0.5)
+    assert config["recipe"]["train"]["lr"] == pytest.approx(parent_config["recipe"]["train"]["lr"])
     model = seqtag.load(result.model_dir)
     assert "B-DRUG" in model.labels
     assert model.predict([["Patients", "took", "aspirin", "."]])[0].labels
@@ -279,7 +279,7 @@ def test_a_crf_tagger_grows_its_transitions_and_decodes_valid_spans_of_the_new_t
         assert schemes.find_violation(sentence.labels, "iob2") is None
 
 
-def test_the_parent_run_limits_are_not_carried_over_and_the_lr_is_lowered():
+def test_the_parent_run_limits_are_not_carried_over_and_the_lr_is_scaled():
     from seqtag.config import finetune_recipe
 
     parent = load_recipe("demo", ["train.max_steps=7", "train.max_time_minutes=3"]).to_dict()
@@ -362,10 +362,17 @@ def test_the_distillation_loss_is_zero_when_the_child_equals_the_parent_on_the_o
         child.head.constrain(new_labels, codec.train_scheme)
     sentences = [["Ada", "Lovelace", "took", "aspirin", "in", "Paris", "."], ["Globex", "hired", "Tim", "."]]
     rows = loaded.featurizer.encode(sentences)
-    gold = [[1, 2, 0, old, 0, 3, 0], [4, 0, 1, 0]]  # one token of a new label (ids past the parent's)
-    batch = collate([{"word_ids": w, "char_ids": c, "label_ids": g}
-                     for w, c, g in zip(rows["word_ids"], rows["char_ids"], gold)])
+
+    def batch_of(gold):
+        return collate([{"word_ids": w, "char_ids": c, "label_ids": g}
+                        for w, c, g in zip(rows["word_ids"], rows["char_ids"], gold)])
+
     keep = Distillation(teacher, old, temperature=2.0)
+    # Gold labels the parent agrees with, but for one token of a new label (ids past the parent's).
+    agreed = keep.targets(batch_of([[0] * 7, [0] * 4]), torch.device("cpu")).argmax(-1).tolist()
+    gold = [agreed[0][:7], agreed[1][:4]]
+    gold[0][3] = old
+    batch = batch_of(gold)
     child.eval()
 
     def loss() -> float:
@@ -380,6 +387,10 @@ def test_the_distillation_loss_is_zero_when_the_child_equals_the_parent_on_the_o
     with torch.no_grad():
         child.head.linear.weight[1] += 0.5
     assert loss() > 1e-4
+    # Where the gold label is an old one the parent does not find most probable, the new data corrects it: the
+    # parent is no target there.
+    batch = batch_of([[(label + 1) % old for label in row] for row in gold])
+    assert loss() == pytest.approx(0.0, abs=1e-6)
     assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
 
 
@@ -456,7 +467,8 @@ def trained_parent(request, tmp_path_factory) -> Path:
 def test_a_new_type_that_the_parent_reads_as_an_old_one_starts_from_its_rows(trained_parent, tmp_path):
     new = write_conll(tmp_path / "doctors.conll", [[(w, "_", l) for w, l in s] for s in _doctors(30, 1)])
     still = ["train.max_epochs=1", "train.lr=1e-12"]  # the saved rows are the starting ones
-    result = finetune(trained_parent, new, dev=new, out=tmp_path / "related", overrides=still)
+    result = finetune(trained_parent, new, dev=new, out=tmp_path / "related",
+                      overrides=[*still, "finetune.start_new_labels=related"])
     started = json.loads((result.model_dir / "config.json").read_text())["finetune"]["started_from"]
     assert started == {"B-DOC": "B-PER", "I-DOC": "I-PER", "E-DOC": "E-PER", "S-DOC": "S-PER"}
     labels = json.loads((result.model_dir / "labels.json").read_text())
@@ -472,8 +484,7 @@ def test_a_new_type_that_the_parent_reads_as_an_old_one_starts_from_its_rows(tra
                                                                       abs=1e-6)
         assert weights["head.start_scores"][index["S-DOC"]] == pytest.approx(
             float(weights["head.start_scores"][index["S-PER"]]), abs=1e-6)
-    fresh = finetune(trained_parent, new, dev=new, out=tmp_path / "fresh",
-                     overrides=[*still, "finetune.start_new_labels=fresh"])
+    fresh = finetune(trained_parent, new, dev=new, out=tmp_path / "fresh", overrides=still)  # the default
     assert "started_from" not in json.loads((fresh.model_dir / "config.json").read_text())["finetune"]
     rows = load_file(fresh.model_dir / "model.safetensors")["head.linear.weight"]
     assert not torch.allclose(rows[labels.index("B-DOC")], rows[labels.index("B-PER")], atol=1e-3)
@@ -482,7 +493,8 @@ def test_a_new_type_that_the_parent_reads_as_an_old_one_starts_from_its_rows(tra
 def test_a_new_type_the_parent_does_not_read_as_any_old_one_starts_from_nothing(trained_parent, tmp_path):
     sentences = [[("the", "O"), ("aspirin", "B-DRUG"), ("helps", "O"), (".", "O")]] * 20
     new = write_conll(tmp_path / "drugs.conll", [[(w, "_", l) for w, l in s] for s in sentences])
-    result = finetune(trained_parent, new, dev=new, out=tmp_path / "ft", overrides=["train.max_epochs=1"])
+    result = finetune(trained_parent, new, dev=new, out=tmp_path / "ft",
+                      overrides=["train.max_epochs=1", "finetune.start_new_labels=related"])
     assert "started_from" not in json.loads((result.model_dir / "config.json").read_text())["finetune"]
 
 
