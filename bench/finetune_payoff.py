@@ -19,46 +19,29 @@ its parent's embedders).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
-import os
 import statistics
-import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import common
+import finetune_quality
+from finetune_quality import CROSSNER, DOMAINS, SEQTAG
 
-SEQTAG = str(common.ROOT / ".venv" / "bin" / "seqtag")
-CROSSNER = common.DATA / "crossner"
-DOMAINS = ("ai", "literature", "music", "science")
 WNUT = {"train": common.WNUT / "wnut17train.conll", "dev": common.WNUT / "emerging.dev.conll",
         "test": common.WNUT / "emerging.test.annotated"}
 LABEL_MAP = "organisation=corporation"
-ENV = {**os.environ, "PYTHONPATH": str(common.ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
 
 def run(command: list[str], out: Path) -> dict:
-    """Run a seqtag command into `out` unless its model exists; its metrics.json, with the minutes it took."""
-    timing = out / "minutes.txt"
-    if not ((out / "model" / "metrics.json").is_file() and timing.is_file()):
-        start = time.perf_counter()
-        with open(out.with_suffix(".log"), "w") as log:
-            subprocess.run([*command, "--out", str(out), "--overwrite", "--set", "train.progress_bar=false"],
-                           check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=log)
-        timing.write_text(f"{(time.perf_counter() - start) / 60:.2f}")
+    """`finetune_quality.run` (the command into `out` unless its model exists), then its metrics.json with the
+    minutes it took and the dev checks it made (rows of logs/metrics.csv with a dev score)."""
+    minutes = finetune_quality.run(command, out)
     figures = json.loads((out / "model" / "metrics.json").read_text())
-    figures["minutes"] = float(timing.read_text())
-    figures["epochs"] = _epochs(out)
-    return figures
-
-
-def _epochs(out: Path) -> int:
-    """Dev checks the run made (rows of logs/metrics.csv with a dev score)."""
-    import csv
-
     with open(out / "logs" / "metrics.csv", newline="") as rows:
-        return sum(1 for row in csv.DictReader(rows) if row.get("dev_score"))
+        figures["epochs"] = sum(1 for row in csv.DictReader(rows) if row.get("dev_score"))
+    return {**figures, "minutes": minutes}
 
 
 def given(files: dict) -> list[str]:
