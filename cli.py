@@ -221,7 +221,7 @@ def finetune(
     dev: Annotated[Optional[Path], typer.Option("--dev", help="Development file (early stopping).")] = None,
     test: Annotated[Optional[Path], typer.Option("--test", help="Test file, scored at the end.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default runs/NAME-finetuned).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="finetune.KEY=VALUE (new_labels, label_map, extend_vocab, freeze, unfreeze_after, keep_old, distill_weight, distill_temperature, replay, replay_fraction, lr_factor, head_lr_factor), train.*, data.* reader settings.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="finetune.KEY=VALUE (new_labels, label_map, extend_vocab, freeze, unfreeze_after, start_new_labels, keep_old, distill_weight, distill_temperature, replay, replay_fraction, lr_factor, head_lr_factor), train.*, data.* reader settings.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the fine-tuning run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the model and run already in --out.")] = False,
     smoke: Annotated[bool, typer.Option("--smoke", help="One training step and one dev batch, to check the setup.")] = False,
@@ -229,7 +229,7 @@ def finetune(
     """Fine-tune a saved model on your own data: new labels and words are appended, the parent is never changed.
 
     Prints the new model's path and figures. Without --set train.lr the learning rate is the parent's times
-    finetune.lr_factor (0.5)."""
+    finetune.lr_factor (1)."""
     from seqtag.finetuning import finetune as run_finetune
     from seqtag.progress import quiet_libraries
 

@@ -122,3 +122,20 @@ def test_predict_reports_undecodable_input_line(demo_model, tmp_path):
     bad = tmp_path / "in.txt"
     bad.write_bytes(b"fine line\n\xff\xfe broken\n")
     _error(runner.invoke(app, ["predict", str(demo_model), str(bad)]), "in.txt, line 2", "UTF-8")
+
+
+def test_finetune_help_names_every_setting_and_the_default_learning_rate_factor():
+    """The help is written out by hand (the CLI does not import the config to start fast), so it must follow the
+    config when a setting is added or a default changes."""
+    import dataclasses
+    import re
+
+    from seqtag.config import FinetuneConfig
+
+    result = runner.invoke(app, ["finetune", "--help"], terminal_width=400)
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    listed = re.search(r"finetune\.KEY=VALUE \(([^)]*)\)", text).group(1)
+    assert [name.strip() for name in listed.split(",")] == [f.name for f in dataclasses.fields(FinetuneConfig)]
+    default = f"{FinetuneConfig.lr_factor:g}"
+    assert f"finetune.lr_factor ({default})" in text
