@@ -148,6 +148,43 @@ class Distillation:
             return self.temperature ** 2 * (kl * kept).sum() / kept.sum().clamp(min=1)
 
 
+def leading_part(tensor: torch.Tensor, shape) -> torch.Tensor:
+    """The part of a grown tensor that holds its parent's `shape`: a fine-tuned network appends words,
+    characters and labels after the parent's, so each parent tensor sits at the start of every dimension."""
+    return tensor[tuple(slice(0, size) for size in shape)]
+
+
+class Anchor:
+    """finetune.anchor: a pull of the fine-tuned weights back toward the parent's, beside the loss (the "L2-SP"
+    of Li, Grandvalet and Davoine, 2018):
+
+        loss = anchor · Σ over the parent's weights of (child − parent)²
+
+    Only each tensor's parent part is pulled (`leading_part`): appended rows of new words and labels are free.
+    Weights that do not learn (frozen parts, an untuned LM pair) cost nothing. Where the new data lacks a label
+    (a domain without organisations), its loss alone moves the shared encoder until the old label is lost; the
+    pull keeps the encoder near the parent's unless the new data pays for the move. `reference` is the parent's
+    saved state dictionary, kept on the CPU and moved beside the network on first use."""
+
+    def __init__(self, reference: dict[str, torch.Tensor], weight: float):
+        self.reference = {name: tensor.detach().float() for name, tensor in reference.items()}
+        self.weight = weight
+
+    def loss(self, net: Network) -> torch.Tensor:
+        total = None
+        for name, weight in net.named_parameters():
+            parent = self.reference.get(name)
+            if parent is None or not weight.requires_grad:
+                continue
+            if parent.device != weight.device:
+                parent = self.reference[name] = parent.to(weight.device)
+            gap = ((leading_part(weight, parent.shape).float() - parent) ** 2).sum()
+            total = gap if total is None else total + gap
+        if total is None:
+            return torch.zeros(())
+        return self.weight * total
+
+
 class TaggingObjective(Objective):
     family = FAMILIES["tagging"]
 

@@ -30,7 +30,7 @@ from .data.splits import Prepared
 from .embedders import UNK_ID, WORD_EMBEDDER
 from .errors import SeqtagError
 from .networks import Network
-from .objectives import Distillation, Objective
+from .objectives import Anchor, Distillation, Objective, leading_part
 
 log = logging.getLogger("seqtag")
 
@@ -56,6 +56,10 @@ class Start:
 
     def distillation(self, objective: Objective, recipe: Recipe, prepared: Prepared) -> Distillation | None:
         """What holds the old labels while training (fine-tuning's keep_old=distill), or None."""
+        return None
+
+    def anchor(self) -> Anchor | None:
+        """The pull toward a parent's weights (fine-tuning's finetune.anchor), or None."""
         return None
 
     def config_entries(self, prepared: Prepared) -> dict:
@@ -124,7 +128,7 @@ def grow_network(net: Network, parent: dict[str, torch.Tensor]) -> dict[str, int
             if old.dim() != tensor.dim() or any(o > n for o, n in zip(old.shape, tensor.shape)):
                 raise SeqtagError(f"the fine-tuned network's {name} {tuple(tensor.shape)} cannot hold the parent's "
                                   f"{tuple(old.shape)}")
-            tensor[tuple(slice(0, size) for size in old.shape)] = old
+            leading_part(tensor, old.shape)[...] = old
         net.load_state_dict(state)
         rows = {}
         for name, module in net.named_modules():
@@ -274,6 +278,11 @@ class FromParent(Start):
         if constrain is not None and codec is not None:  # the CRF's forbidden steps, from the old label names
             constrain(codec.labels[:old_labels], codec.train_scheme)
         return Distillation(parent, old_labels, self.settings.distill_temperature, self.settings.distill_weight)
+
+    def anchor(self) -> Anchor | None:
+        if self.settings.anchor == 0:
+            return None
+        return Anchor(self.parts["state_dict"], self.settings.anchor)
 
     def callbacks(self) -> list[Callback]:
         if self.settings.freeze == "none":

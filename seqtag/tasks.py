@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from .config import Recipe, TrainConfig
 from .data.batching import BucketBatchSampler, EncodedBatches
 from .embedders import LM_EMBEDDER
-from .objectives import NEW_LABELS_CORRECT, Distillation, Objective
+from .objectives import NEW_LABELS_CORRECT, Anchor, Distillation, Objective
 from .networks import Network
 
 
@@ -23,10 +23,11 @@ class Task(pl.LightningModule):
     """Trains `net` with its family's loss; logs `train_loss` and the family's dev figures."""
 
     def __init__(self, objective: Objective, net: Network, recipe: Recipe, labels=None, head_lr: float | None = None,
-                 keep: Distillation | None = None, first_new: int | None = None):
+                 keep: Distillation | None = None, anchor: Anchor | None = None, first_new: int | None = None):
         super().__init__()
         self.head_lr = head_lr         # the output layer's own rate (fine-tuning), else train.lr for all
         self.keep = keep               # fine-tuning's distillation from the frozen parent (not a submodule)
+        self.anchor = anchor           # fine-tuning's pull toward the parent's weights (finetune.anchor)
         # Fine-tuning that appended labels: the first appended one's id. Until the network first gets one of them
         # right on dev, the dev score is the old labels' alone, and patience does not count (`waiting`).
         self.first_new = first_new
@@ -41,6 +42,8 @@ class Task(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, self._states["train"], size = self.objective.train_loss(self.net, batch, self._states.get("train"),
                                                                        self.keep)
+        if self.anchor is not None:
+            loss = loss + self.anchor.loss(self.net)
         self.log("train_loss", loss, prog_bar=True, batch_size=max(1, size))
         return loss
 

@@ -422,7 +422,7 @@ def new_task(data: DataModule, start: Start | None = None) -> Task:
                  prepared.sizes["words"])
     return Task(objective, net, recipe, prepared.featurizer.labels if prepared.featurizer else None,
                 head_lr=start.head_lr(recipe), keep=start.distillation(objective, recipe, prepared),
-                first_new=start.first_new_label())
+                anchor=start.anchor(), first_new=start.first_new_label())
 
 
 def train(recipe: Recipe, out_dir: str | Path, resume: bool = False, smoke: bool = False,

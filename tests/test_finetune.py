@@ -425,9 +425,11 @@ def test_distillation_keeps_the_old_types_that_the_new_data_lacks(tmp_path):
            for split, count, seed in (("train", 80, 1), ("dev", 20, 2))}
     settings = ["train.max_epochs=6", "train.patience=0", "train.lr=0.02"]
     figures = {}
-    for mode in ("none", "distill"):
-        result = finetune(base, new["train"], dev=new["dev"], out=tmp_path / mode,
-                          overrides=[*settings, f"finetune.keep_old={mode}"])
+    # "anchor": no distillation, only the pull toward the parent's weights.
+    modes = {"none": ["finetune.keep_old=none"], "distill": ["finetune.keep_old=distill"],
+             "anchor": ["finetune.keep_old=none", "finetune.anchor=0.01"]}
+    for mode, chosen in modes.items():
+        result = finetune(base, new["train"], dev=new["dev"], out=tmp_path / mode, overrides=[*settings, *chosen])
         model = seqtag.load(result.model_dir)
         rows = [[line.split("\t") for line in b.splitlines()] for b in DEMO["test"].read_text().split("\n\n") if b.strip()]
         predicted = [s.labels for s in model.predict([[t[0] for t in r] for r in rows])]
@@ -440,8 +442,41 @@ def test_distillation_keeps_the_old_types_that_the_new_data_lacks(tmp_path):
     record = json.loads((tmp_path / "distill" / "model" / "config.json").read_text())["finetune"]["settings"]
     assert record["keep_old"] == "distill" and record["distill_temperature"] == 1.0
     print({mode: (round(f["f1"], 1), round(f["per_label"]["ORG"]["f1"], 1)) for mode, f in figures.items()})
-    assert figures["distill"]["f1"] > figures["none"]["f1"] + 5
-    assert figures["distill"]["per_label"]["ORG"]["f1"] > figures["none"]["per_label"]["ORG"]["f1"] + 10
+    for mode in ("distill", "anchor"):
+        assert figures[mode]["f1"] > figures["none"]["f1"] + 5
+        assert figures[mode]["per_label"]["ORG"]["f1"] > figures["none"]["per_label"]["ORG"]["f1"] + 10
+
+
+def test_the_anchor_pulls_only_the_parent_part_of_each_weight_that_learns(parent):
+    from seqtag.config import FinetuneConfig
+    from seqtag.families import FAMILIES
+    from seqtag.objectives import Anchor
+    from seqtag.starts import grow_network
+
+    loaded = seqtag.load(parent)
+    family = FAMILIES["tagging"]
+    model = family.resolve(load_recipe("demo", SMALL)).model
+    reference = {name: tensor.clone() for name, tensor in loaded.net.state_dict().items()}
+    old_labels, old_words = loaded.net.sizes["labels"], loaded.net.sizes["words"]
+    child = family.build_network(model, dict(loaded.net.sizes, labels=old_labels + 4, words=old_words + 3))
+    grow_network(child, reference)
+    anchor = Anchor(reference, weight=0.5)
+    assert float(anchor.loss(child).detach()) == 0.0
+    with torch.no_grad():  # appended labels and words are free
+        child.head.linear.weight[old_labels:] += 3.0
+        child.embedders["word"].embedding.weight[old_words:] -= 1.0
+    assert float(anchor.loss(child).detach()) == 0.0
+    with torch.no_grad():
+        child.head.linear.weight[0, :2] += torch.tensor([1.0, 2.0])
+    assert float(anchor.loss(child).detach()) == pytest.approx(0.5 * (1.0 + 4.0))
+    loss = anchor.loss(child)
+    loss.backward()  # the gradient pulls the moved entries back, and only them
+    gradient = child.head.linear.weight.grad
+    assert gradient[0, :2].tolist() == pytest.approx([1.0, 2.0]) and float(gradient.abs().sum()) == pytest.approx(3.0)
+    child.head.linear.weight.requires_grad_(False)  # a frozen weight costs nothing
+    assert float(anchor.loss(child).detach()) == 0.0
+    with pytest.raises(SeqtagError, match="finetune.anchor"):
+        FinetuneConfig(anchor=-1)
 
 
 # -- fine-tuning that pays off on a small domain: related starts, patience for the new labels ----------------------
