@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from .cells import CELLS
+from .data.featurizer import LM_CHUNK_ROWS
 from .registry import Registry
 
 EMBEDDERS = Registry("model.embedders", "token embedder")
@@ -123,7 +124,6 @@ class CharLSTM(nn.Module):
 
 LM_EMBEDDER = "lm"
 LM_FEATURE = "lm_char_ids"
-LM_CHUNK_ROWS = 16   # sentences the language models read together (sorted by length)
 LM_WIDTH_STEP = 16   # characters a chunk's width is rounded up to
 
 

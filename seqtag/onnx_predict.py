@@ -23,7 +23,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from .crf_numpy import CRFDecoder
-from .data.featurizer import LM_CHAR_IDS, LM_TOKENIZER, Featurizer, LabelCodec, line_layout
+from .data.featurizer import LM_CHAR_IDS, LM_CHUNK_ROWS, LM_TOKENIZER, Featurizer, LabelCodec, line_layout
 from .data.lengths import MAX_BATCH_TOKENS, length_batches, pad_ragged
 from .data.tokens import encode_text, start_ids, token_level, window_rows
 from .data.vocab import BPE_PIECES, CHAR, PAD_ID, UNK_ID
@@ -162,9 +162,16 @@ class OnnxPredictor(OnnxModel, StreamedPredictions):
         batch_size = batch_size or self.recipe["data"]["eval_batch_size"]
         features, pieces = windowed_features(self.featurizer, items, max_tokens, context, index_offset)
         lengths = [len(ids) for ids in features["word_ids"]]
+        order_by, budget = lengths, batch_tokens or MAX_BATCH_TOKENS
+        if "lm_text" in self.graph["inputs"]:
+            # The LM pair reads each line's characters, padded to the batch's longest line, and is most of the
+            # time: batch rows of like line length (the budget counts characters), as many as the PyTorch
+            # embedder's chunks.
+            order_by = [sum(map(len, row)) for row in features[LM_CHAR_IDS]]
+            batch_size = min(batch_size, LM_CHUNK_ROWS)
 
         def batches():
-            for indices in length_batches(lengths, batch_size, batch_tokens or MAX_BATCH_TOKENS):
+            for indices in length_batches(order_by, batch_size, budget):
                 indices = [i for i in indices if lengths[i]]  # an empty sentence has nothing to tag
                 if indices:
                     feeds, mask = self._feeds(features, indices, lengths)
