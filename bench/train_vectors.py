@@ -7,7 +7,7 @@ gensim is not a seqtag dependency: this script runs in a venv of its own.
 
 Text (read in place from /work/shared/data, or $SEQTAG_DATA; nothing is copied into the repository):
 WikiText-2 valid + test, Tiny Shakespeare, the training text of UD English-EWT, of WNUT-17 and of the four
-CrossNER domains, and the MR sentences. Dev and test files of the tagging corpora are left out, so their words
+CrossNER domains, and the MR sentences; with --enwiki-files N also the first N files of unlabelled/enwiki. Dev and test files of the tagging corpora are left out, so their words
 are never seen while the vectors are learnt. Tokens are lowercased, as the wnut-ner recipe reads them.
 
 Writes <out>/<model>-100d.txt (word2vec text with a "count dim" header, frequent words first) and
@@ -52,7 +52,8 @@ def text_lines(path: Path, pretokenized: bool) -> Iterator[list[str]]:
                 yield tokens
 
 
-def sentences() -> Iterator[list[str]]:
+def sentences(enwiki_files: int = 0) -> Iterator[list[str]]:
+    enwiki = sorted((DATA / "unlabelled" / "enwiki").glob("enwiki_*.txt"))[:enwiki_files]
     sources = [
         *(text_lines(DATA / "wikitext2" / name, pretokenized=True) for name in ("valid.txt", "test.txt")),
         text_lines(DATA / "tinyshakespeare" / "input.txt", pretokenized=False),
@@ -60,6 +61,7 @@ def sentences() -> Iterator[list[str]]:
         conll_tokens(DATA / "wnut17" / "wnut17train.conll"),
         *(conll_tokens(DATA / "crossner" / domain / "train.txt") for domain in ("ai", "literature", "music", "science")),
         *(text_lines(DATA / "mr" / name, pretokenized=True) for name in ("rt-polarity.pos", "rt-polarity.neg")),
+        *(text_lines(path, pretokenized=False) for path in enwiki),   # one paragraph a line
     ]
     for source in sources:
         for tokens in source:
@@ -75,10 +77,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--min-count", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1, help="one: the machine's cores are shared")
+    parser.add_argument("--enwiki-files", type=int, default=0,
+                        help="also the first N files (about 1 MB each) of unlabelled/enwiki, one paragraph a line")
     args = parser.parse_args()
     logging.basicConfig(format="%(asctime)s %(message)s", level=logging.WARNING)
 
-    corpus = list(sentences())
+    corpus = list(sentences(args.enwiki_files))
     tokens = sum(map(len, corpus))
     print(f"{len(corpus):,} sentences, {tokens:,} tokens, {len({t for s in corpus for t in s}):,} distinct", flush=True)
     # Skip-gram learns rare words better than CBOW, and a corpus of a million tokens is mostly rare words.
