@@ -14,12 +14,13 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from .cells import CELLS
-from .data.featurizer import LM_CHUNK_ROWS
 from .registry import Registry
 
 EMBEDDERS = Registry("model.embedders", "token embedder")
 PAD_ID, UNK_ID = 0, 1  # the same ids in every vocabulary (seqtag.data.vocab builds them that way)
 WORD_EMBEDDER = "word"  # the embedder every network starts with (its rows grow when fine-tuning adds words)
+LM_CHUNK_ROWS = 16  # sentences the language models read together, sorted by line length (the ONNX path reads
+# data.featurizer.LM_CHUNK_ROWS, which must equal it: the featurizer does not import torch)
 
 
 @EMBEDDERS.register(WORD_EMBEDDER)

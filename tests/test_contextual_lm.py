@@ -139,6 +139,15 @@ def test_a_words_vector_is_the_pairs_states_around_it_in_its_sentence(tagger, pa
     assert torch.allclose(paris[hidden:], backward[0, first], atol=1e-6)
 
 
+def test_the_featurizer_and_the_embedder_agree_on_the_lm_feature_and_its_chunks():
+    # The featurizer keeps its own copies (it must not import torch, for the ONNX path); they must stay equal.
+    from seqtag import embedders
+    from seqtag.data import featurizer
+
+    assert featurizer.LM_CHAR_IDS == embedders.LM_FEATURE
+    assert featurizer.LM_CHUNK_ROWS == embedders.LM_CHUNK_ROWS
+
+
 def test_padding_and_other_sentences_never_reach_a_words_vector():
     from seqtag.config import ModelConfig
     from seqtag.data.batching import collate

@@ -21,7 +21,7 @@ log = logging.getLogger("seqtag")
 LM_CHAR_IDS = "lm_char_ids"  # the feature of the "lm" embedder (embedders.LM_FEATURE; not imported: torch)
 LM_TOKENIZER = "lm_tokenizer.json"  # the character LMs' tokenizer in the model folder of a model that reads them
 LM_LAYOUT = ("lm_text", "lm_lengths", "lm_last", "lm_first_reversed")  # `line_layout`: the ONNX graph's inputs
-LM_CHUNK_ROWS = 16  # sentences the language models read together, sorted by line length (PyTorch and ONNX)
+LM_CHUNK_ROWS = 16  # sentences the language models read together (embedders.LM_CHUNK_ROWS; not imported: torch)
 
 
 class LabelCodec:
