@@ -11,10 +11,11 @@ four domains, and fine-tuned minus scratch.
     OMP_NUM_THREADS=1 .venv/bin/python bench/finetune_payoff.py [--jobs 2] [--seeds 3]
     OMP_NUM_THREADS=1 .venv/bin/python bench/finetune_payoff.py --tag=-fresh --set finetune.start_new_labels=fresh
     OMP_NUM_THREADS=1 .venv/bin/python bench/finetune_payoff.py --tag=-lm --lm /tmp/ctx/lm256/model   # LM features
+    OMP_NUM_THREADS=1 .venv/bin/python bench/finetune_payoff.py --vectors /tmp/vectors-enwiki60/word2vec-100d.txt
 
 Run folders go to --root (default /tmp/payoff); a finished run is reused (delete it to measure again). --set
-applies to the fine-tuning runs only, --lm to the parent and the from-scratch runs (a fine-tuned model keeps
-its parent's embedders).
+applies to the fine-tuning runs only, --lm and --vectors to the parent and the from-scratch runs (a fine-tuned
+model keeps its parent's embedders and vectors).
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--domains", default=",".join(DOMAINS))
     parser.add_argument("--base-minutes", type=float, default=12)
     parser.add_argument("--lm", help="a contextual-lm model: the parent and the scratch runs add the lm embedder")
+    parser.add_argument("--vectors", help="a word vectors file: the parent and the scratch runs read it too")
     parser.add_argument("--set", dest="set", action="append", default=[], help="a fine-tuning --set (repeatable)")
     parser.add_argument("--tag", default="", help="suffix of this variant's fine-tuning folders")
     parser.add_argument("--only", choices=["scratch"], help="run only the from-scratch routes (no table)")
@@ -63,7 +65,8 @@ def main() -> None:
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     features = (["--set", "model.embedders=[word,char_cnn,lm]", "--set", f"model.lm={args.lm}"] if args.lm else [])
-    kind = "-lm" if args.lm else ""
+    features += ["--set", f"model.pretrained_vectors={args.vectors}"] if args.vectors else []
+    kind = ("-lm" if args.lm else "") + ("-vec" if args.vectors else "")
     base = root / f"wnut-base{kind}"
     base_figures = run([SEQTAG, "train", "wnut-ner", *given(WNUT), "--set",
                         f"train.max_time_minutes={args.base_minutes}", *features], base)
