@@ -15,6 +15,9 @@ Each training runs in its own child process, so each peak RSS is that run's own.
     OMP_NUM_THREADS=1 .venv/bin/python bench/contextual_lm.py --mb 20 --minutes 2 --skip-tagger   # RSS only
     OMP_NUM_THREADS=1 .venv/bin/python bench/contextual_lm.py --speed WORK/wnut/model WORK/wnut-lm/model
         # (c) prediction speed of the two taggers of (b), side by side in one process (--out WORK keeps them)
+    OMP_NUM_THREADS=1 .venv/bin/python bench/contextual_lm.py --train-speed /tmp/ctx/lmall/model --epochs 4
+        # (d) seconds per training epoch (dev check included) of wnut-ner without the pair, with it, and with it
+        #     but train.lm_cache_mb=0 (every sentence through the pair every epoch), one after another
 """
 from __future__ import annotations
 
@@ -99,6 +102,54 @@ def child_tagger(out: str, minutes: float, lm: str | None, overrides: list[str])
     print("RESULT " + json.dumps(report), flush=True)
 
 
+def child_epochs(out: str, epochs: int, lm: str | None, overrides: list[str]) -> None:
+    """(d): `epochs` epochs of wnut-ner (no early stopping); the wall time of each, dev check included."""
+    import pytorch_lightning as pl
+
+    from seqtag.config import load_recipe
+    from seqtag.training import train
+
+    class EpochClock(pl.Callback):
+        def __init__(self):
+            self.starts: list[float] = []
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.starts.append(time.perf_counter())
+
+        def on_train_end(self, trainer, pl_module):
+            self.starts.append(time.perf_counter())
+
+    extra = ["model.embedders=[word,char_cnn,lm]", f"model.lm={lm}"] if lm else []
+    recipe = load_recipe("wnut-ner", ["train.progress_bar=false", f"train.max_epochs={epochs}", "train.patience=0",
+                                      *extra, *overrides], **{split: str(path) for split, path in WNUT.items()})
+    clock = EpochClock()
+    result = train(recipe, out, overwrite=True, callbacks=[clock])
+    seconds = [b - a for a, b in zip(clock.starts, clock.starts[1:])]
+    print("RESULT " + json.dumps({"epoch_seconds": seconds, "dev_f1": result.metrics["dev"]["f1"],
+                                  "peak_rss_mib": common.peak_rss_mb()}), flush=True)
+
+
+def train_speed(lm: str, epochs: int, work: Path, overrides: list[str]) -> None:
+    import statistics
+
+    sets = [flag for value in overrides for flag in ("--tagger-set", value)]
+    runs = [("wnut-ner", [], None),
+            ("wnut-ner + lm, every sentence through the pair each epoch", ["--tagger-set", "train.lm_cache_mb=0"], lm),
+            ("wnut-ner + lm, vectors kept (train.lm_cache_mb)", [], lm)]
+    later = {}
+    for i, (name, own_sets, pair) in enumerate(runs):
+        report = run_child(*sets, *own_sets, "--child", "epochs", str(work / f"speed{i}"), str(epochs),
+                           *([pair] if pair else []))
+        first, *rest = report["epoch_seconds"]
+        later[name] = statistics.median(rest)
+        print(f"(d) {name}: epoch 1 {first:.1f} s, later epochs {later[name]:.1f} s (median of {len(rest)}) | dev "
+              f"F1 after {epochs} {report['dev_f1']:.2f} | peak RSS {report['peak_rss_mib']:.0f} MiB", flush=True)
+    plain, uncached, kept = later.values()
+    print(f"(d) later epochs: kept vectors {uncached / kept:.2f}x faster than without them; with the pair "
+          f"{kept / plain:.2f}x (kept) and {uncached / plain:.2f}x (not kept) the time of wnut-ner without it",
+          flush=True)
+
+
 def predict_speed(plain: str, with_lm: str, test: str, repeats: int) -> None:
     """Tokens/s of two taggers on the same pre-tokenized test sentences, run in turn in this process (each
     repeat tags the whole set with one, then the other), at the torch threads OMP_NUM_THREADS gives: medians and
@@ -149,6 +200,8 @@ def main() -> None:
                         help="only the prediction speed of two trained taggers, side by side")
     parser.add_argument("--test", default=str(WNUT["test"]), help="--speed: the sentences to tag")
     parser.add_argument("--repeats", type=int, default=7, help="--speed: passes over the test set per tagger")
+    parser.add_argument("--train-speed", metavar="LM_MODEL", help="only (d): seconds per epoch with this pair")
+    parser.add_argument("--epochs", type=int, default=4, help="--train-speed: epochs per run")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.speed:
@@ -156,7 +209,9 @@ def main() -> None:
         return
     if args.child:
         kind, *rest = args.child
-        if kind == "lm":
+        if kind == "epochs":
+            child_epochs(rest[0], int(rest[1]), rest[2] if len(rest) > 2 else None, args.tagger_overrides)
+        elif kind == "lm":
             child_lm(rest[0], rest[1], args.minutes, args.lm_overrides)
         else:
             child_tagger(rest[0], args.minutes, rest[1] if len(rest) > 1 else None, args.tagger_overrides)
@@ -165,6 +220,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="seqtag-contextual-") as tmp:
         work = args.out or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        if args.train_speed:
+            train_speed(args.train_speed, args.epochs, work, args.tagger_overrides)
+            return
         lm = args.lm
         sets = [flag for value in args.lm_overrides for flag in ("--set", value)]
         tagger_sets = [flag for value in args.tagger_overrides for flag in ("--tagger-set", value)]

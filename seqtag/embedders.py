@@ -157,6 +157,7 @@ class ContextualStrings(nn.Module):
         self.tune = model.lm_tune
         self.output_size = 2 * model.lm_hidden_size
         self.requires_grad_(self.tune)
+        self.kept: KeptStates | None = None  # sentences' word vectors, while they are kept (`keep_states`)
 
     def train(self, mode: bool = True) -> "ContextualStrings":
         return super().train(mode and self.tune)  # fixed language models keep their dropout off
@@ -172,9 +173,38 @@ class ContextualStrings(nn.Module):
                     mine[ours + name[len(theirs):]] = tensor
         self.load_state_dict(mine)  # strict: every weight of the pair must be there
 
+    def keep_states(self, megabytes: float, shared: "KeptStates | None" = None) -> "KeptStates | None":
+        """Remember each sentence's word vectors, up to `megabytes` of them (0: off), and reuse them when the
+        sentence comes again. A training run reads the same sentences every epoch, and with the language models
+        fixed their vectors never change, while the pair costs several times the rest of a tagger's step.
+        `shared`: the store of another embedder with the same fixed weights (a fine-tuning parent's). Tuned
+        language models keep nothing. Returns the store (None when off); `keep_states(0)` drops it."""
+        self.kept = None if self.tune or megabytes <= 0 else shared or KeptStates(megabytes)
+        return self.kept
+
     def forward(self, features: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        if self.kept is not None and not self.tune:
+            return self._kept_states(features[LM_FEATURE], mask)
         with torch.set_grad_enabled(self.tune and torch.is_grad_enabled()):
             return self._states(features[LM_FEATURE], mask)
+
+    def _kept_states(self, pieces: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`_states`, computed only for the rows whose sentence is not kept yet (and kept while there is room).
+        A row's vectors depend on its own text alone (every row runs on its own, padding after its characters),
+        so they are the same whichever batch the sentence comes in."""
+        keys = [_sentence_key(pieces[row], mask[row]) for row in range(pieces.size(0))]
+        missing = [row for row, key in enumerate(keys) if key not in self.kept.vectors]
+        out = self.embedding.weight.new_zeros(*mask.shape, self.output_size)    # (B, T, 2H)
+        if missing:
+            with torch.no_grad():
+                computed = self._states(pieces[missing], mask[missing])
+            out[missing] = computed
+            for vectors, row in zip(computed, missing):
+                self.kept.add(keys[row], vectors[:int(mask[row].sum())])
+        for row in set(range(len(keys))) - set(missing):
+            vectors = self.kept.vectors[keys[row]]
+            out[row, :len(vectors)] = vectors.to(out.device)
+        return out
 
     def _run(self, language_model: nn.Module, text: torch.Tensor, lengths: torch.Tensor, positions: torch.Tensor
              ) -> torch.Tensor:
@@ -221,6 +251,29 @@ class ContextualStrings(nn.Module):
         vectors = torch.cat([self._run(self.forward_lm, text, lengths, last),
                              self._run(self.backward_lm, text.gather(1, reverse), lengths, first_reversed)], dim=-1)
         return vectors * mask[..., None].to(vectors.dtype)                    # (B, T, 2H), zeros on padding
+
+
+class KeptStates:
+    """Sentences' lm word vectors (kept in main memory), up to a budget of bytes; see `ContextualStrings.keep_states`."""
+
+    def __init__(self, megabytes: float):
+        self.vectors: dict[bytes, torch.Tensor] = {}
+        self.room = int(megabytes * 2 ** 20)
+
+    def add(self, key: bytes, vectors: torch.Tensor) -> None:
+        size = vectors.numel() * vectors.element_size()
+        if key not in self.vectors and size <= self.room:
+            self.vectors[key] = vectors.to("cpu", copy=True)  # a copy: not a view that holds the whole batch
+            self.room -= size
+
+
+def _sentence_key(pieces: torch.Tensor, mask: torch.Tensor) -> bytes:
+    """One row of the lm feature as bytes that do not depend on the batch it came in: its real words, each cut
+    to the row's longest piece (a batch pads every piece to the batch's longest)."""
+    words = pieces[mask]                                                      # (N, C)
+    width = int((words != PAD_ID).sum(-1).max()) if len(words) else 0
+    words = words[:, :width].contiguous().cpu()
+    return width.to_bytes(4, "little") + words.numpy().tobytes()
 
 
 def _rounded_up(chars: torch.Tensor) -> torch.Tensor:

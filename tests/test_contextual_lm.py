@@ -148,16 +148,25 @@ def test_the_featurizer_and_the_embedder_agree_on_the_lm_feature_and_its_chunks(
     assert featurizer.LM_CHUNK_ROWS == embedders.LM_CHUNK_ROWS
 
 
-def test_padding_and_other_sentences_never_reach_a_words_vector():
+# Two encoded sentences, a short one and a long one, in the lm feature's character ids (9 characters).
+SHORT = {"word_ids": [5, 6], "lm_char_ids": [[2, 3, 4], [8, 5]]}
+LONG = {"word_ids": [7, 8, 9], "lm_char_ids": [[2, 5, 5, 6, 7, 3, 3], [8, 4], [8, 6, 6, 6, 6, 6, 6, 6, 6]]}
+
+
+def _tiny_embedder():
+    """An `lm` embedder with random fixed language models of 3 units, in evaluation mode."""
     from seqtag.config import ModelConfig
-    from seqtag.data.batching import collate
     from seqtag.embedders import ContextualStrings
 
     torch.manual_seed(0)
     model = ModelConfig(lm_cell="lstm", lm_dim=4, lm_hidden_size=3, lm_layers=1)
-    embedder = ContextualStrings(model, {"lm_chars": 9}).eval()
-    short = {"word_ids": [5, 6], "lm_char_ids": [[2, 3, 4], [8, 5]]}
-    long = {"word_ids": [7, 8, 9], "lm_char_ids": [[2, 5, 5, 6, 7, 3, 3], [8, 4], [8, 6, 6, 6, 6, 6, 6, 6, 6]]}
+    return ContextualStrings(model, {"lm_chars": 9}).eval()
+
+
+def test_padding_and_other_sentences_never_reach_a_words_vector():
+    from seqtag.data.batching import collate
+
+    embedder, short, long = _tiny_embedder(), SHORT, LONG
     alone, padded = collate([short]), collate([long, short])
     with torch.no_grad():
         vectors_alone = embedder(alone.features, alone.mask)
@@ -165,6 +174,56 @@ def test_padding_and_other_sentences_never_reach_a_words_vector():
     torch.testing.assert_close(vectors_padded[1, :2], vectors_alone[0])
     assert torch.equal(vectors_padded[1, 2], torch.zeros(6)), "a padding word's vector is zero"
     assert not any(p.requires_grad for p in embedder.parameters()), "fixed unless model.lm_tune"
+
+
+def test_kept_vectors_equal_computed_ones_whatever_batch_a_sentence_comes_in():
+    from seqtag.data.batching import collate
+
+    embedder, short, long = _tiny_embedder(), SHORT, LONG
+    other = {"word_ids": [5], "lm_char_ids": [[2, 3, 4, 4]]}
+    batches = [collate([long, short]), collate([short, other]), collate([other, long, short])]
+    with torch.no_grad():
+        expected = [embedder(b.features, b.mask) for b in batches]
+    computed_rows = []
+    states = embedder._states
+    embedder._states = lambda pieces, mask: computed_rows.append(len(pieces)) or states(pieces, mask)
+    kept = embedder.keep_states(1)
+    for batch, vectors in zip(batches, expected):
+        torch.testing.assert_close(embedder(batch.features, batch.mask), vectors, rtol=1e-6, atol=1e-7)
+    assert computed_rows == [2, 1], "each sentence ran once; `short` came padded wider in the first batch"
+    assert len(kept.vectors) == 3
+    # Without room for a sentence, it is computed every time, and still right.
+    embedder.keep_states(30 / 2 ** 20)        # 30 bytes: room for `other` (1 word x 6 floats) only, once seen
+    for batch, vectors in zip(batches, expected):
+        torch.testing.assert_close(embedder(batch.features, batch.mask), vectors, rtol=1e-6, atol=1e-7)
+    assert len(embedder.kept.vectors) == 1 and computed_rows[2:] == [2, 2, 2]
+    embedder.keep_states(0)
+    assert embedder.kept is None
+    embedder.tune = True
+    assert embedder.keep_states(1) is None, "tuned language models change: nothing is kept"
+
+
+def test_training_with_kept_lm_vectors_learns_the_same_weights(pair, tmp_path, monkeypatch):
+    from seqtag.embedders import ContextualStrings
+
+    settings = [*TINY_TAGGER, "model.embedders=[word,lm]", f"model.lm={pair}", "train.max_epochs=3",
+                "train.patience=0"]
+    computed_rows = []
+    states = ContextualStrings._states
+    monkeypatch.setattr(ContextualStrings, "_states",
+                        lambda self, pieces, mask: computed_rows.append(len(pieces)) or states(self, pieces, mask))
+    weights, rows = {}, {}
+    for budget in (0, 64):
+        computed_rows.clear()
+        recipe = load_recipe("demo", [*settings, f"train.lm_cache_mb={budget}"])
+        weights[budget] = load_file(train(recipe, tmp_path / f"kept{budget}").model_dir / "model.safetensors")
+        rows[budget] = sum(computed_rows)
+    # Kept: every training and dev sentence runs through the pair once (and the test set after training), not
+    # once per epoch.
+    assert rows[64] < rows[0] / 2
+    assert weights[0].keys() == weights[64].keys()
+    for name in weights[0]:
+        torch.testing.assert_close(weights[64][name], weights[0][name], rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_a_classifier_reads_the_pair_too(pair, tmp_path):
