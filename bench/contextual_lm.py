@@ -142,8 +142,8 @@ def train_speed(lm: str, epochs: int, work: Path, overrides: list[str]) -> None:
                            *([pair] if pair else []))
         first, *rest = report["epoch_seconds"]
         later[name] = statistics.median(rest)
-        print(f"(d) {name}: epoch 1 {first:.1f} s, later epochs {later[name]:.1f} s (median of {len(rest)}) | dev "
-              f"F1 after {epochs} {report['dev_f1']:.2f} | peak RSS {report['peak_rss_mib']:.0f} MiB", flush=True)
+        print(f"(d) {name}: epoch 1 {first:.1f} s, later epochs {later[name]:.1f} s (median of {len(rest)}) | best "
+              f"dev F1 in {epochs} epochs {report['dev_f1']:.2f} | peak RSS {report['peak_rss_mib']:.0f} MiB", flush=True)
     plain, uncached, kept = later.values()
     print(f"(d) later epochs: kept vectors {uncached / kept:.2f}x faster than without them; with the pair "
           f"{kept / plain:.2f}x (kept) and {uncached / plain:.2f}x (not kept) the time of wnut-ner without it",
