@@ -226,6 +226,30 @@ def test_training_with_kept_lm_vectors_learns_the_same_weights(pair, tmp_path, m
         torch.testing.assert_close(weights[64][name], weights[0][name], rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_a_fine_tuning_parent_with_the_same_pair_shares_the_kept_vectors(tagger, pair):
+    import copy
+
+    from seqtag.objectives import Distillation, objective_of
+    from seqtag.tasks import Task
+
+    child = seqtag.load(tagger).net
+    recipe = load_recipe("demo", [*TINY_TAGGER, "model.embedders=[word,lm]", f"model.lm={pair}"])
+    stores = []
+    for change_parent in (False, True):
+        parent = copy.deepcopy(child)
+        if change_parent:
+            with torch.no_grad():
+                parent.embedders["lm"].forward_lm.weight_hh_l0.add_(0.1)
+        task = Task(objective_of("tagging"), child, recipe, keep=Distillation(parent, labels=2))
+        task.on_fit_start()
+        mine, theirs = child.embedders["lm"].kept, parent.embedders["lm"].kept
+        assert mine is not None and theirs is not None
+        stores.append(mine is theirs)
+        task.on_fit_end()
+        assert child.embedders["lm"].kept is None and parent.embedders["lm"].kept is None
+    assert stores == [True, False], "one store for the same fixed pair, each its own for different ones"
+
+
 def test_a_classifier_reads_the_pair_too(pair, tmp_path):
     path = _write(tmp_path / "train.csv", "text,label\n" + "".join(
         f"{text},{label}\n" for text, label in [("Paris was great fun", "pos"), ("a dull day in Oslo", "neg")] * 4))
