@@ -74,3 +74,28 @@ def plain_step(net, optimizer, loss, clip: float) -> None:
     loss.backward()
     torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
     optimizer.step()
+
+
+def epoch_clock():
+    """A Lightning callback that records the wall time of each training epoch, its dev check included
+    (`.seconds`, a list)."""
+    import time
+
+    import pytorch_lightning as pl
+
+    class EpochClock(pl.Callback):
+        def __init__(self):
+            self.starts: list[float] = []
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.starts.append(time.perf_counter())
+
+        def on_train_end(self, trainer, pl_module):
+            self.starts.append(time.perf_counter())
+
+        @property
+        def seconds(self) -> list[float]:
+            return [b - a for a, b in zip(self.starts, self.starts[1:])]
+
+    return EpochClock()
+

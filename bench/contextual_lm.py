@@ -17,7 +17,7 @@ Each training runs in its own child process, so each peak RSS is that run's own.
         # (c) prediction speed of the two taggers of (b), side by side in one process (--out WORK keeps them)
     OMP_NUM_THREADS=1 .venv/bin/python bench/contextual_lm.py --train-speed /tmp/ctx/lmall/model --epochs 4
         # (d) seconds per training epoch (dev check included) of wnut-ner without the pair, with it, and with it
-        #     but train.lm_cache_mb=0 (every sentence through the pair every epoch), one after another
+        #     but train.cache_mb=0 (every sentence through the pair every epoch), one after another
 """
 from __future__ import annotations
 
@@ -104,28 +104,15 @@ def child_tagger(out: str, minutes: float, lm: str | None, overrides: list[str])
 
 def child_epochs(out: str, epochs: int, lm: str | None, overrides: list[str]) -> None:
     """(d): `epochs` epochs of wnut-ner (no early stopping); the wall time of each, dev check included."""
-    import pytorch_lightning as pl
-
     from seqtag.config import load_recipe
     from seqtag.training import train
-
-    class EpochClock(pl.Callback):
-        def __init__(self):
-            self.starts: list[float] = []
-
-        def on_train_epoch_start(self, trainer, pl_module):
-            self.starts.append(time.perf_counter())
-
-        def on_train_end(self, trainer, pl_module):
-            self.starts.append(time.perf_counter())
 
     extra = ["model.embedders=[word,char_cnn,lm]", f"model.lm={lm}"] if lm else []
     recipe = load_recipe("wnut-ner", ["train.progress_bar=false", f"train.max_epochs={epochs}", "train.patience=0",
                                       *extra, *overrides], **{split: str(path) for split, path in WNUT.items()})
-    clock = EpochClock()
+    clock = common.epoch_clock()
     result = train(recipe, out, overwrite=True, callbacks=[clock])
-    seconds = [b - a for a, b in zip(clock.starts, clock.starts[1:])]
-    print("RESULT " + json.dumps({"epoch_seconds": seconds, "dev_f1": result.metrics["dev"]["f1"],
+    print("RESULT " + json.dumps({"epoch_seconds": clock.seconds, "dev_f1": result.metrics["dev"]["f1"],
                                   "peak_rss_mib": common.peak_rss_mb()}), flush=True)
 
 
@@ -134,8 +121,8 @@ def train_speed(lm: str, epochs: int, work: Path, overrides: list[str]) -> None:
 
     sets = [flag for value in overrides for flag in ("--tagger-set", value)]
     runs = [("wnut-ner", [], None),
-            ("wnut-ner + lm, every sentence through the pair each epoch", ["--tagger-set", "train.lm_cache_mb=0"], lm),
-            ("wnut-ner + lm, vectors kept (train.lm_cache_mb)", [], lm)]
+            ("wnut-ner + lm, every sentence through the pair each epoch", ["--tagger-set", "train.cache_mb=0"], lm),
+            ("wnut-ner + lm, vectors kept (train.cache_mb)", [], lm)]
     later = {}
     for i, (name, own_sets, pair) in enumerate(runs):
         report = run_child(*sets, *own_sets, "--child", "epochs", str(work / f"speed{i}"), str(epochs),

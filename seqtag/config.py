@@ -314,10 +314,10 @@ class TrainConfig:
     """Stop training after this many minutes (the best checkpoint so far is kept); null: no time limit."""
     progress_bar: bool = True
     """Show Lightning's progress bar."""
-    lm_cache_mb: float = 2048
-    """The "lm" embedder with fixed language models: megabytes of main memory for each training and dev
-    sentence's word vectors, computed in the first epoch and reused in the others (0: compute them every time).
-    WNUT-17's training and dev sentences take about 160 MB with the 256 pair."""
+    cache_mb: float = 2048
+    """Megabytes of main memory (each, 0: none) for what training computes the same way every epoch, kept from
+    the first time a sentence comes: the word vectors of fixed language models (the "lm" embedder; WNUT-17's
+    training and dev sentences take 140 MiB with the 256 pair) and a fine-tuning parent's distillation targets."""
     class_weights: str = used_by("classification", default="none")
     """Classification: "none", or "balanced" (each class weighted by n_texts / (n_classes * its count))."""
     dev_metric: str = used_by("classification", default="accuracy")
@@ -334,7 +334,7 @@ class TrainConfig:
         _positive("train", "gradient_clip", self.gradient_clip, allow_zero=True)
         _positive("train", "patience", self.patience, allow_zero=True)
         _positive("train", "max_steps", self.max_steps, allow_zero=True)
-        _positive("train", "lm_cache_mb", self.lm_cache_mb, allow_zero=True)
+        _positive("train", "cache_mb", self.cache_mb, allow_zero=True)
         if self.max_time_minutes is not None:
             _positive("train", "max_time_minutes", self.max_time_minutes)
         if not 0 <= self.seed <= SEED_MAX:

@@ -173,14 +173,12 @@ class ContextualStrings(nn.Module):
                     mine[ours + name[len(theirs):]] = tensor
         self.load_state_dict(mine)  # strict: every weight of the pair must be there
 
-    def keep_states(self, megabytes: float, shared: "KeptStates | None" = None) -> "KeptStates | None":
+    def keep_states(self, megabytes: float) -> None:
         """Remember each sentence's word vectors, up to `megabytes` of them (0: off), and reuse them when the
         sentence comes again. A training run reads the same sentences every epoch, and with the language models
-        fixed their vectors never change, while the pair costs several times the rest of a tagger's step.
-        `shared`: the store of another embedder with the same fixed weights (a fine-tuning parent's). Tuned
-        language models keep nothing. Returns the store (None when off); `keep_states(0)` drops it."""
-        self.kept = None if self.tune or megabytes <= 0 else shared or KeptStates(megabytes)
-        return self.kept
+        fixed their vectors never change, while the pair costs more than the rest of a tagger's step. Tuned
+        language models keep nothing; `keep_states(0)` drops the store."""
+        self.kept = None if self.tune or megabytes <= 0 else KeptStates(megabytes)
 
     def forward(self, features: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         if self.kept is not None and not self.tune:
@@ -192,7 +190,7 @@ class ContextualStrings(nn.Module):
         """`_states`, computed only for the rows whose sentence is not kept yet (and kept while there is room).
         A row's vectors depend on its own text alone (every row runs on its own, padding after its characters),
         so they are the same whichever batch the sentence comes in."""
-        keys = [_sentence_key(pieces[row], mask[row]) for row in range(pieces.size(0))]
+        keys = [row_key({LM_FEATURE: pieces}, mask, row) for row in range(pieces.size(0))]
         missing = [row for row, key in enumerate(keys) if key not in self.kept.vectors]
         out = self.embedding.weight.new_zeros(*mask.shape, self.output_size)    # (B, T, 2H)
         if missing:
@@ -254,7 +252,8 @@ class ContextualStrings(nn.Module):
 
 
 class KeptStates:
-    """Sentences' lm word vectors (kept in main memory), up to a budget of bytes; see `ContextualStrings.keep_states`."""
+    """Per-sentence results that training computes the same way every epoch (a fixed pair's word vectors, a
+    fine-tuning parent's distillation targets), by `row_key`, in main memory up to a budget of bytes."""
 
     def __init__(self, megabytes: float):
         self.vectors: dict[bytes, torch.Tensor] = {}
@@ -267,13 +266,20 @@ class KeptStates:
             self.room -= size
 
 
-def _sentence_key(pieces: torch.Tensor, mask: torch.Tensor) -> bytes:
-    """One row of the lm feature as bytes that do not depend on the batch it came in: its real words, each cut
-    to the row's longest piece (a batch pads every piece to the batch's longest)."""
-    words = pieces[mask]                                                      # (N, C)
-    width = int((words != PAD_ID).sum(-1).max()) if len(words) else 0
-    words = words[:, :width].contiguous().cpu()
-    return width.to_bytes(4, "little") + words.numpy().tobytes()
+def row_key(features: Mapping[str, torch.Tensor], mask: torch.Tensor, row: int) -> bytes:
+    """One row of a batch's features as bytes that do not depend on the batch it came in: each feature's real
+    words, and of a per-word feature (characters) only up to the row's longest (a batch pads every word to the
+    batch's longest)."""
+    parts = []
+    for name in sorted(features):
+        values = features[name][row]
+        if values.dim() >= 1 and values.shape[0] == mask.shape[1]:
+            values = values[mask[row]]                                        # (N, ...) the real words
+            if values.dim() == 2:
+                width = int((values != PAD_ID).sum(-1).max()) if len(values) else 0
+                values = values[:, :width]
+        parts += [name.encode(), repr(tuple(values.shape)).encode(), values.contiguous().cpu().numpy().tobytes()]
+    return b"\0".join(parts)
 
 
 def _rounded_up(chars: torch.Tensor) -> torch.Tensor:

@@ -66,13 +66,13 @@ def _refuse_parent_as_out(parent_dir: Path, out: Path) -> None:
 
 def finetune(parent: str | Path, train: str | Path | None, dev: str | Path | None = None,
              test: str | Path | None = None, out: str | Path | None = None, overrides: list[str] = (),
-             resume: bool = False, overwrite: bool = False, smoke: bool = False, cache_dir: str | None = None
-             ) -> TrainResult:
+             resume: bool = False, overwrite: bool = False, smoke: bool = False, cache_dir: str | None = None,
+             callbacks: list = ()) -> TrainResult:
     """Fine-tune the model in `parent` on new data and save a new model directory (a `training.TrainResult`).
 
     `overrides` are `--set` assignments: `finetune.*` (see `config.FinetuneConfig`), `train.*`, reader settings
     `data.*`, and the model's dropout and pretrained-vector keys. Without train.lr, the learning rate is the
-    parent's times finetune.lr_factor."""
+    parent's times finetune.lr_factor. `callbacks`: Lightning callbacks that watch the run, as for `train`."""
     parent_dir = Path(parent)
     out = Path(out) if out is not None else default_out(parent_dir)
     _refuse_parent_as_out(parent_dir, out)
@@ -100,5 +100,5 @@ def finetune(parent: str | Path, train: str | Path | None, dev: str | Path | Non
     if settings.replay:
         growth.replay = str(Path(settings.replay).resolve())
     return training.train(recipe, out, resume=resume, smoke=smoke, cache_dir=cache_dir, overwrite=overwrite,
-                          init=FromParent(parent_dir, parts, growth, changed))
+                          init=FromParent(parent_dir, parts, growth, changed), callbacks=callbacks)
 

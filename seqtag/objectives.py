@@ -7,11 +7,13 @@ builds the network and the predictor.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .config import Recipe
 from .data.featurizer import LM_TOKENIZER, Featurizer, LabelCodec
-from .embedders import LM_EMBEDDER
+from .embedders import LM_EMBEDDER, KeptStates, row_key
 from .data.splits import Prepared
 from .errors import SeqtagError
 from .families import FAMILIES, Family, family_of
@@ -123,11 +125,37 @@ class Distillation:
                               "=replay with the parent's training data.")
         self.parent = parent.eval().requires_grad_(False)
         self.labels, self.temperature, self.weight = labels, temperature, weight
+        self.kept: KeptStates | None = None  # each sentence's targets, once computed (`keep_targets`)
+
+    def keep_targets(self, megabytes: float) -> None:
+        """Keep each sentence's targets, up to `megabytes` of them (0: off): the parent never changes, so a
+        sentence's targets are the same every epoch, and its forward pass is a good part of a fine-tuning step."""
+        self.kept = KeptStates(megabytes) if megabytes > 0 else None
 
     def targets(self, batch, device: torch.device) -> torch.Tensor:
         """The parent's log-probabilities over its labels for the batch (no gradient), on `device`."""
         if next(self.parent.parameters()).device != device:
             self.parent.to(device)
+        if self.kept is None:
+            return self._computed(batch)
+        keys = [row_key(batch.features, batch.mask, row) for row in range(batch.mask.size(0))]
+        if any(key not in self.kept.vectors for key in keys):
+            computed = self._computed(batch)
+            for row, key in enumerate(keys):
+                self.kept.add(key, computed[row, :int(batch.mask[row].sum())] if computed.dim() == 3
+                              else computed[row])
+            return computed
+        first = self.kept.vectors[keys[0]]
+        if first.dim() == 1:                                                  # texts: (B, P)
+            return torch.stack([self.kept.vectors[key] for key in keys]).to(device)
+        # Tokens: (B, T, P); padding gets the even distribution, a finite value the loss leaves out.
+        out = torch.full((*batch.mask.shape, first.size(-1)), -math.log(first.size(-1)), dtype=first.dtype)
+        for row, key in enumerate(keys):
+            targets = self.kept.vectors[key]
+            out[row, :len(targets)] = targets
+        return out.to(device)
+
+    def _computed(self, batch) -> torch.Tensor:
         with torch.no_grad():
             self.parent.eval()
             scores, _ = self.parent(batch.features, batch.lengths, batch.mask)

@@ -51,20 +51,19 @@ class Task(pl.LightningModule):
         self._states.pop("train", None)
 
     def on_fit_start(self) -> None:
-        # Fixed language models give a sentence the same word vectors every epoch: keep them (train.lm_cache_mb).
-        mine = self.net.embedders[LM_EMBEDDER] if LM_EMBEDDER in self.net.embedders else None
-        parent = self.keep.parent.embedders if self.keep is not None else {}
-        theirs = parent[LM_EMBEDDER] if LM_EMBEDDER in parent else None
-        kept = mine.keep_states(self.recipe.train.lm_cache_mb) if mine is not None else None
-        if theirs is not None:
-            same = kept is not None and all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(),
-                                                                              theirs.state_dict().values()))
-            theirs.keep_states(self.recipe.train.lm_cache_mb, shared=kept if same else None)
+        # What is the same for a sentence every epoch is computed once and kept (train.cache_mb): the word vectors
+        # of fixed language models, and the fine-tuning parent's distillation targets (so the parent, with its
+        # own pair, runs in the first epoch only).
+        if LM_EMBEDDER in self.net.embedders:
+            self.net.embedders[LM_EMBEDDER].keep_states(self.recipe.train.cache_mb)
+        if self.keep is not None:
+            self.keep.keep_targets(self.recipe.train.cache_mb)
 
     def on_fit_end(self) -> None:
-        for network in (self.net, self.keep.parent if self.keep is not None else None):
-            if network is not None and LM_EMBEDDER in network.embedders:
-                network.embedders[LM_EMBEDDER].keep_states(0)  # the memory back; a saved model keeps nothing
+        if LM_EMBEDDER in self.net.embedders:
+            self.net.embedders[LM_EMBEDDER].keep_states(0)  # the memory back; a saved model keeps nothing
+        if self.keep is not None:
+            self.keep.keep_targets(0)
 
     @property
     def waiting(self) -> bool:

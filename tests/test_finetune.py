@@ -341,17 +341,16 @@ def test_keep_old_defaults_to_distill_or_to_replay_with_a_replay_file_and_is_che
     assert settings.keep_old == "none" and settings.distill_weight == 0.5
 
 
-@pytest.mark.parametrize("head", ["softmax", "crf"])
-def test_the_distillation_loss_is_zero_when_the_child_equals_the_parent_on_the_old_labels(parent, head):
+def _parent_and_child(parent: Path, head: str):
+    """A random demo network of the given head (the parent) and a child grown from it by a new type's four
+    labels (DRUG); also the number of old labels and a function that batches sentences with gold label ids."""
     from seqtag.data.batching import collate
     from seqtag.families import FAMILIES
-    from seqtag.objectives import Distillation
     from seqtag.starts import grow_network
 
     loaded = seqtag.load(parent)
     family, codec = FAMILIES["tagging"], loaded.featurizer.labels
     model = family.resolve(load_recipe("demo", [*SMALL, f"model.head={head}"])).model
-    old = len(codec.labels)
     new_labels = [*codec.labels, "B-DRUG", "I-DRUG", "E-DRUG", "S-DRUG"]
     torch.manual_seed(3)
     teacher = family.build_network(model, loaded.net.sizes)
@@ -360,12 +359,68 @@ def test_the_distillation_loss_is_zero_when_the_child_equals_the_parent_on_the_o
     if head == "crf":
         teacher.head.constrain(codec.labels, codec.train_scheme)
         child.head.constrain(new_labels, codec.train_scheme)
-    sentences = [["Ada", "Lovelace", "took", "aspirin", "in", "Paris", "."], ["Globex", "hired", "Tim", "."]]
-    rows = loaded.featurizer.encode(sentences)
 
-    def batch_of(gold):
+    def batch_of(sentences, gold):
+        rows = loaded.featurizer.encode(sentences)
         return collate([{"word_ids": w, "char_ids": c, "label_ids": g}
                         for w, c, g in zip(rows["word_ids"], rows["char_ids"], gold)])
+
+    return teacher, child, len(codec.labels), batch_of
+
+
+@pytest.mark.parametrize("head", ["softmax", "crf"])
+def test_kept_distillation_targets_equal_computed_ones_and_the_parent_runs_once_per_sentence(parent, head):
+    from seqtag.objectives import Distillation
+
+    teacher, _, old, batch_of = _parent_and_child(parent, head)
+    a, b, c = ["Ada", "took", "aspirin", "in", "Paris", "."], ["Globex", "hired", "Tim", "."], ["Oslo"]
+    batches = [batch_of(s, [[0] * len(x) for x in s]) for s in ([a, b], [c, b], [b, a, c], [c])]
+    keep = Distillation(teacher, old, temperature=2.0)
+    cpu = torch.device("cpu")
+    expected = [keep.targets(batch, cpu) for batch in batches]
+    runs = []
+    computed = keep._computed
+    keep._computed = lambda batch: runs.append(len(batch.mask)) or computed(batch)
+    keep.keep_targets(1)
+    for batch, targets in zip(batches, expected):
+        kept = keep.targets(batch, cpu)
+        torch.testing.assert_close(kept[batch.mask], targets[batch.mask])
+        assert torch.isfinite(kept).all()
+    assert runs == [2, 2], "the parent ran for the batches with a sentence it had not seen, and only those"
+    keep.keep_targets(0)
+    keep.targets(batches[3], cpu)
+    assert runs == [2, 2, 1] and keep.kept is None
+
+
+def test_fine_tuning_with_kept_targets_learns_the_same_weights_with_a_third_of_the_parent_runs(parent, tmp_path,
+                                                                                            monkeypatch):
+    from seqtag.objectives import Distillation
+
+    new = _files(tmp_path)
+    runs = []
+    computed = Distillation._computed
+    monkeypatch.setattr(Distillation, "_computed", lambda self, batch: runs.append(len(batch.mask)) or
+                        computed(self, batch))
+    weights, rows = {}, {}
+    for budget in (0, 8):
+        runs.clear()
+        out = finetune(parent, new, out=tmp_path / f"kept{budget}",
+                       overrides=[*FAST, "train.max_epochs=3", f"train.cache_mb={budget}"]).model_dir
+        weights[budget], rows[budget] = load_file(out / "model.safetensors"), sum(runs)
+    assert rows[0] == 3 * len(NEW_SENTENCES) and rows[8] == len(NEW_SENTENCES)
+    for name, tensor in weights[0].items():
+        torch.testing.assert_close(weights[8][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("head", ["softmax", "crf"])
+def test_the_distillation_loss_is_zero_when_the_child_equals_the_parent_on_the_old_labels(parent, head):
+    from seqtag.objectives import Distillation
+
+    teacher, child, old, encode = _parent_and_child(parent, head)
+    sentences = [["Ada", "Lovelace", "took", "aspirin", "in", "Paris", "."], ["Globex", "hired", "Tim", "."]]
+
+    def batch_of(gold):
+        return encode(sentences, gold)
 
     keep = Distillation(teacher, old, temperature=2.0)
     # Gold labels the parent agrees with, but for one token of a new label (ids past the parent's).
