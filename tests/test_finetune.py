@@ -227,11 +227,7 @@ def test_python_api_and_cli(parent, tmp_path):
 
 
 def test_a_classifier_learns_a_new_class(tmp_path):
-    path = tmp_path / "train.csv"
-    path.write_text("text,label\n" + "good film,pos\nbad film,neg\ngreat fun,pos\ndull plot,neg\n" * 3)
-    base = train(load_recipe("sentiment", [*SMALL], train=str(path), dev=str(path)), tmp_path / "base").model_dir
-    new = tmp_path / "new.csv"
-    new.write_text("text,label\n" + "fine film,neutral\ngood film,pos\nokay plot,neutral\nbad fun,neg\n" * 3)
+    base, new = _sentiment_parent_and_new_data(tmp_path)
     result = finetune(base, new, dev=new, out=tmp_path / "ft", overrides=FAST)
     assert json.loads((result.model_dir / "labels.json").read_text()) == ["neg", "pos", "neutral"]
     assert seqtag.load(result.model_dir).predict(["okay film"])[0].label in ("neg", "pos", "neutral")
@@ -392,11 +388,26 @@ def test_kept_distillation_targets_equal_computed_ones_and_the_parent_runs_once_
     assert runs == [2, 2, 1] and keep.kept is None
 
 
+def _sentiment_parent_and_new_data(folder: Path) -> tuple[Path, Path]:
+    """A sentiment classifier (pos/neg) trained one epoch, and new texts with a new class (neutral)."""
+    path = folder / "train.csv"
+    path.write_text("text,label\n" + "good film,pos\nbad film,neg\ngreat fun,pos\ndull plot,neg\n" * 3)
+    base = train(load_recipe("sentiment", [*SMALL], train=str(path), dev=str(path)), folder / "base").model_dir
+    new = folder / "new.csv"
+    new.write_text("text,label\n" + "fine film,neutral\ngood film,pos\nokay plot,neutral\nbad fun,neg\n" * 3)
+    return base, new
+
+
+@pytest.mark.parametrize("family", ["tagging", "classification"])
 def test_fine_tuning_with_kept_targets_learns_the_same_weights_with_a_third_of_the_parent_runs(parent, tmp_path,
-                                                                                            monkeypatch):
+                                                                                            monkeypatch, family):
     from seqtag.objectives import Distillation
 
-    new = _files(tmp_path)
+    if family == "tagging":
+        new, sentences = _files(tmp_path), len(NEW_SENTENCES)
+    else:
+        parent, new = _sentiment_parent_and_new_data(tmp_path)
+        sentences = 12
     runs = []
     computed = Distillation._computed
     monkeypatch.setattr(Distillation, "_computed", lambda self, batch: runs.append(len(batch.mask)) or
@@ -404,10 +415,10 @@ def test_fine_tuning_with_kept_targets_learns_the_same_weights_with_a_third_of_t
     weights, rows = {}, {}
     for budget in (0, 8):
         runs.clear()
-        out = finetune(parent, new, out=tmp_path / f"kept{budget}",
+        out = finetune(parent, new, dev=new, out=tmp_path / f"kept{budget}",
                        overrides=[*FAST, "train.max_epochs=3", f"train.cache_mb={budget}"]).model_dir
         weights[budget], rows[budget] = load_file(out / "model.safetensors"), sum(runs)
-    assert rows[0] == 3 * len(NEW_SENTENCES) and rows[8] == len(NEW_SENTENCES)
+    assert (rows[0], rows[8]) == (3 * sentences, sentences)
     for name, tensor in weights[0].items():
         torch.testing.assert_close(weights[8][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
 
