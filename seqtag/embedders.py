@@ -181,7 +181,7 @@ class ContextualStrings(nn.Module):
         self.kept = None if self.tune or megabytes <= 0 else KeptStates(megabytes)
 
     def forward(self, features: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        if self.kept is not None and not self.tune:
+        if self.kept is not None:  # never set for tuned language models
             return self._kept_states(features[LM_FEATURE], mask)
         with torch.set_grad_enabled(self.tune and torch.is_grad_enabled()):
             return self._states(features[LM_FEATURE], mask)
@@ -199,9 +199,7 @@ class ContextualStrings(nn.Module):
             out[missing] = computed
             for vectors, row in zip(computed, missing):
                 self.kept.add(keys[row], vectors[:int(mask[row].sum())])
-        for row in set(range(len(keys))) - set(missing):
-            vectors = self.kept.vectors[keys[row]]
-            out[row, :len(vectors)] = vectors.to(out.device)
+        self.kept.fill(out, [(row, keys[row]) for row in range(len(keys)) if row not in missing])
         return out
 
     def _run(self, language_model: nn.Module, text: torch.Tensor, lengths: torch.Tensor, positions: torch.Tensor
@@ -264,6 +262,12 @@ class KeptStates:
         if key not in self.vectors and size <= self.room:
             self.vectors[key] = vectors.to("cpu", copy=True)  # a copy: not a view that holds the whole batch
             self.room -= size
+
+    def fill(self, out: torch.Tensor, rows: list[tuple[int, bytes]]) -> None:
+        """Write the kept tensor of each (row, key) into the start of `out[row]`."""
+        for row, key in rows:
+            kept = self.vectors[key]
+            out[row, :len(kept)] = kept.to(out.device)
 
 
 def row_key(features: Mapping[str, torch.Tensor], mask: torch.Tensor, row: int) -> bytes:

@@ -129,7 +129,8 @@ class Distillation:
 
     def keep_targets(self, megabytes: float) -> None:
         """Keep each sentence's targets, up to `megabytes` of them (0: off): the parent never changes, so a
-        sentence's targets are the same every epoch, and its forward pass is a good part of a fine-tuning step."""
+        sentence's targets are the same every epoch (with an LM pair in the parent, later epochs ran 1.8x faster
+        in bench/RESULTS.md; without one, 1.03-1.17x)."""
         self.kept = KeptStates(megabytes) if megabytes > 0 else None
 
     def targets(self, batch, device: torch.device) -> torch.Tensor:
@@ -145,14 +146,11 @@ class Distillation:
                 self.kept.add(key, computed[row, :int(batch.mask[row].sum())] if computed.dim() == 3
                               else computed[row])
             return computed
-        first = self.kept.vectors[keys[0]]
-        if first.dim() == 1:                                                  # texts: (B, P)
-            return torch.stack([self.kept.vectors[key] for key in keys]).to(device)
-        # Tokens: (B, T, P); padding gets the even distribution, a finite value the loss leaves out.
-        out = torch.full((*batch.mask.shape, first.size(-1)), -math.log(first.size(-1)), dtype=first.dtype)
-        for row, key in enumerate(keys):
-            targets = self.kept.vectors[key]
-            out[row, :len(targets)] = targets
+        first = self.kept.vectors[keys[0]]                                    # (N, P) per sentence, (P,) per text
+        words = list(batch.mask.shape[1:]) if first.dim() == 2 else []
+        # Padding gets the even distribution, a finite value the loss leaves out.
+        out = torch.full((len(keys), *words, first.size(-1)), -math.log(first.size(-1)), dtype=first.dtype)
+        self.kept.fill(out, list(enumerate(keys)))
         return out.to(device)
 
     def _computed(self, batch) -> torch.Tensor:
