@@ -252,6 +252,12 @@ def test_a_character_language_model_learns_new_characters_and_refuses_replay(tmp
     added = json.loads((result.model_dir / "config.json").read_text())["finetune"]["added"]["tokens"]
     assert set(added) == set(vocab) - set(old_vocab)
     assert len(model.generate("Zü", max_tokens=5, seed=1)) == 7
+    # data.min_freq holds for the characters a fine-tuning run adds, as for a new model's (the "Z" of "Zürich" is
+    # seen 12 times, the "Q" of "Quick" once)
+    prose.write_text(prose.read_text(encoding="utf-8") + "Quick!\n", encoding="utf-8")
+    rare = finetune(base, prose, out=tmp_path / "rare", overrides=["train.max_epochs=1", "data.min_freq=2"])
+    rare_vocab = seqtag.load(rare.model_dir).tokenizer.get_vocab()
+    assert "Z" in rare_vocab and "Q" not in rare_vocab
     with pytest.raises(SeqtagError, match="a language model reads one stream"):
         finetune(base, prose, out=tmp_path / "ft2", overrides=[f"finetune.replay={verse}"])
     assert json.loads((result.model_dir / "config.json").read_text())["finetune"]["settings"]["keep_old"] == "none"
