@@ -14,8 +14,9 @@ four domains, and fine-tuned minus scratch.
     OMP_NUM_THREADS=1 .venv/bin/python bench/finetune_payoff.py --vectors /tmp/vectors-enwiki60/word2vec-100d.txt
 
 Run folders go to --root (default /tmp/payoff); a finished run is reused (delete it to measure again). --set
-applies to the fine-tuning runs only, --lm and --vectors to the parent and the from-scratch runs (a fine-tuned
-model keeps its parent's embedders and vectors).
+applies to the fine-tuning runs only, --both to the fine-tuning and the from-scratch runs (a training setting such
+as train.ema_decay), --lm and --vectors to the parent and the from-scratch runs (a fine-tuned model keeps its
+parent's embedders and vectors).
 """
 from __future__ import annotations
 
@@ -59,7 +60,9 @@ def main() -> None:
     parser.add_argument("--lm", help="a contextual-lm model: the parent and the scratch runs add the lm embedder")
     parser.add_argument("--vectors", help="a word vectors file: the parent and the scratch runs read it too")
     parser.add_argument("--set", dest="set", action="append", default=[], help="a fine-tuning --set (repeatable)")
-    parser.add_argument("--tag", default="", help="suffix of this variant's fine-tuning folders")
+    parser.add_argument("--both", action="append", default=[],
+                        help="a --set for the from-scratch and the fine-tuning runs alike (repeatable; not the parent)")
+    parser.add_argument("--tag", default="", help="suffix of this variant's folders (the scratch ones too with --both)")
     parser.add_argument("--only", choices=["scratch"], help="run only the from-scratch routes (no table)")
     args = parser.parse_args()
     root = Path(args.root)
@@ -72,14 +75,16 @@ def main() -> None:
                         f"train.max_time_minutes={args.base_minutes}", *features], base)
     print(f"parent: WNUT-17 test F1 {base_figures['test']['f1']:.2f} ({base_figures['minutes']:.1f} min, "
           f"{base_figures['epochs']} epochs)", flush=True)
-    tuned_set = [x for s in args.set for x in ("--set", s)]
+    both = [x for s in args.both for x in ("--set", s)]
+    tuned_set = [x for s in args.set for x in ("--set", s)] + both
+    scratch_tag = args.tag if args.both else ""
     jobs = []
     for domain in args.domains.split(","):
         files = {split: CROSSNER / domain / f"{split}.txt" for split in ("train", "dev", "test")}
         for seed in range(1, args.seeds + 1):
             seed_set = ["--set", f"train.seed={seed}"]
-            jobs.append((domain, seed, "scratch", [SEQTAG, "train", "wnut-ner", *given(files), *seed_set, *features],
-                         root / f"{domain}-scratch{kind}-s{seed}"))
+            jobs.append((domain, seed, "scratch", [SEQTAG, "train", "wnut-ner", *given(files), *seed_set, *features,
+                                                        *both], root / f"{domain}-scratch{kind}{scratch_tag}-s{seed}"))
             jobs.append((domain, seed, "fine-tuned", [SEQTAG, "finetune", str(base / "model"), *given(files),
                                                       *seed_set, *tuned_set],
                          root / f"{domain}-tuned{kind}{args.tag}-s{seed}"))

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from typer.testing import CliRunner
 
@@ -278,10 +279,12 @@ def test_ctrl_c_saves_exits_130_and_the_resumed_run_logs_each_epoch_once(ner_fil
     assert steps == sorted(set(steps)), "no training step logged twice"
 
 
-def test_ctrl_c_then_resume_ends_with_the_figures_of_an_uninterrupted_run(ner_files, tmp_path, monkeypatch):
+@pytest.mark.parametrize("average", [[], ["train.ema_decay=0.5"]], ids=["weights", "moving-average"])
+def test_ctrl_c_then_resume_ends_with_the_figures_of_an_uninterrupted_run(ner_files, tmp_path, monkeypatch, average):
     # One batch per epoch, so the run stops between epochs: the bucketing sampler cannot restart within one.
     # Dropout draws random numbers at every step; early stopping (6 of 12 epochs here) counts across the cut.
-    recipe = _ner(ner_files, "train.max_epochs=12", "train.patience=2", "model.dropout=0.5")
+    # With a moving average of the weights, both the average and the weights as trained carry across the cut.
+    recipe = _ner(ner_files, "train.max_epochs=12", "train.patience=2", "model.dropout=0.5", *average)
     whole = train(recipe, tmp_path / "whole")
     assert whole.metrics["epochs"] < 12, "early stopping ended the run"
     _interrupt_at(monkeypatch, step=2, signals=1)
@@ -297,6 +300,40 @@ def test_ctrl_c_then_resume_ends_with_the_figures_of_an_uninterrupted_run(ner_fi
     # A run killed after early stopping's last dev check has the last.ckpt of the finished run: it trains no more.
     again = train(recipe, tmp_path / "whole", resume=True)
     assert again.metrics == whole.metrics and _rows(tmp_path / "whole") == _rows(tmp_path / "cut")
+
+
+class TrainedWeights(pl.Callback):
+    """The network's weights after every optimiser step, as trained."""
+
+    def __init__(self):
+        self.steps: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.steps.append({name: value.detach().clone() for name, value in pl_module.net.state_dict().items()})
+
+
+def test_a_moving_average_of_the_weights_is_what_dev_checks_and_the_saved_model_use(ner_files, tmp_path):
+    from safetensors.torch import load_file
+
+    decay, seen = 0.6, TrainedWeights()
+    # Two batches an epoch, one epoch: one dev check, after the last step, so that it is the best.
+    result = train(_ner(ner_files, "data.batch_size=3", "train.max_epochs=1", f"train.ema_decay={decay}"),
+                   tmp_path / "run", callbacks=[seen])
+    assert len(seen.steps) >= 2
+    average = dict(seen.steps[0])  # the first step's weights start the average
+    for weights in seen.steps[1:]:
+        average = {name: decay * average[name] + (1 - decay) * weights[name] for name in average}
+    saved = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    assert set(saved) == set(average)
+    for name, value in saved.items():
+        torch.testing.assert_close(value, average[name].to(value.dtype), msg=name)
+    trained = seen.steps[-1]
+    assert any(not torch.equal(saved[name], trained[name]) for name in saved), "the average, not the last step"
+    plain = train(_ner(ner_files, "data.batch_size=3", "train.max_epochs=1"), tmp_path / "plain")
+    assert (tmp_path / "plain" / "model" / "model.safetensors").read_bytes() != \
+        (tmp_path / "run" / "model" / "model.safetensors").read_bytes()
+    with pytest.raises(SeqtagError, match="train.ema_decay is 1.0"):
+        _ner(ner_files, "train.ema_decay=1")
 
 
 def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_dev_check(ner_files, tmp_path, monkeypatch):
