@@ -322,7 +322,7 @@ class TrainConfig:
     """Dev checks, the best checkpoint and the saved model use an exponential moving average of the weights, updated
     after every step with this decay (0: off, the weights as trained). 0.99 averages over about the last 100 steps:
     on a small corpus, where the dev score jumps from epoch to epoch, it smooths what early stopping and model
-    selection see."""
+    selection see. It did not raise test F1 on WNUT-17 or CrossNER (bench/RESULTS.md), so it is off by default."""
     class_weights: str = used_by("classification", default="none")
     """Classification: "none", or "balanced" (each class weighted by n_texts / (n_classes * its count))."""
     dev_metric: str = used_by("classification", default="accuracy")
