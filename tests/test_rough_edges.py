@@ -362,7 +362,8 @@ def test_the_time_limit_stops_within_an_epoch_and_the_run_is_checked_once_and_sa
     assert 0 < trainer.global_step < trainer.num_training_batches, "the limit waited for the epoch's end"
     timer = next(callback for callback in trainer.callbacks if isinstance(callback, Timer))
     # The final dev check comes after the limit; beyond it, the step under way and the checkpoint written at the
-    # stop (an fsync: 0.2 s on a busy CI machine), far from the 3 s more that the rest of the epoch would take.
+    # stop (a bound of 10% of the limit was missed by 0.03 s on a fresh CI machine), far from the 3 s more that
+    # the rest of the epoch would take.
     assert timer.time_elapsed("train") <= limit + 1.0 + timer.time_elapsed("validate")
     with (tmp_path / "run" / "logs" / "metrics.csv").open() as rows:
         assert sum(bool(row.get("dev_score")) for row in csv.DictReader(rows)) == 1
