@@ -683,7 +683,34 @@ def load_recipe(name_or_path: str, overrides: list[str] = (), **paths: str | Non
 # and labels, and model keys that shaped its weights, stay as the parent was trained.
 FIXED_DATA_KEYS = ("tokenizer", "vocab_size", "normalization", "lowercase", "max_word_length", "train_scheme")
 ADJUSTABLE_MODEL_KEYS = ("dropout", "word_dropout", "embedding_dropout", "locked_dropout", "weight_drop",
-                         "freeze_embeddings", "pretrained_vectors", "pretrained_format", "pretrained_max_words")
+                         "freeze_embeddings", "pretrained_vectors", "pretrained_format", "pretrained_max_words",
+                         "lm_tune", "lm_lr")
+PAIR_KEYS = ("embedders", "lm")  # may add the "lm" embedder to a parent without it (`_added_pair`)
+PAIR_SHAPE_KEYS = ("lm_cell", "lm_dim", "lm_hidden_size", "lm_layers")
+
+
+def _added_pair(parent: dict, model: dict) -> None:
+    """Check `--set model.embedders` and `model.lm` of a fine-tuning run against the parent's recipe model section.
+    The one change allowed is adding the "lm" embedder, last, with a pair: the fine-tuned model then reads the pair's
+    states as well (`starts.grow_network` starts their weights at zero, so training starts from the parent's
+    predictions). The pair's shape is cleared here so that resolving the recipe reads it from model.lm."""
+    old, new = list(parent.get("embedders") or []), list(model.get("embedders") or [])
+    if "lm" in old:
+        if new != old or model.get("lm") != parent.get("lm"):
+            raise SeqtagError(f"--set model.embedders / model.lm: the parent reads the pair {parent.get('lm')} through "
+                              f"[{', '.join(old)}], and its weights were trained on those states, so a fine-tuned model "
+                              "keeps them. Train a new model to read another pair.")
+        return
+    if new == old + ["lm"]:
+        for key in PAIR_SHAPE_KEYS:
+            model[key] = ADDED_KEYS[f"model.{key}"]
+    elif new != old:
+        raise SeqtagError(f"--set model.embedders: the parent's are [{', '.join(old)}] and a fine-tuned model keeps "
+                          f"them; it can add the 'lm' embedder, last: --set model.embedders=[{', '.join(old + ['lm'])}] "
+                          "--set model.lm=PAIR.")
+    elif model.get("lm") != parent.get("lm"):
+        raise SeqtagError(f"--set model.lm: the parent has no 'lm' embedder to read it; add one too: --set "
+                          f"model.embedders=[{', '.join(old + ['lm'])}].")
 
 
 def finetune_recipe(parent: dict, overrides: list[str] = (), **paths: str | None) -> tuple[Recipe, FinetuneConfig, list[str]]:
@@ -707,7 +734,8 @@ def finetune_recipe(parent: dict, overrides: list[str] = (), **paths: str | None
             if task not in field_.tasks:
                 raise SeqtagError(f"--set {key}: task {task!r} does not use it (only {' and '.join(field_.tasks)} "
                                   "models do).")
-            fixed = (section == "data" and sub in FIXED_DATA_KEYS) or (section == "model" and sub not in ADJUSTABLE_MODEL_KEYS)
+            fixed = (section == "data" and sub in FIXED_DATA_KEYS) or (
+                section == "model" and sub not in ADJUSTABLE_MODEL_KEYS + (PAIR_KEYS if task != "lm" else ()))
             if fixed and value != raw[section].get(sub):  # the parent's own value is no change (scripts pass both)
                 raise SeqtagError(f"--set {key}: {key} shaped the parent model's vocabularies, labels or weights, so "
                                   "a fine-tuned model keeps the parent's value. Train a new model to change it.")
@@ -717,6 +745,8 @@ def finetune_recipe(parent: dict, overrides: list[str] = (), **paths: str | None
                 f"{s}.{name}" for s, cls in SECTIONS.items() for name in _fields(cls)]
             raise _unknown_key(key, known, "--set")
         changed.append(key)
+    if task != "lm":
+        _added_pair(parent["model"], raw["model"])
     for split, value in paths.items():
         if value is not None:
             raw["data"][split] = str(value)

@@ -7,7 +7,8 @@ reader settings (unless `--set data.*` changes them); labels, words and characte
 (`data/growth.py`), and the head and embedding rows grow by copying the parent's rows in. Training then runs as
 `seqtag train` runs: the same `training.train`, started `FromParent` (`starts.py`), with its checkpoints, early
 stopping and `--resume`, into a new model directory whose config.json records the parent, the data and the
-settings. The parent's directory is only read.
+settings. The parent's directory is only read. A parent without the "lm" embedder can gain it (`--set
+model.embedders=[..., lm] --set model.lm=PAIR`): the encoder's inputs grow by the pair's states, from zero weights.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .artifact import read_model
 from .config import Recipe, finetune_recipe
 from .data.growth import Growth
 from .data.readers import FORMATS
+from .embedders import LM_EMBEDDER
 from .errors import InputError, SeqtagError
 from .families import FAMILIES
 from .starts import FromParent
@@ -99,6 +101,8 @@ def finetune(parent: str | Path, train: str | Path | None, dev: str | Path | Non
                     tokenizer=getattr(predictor, "tokenizer", None))
     if settings.replay:
         growth.replay = str(Path(settings.replay).resolve())
+    growth.adds_language_models = (LM_EMBEDDER in recipe.model.embedders
+                                   and LM_EMBEDDER not in parts["config"]["recipe"]["model"]["embedders"])
     return training.train(recipe, out, resume=resume, smoke=smoke, cache_dir=cache_dir, overwrite=overwrite,
                           init=FromParent(parent_dir, parts, growth, changed), callbacks=callbacks)
 

@@ -27,7 +27,7 @@ from torch import nn
 from .config import FinetuneConfig, Recipe
 from .data.growth import Growth
 from .data.splits import Prepared
-from .embedders import UNK_ID, WORD_EMBEDDER
+from .embedders import LM_EMBEDDER, UNK_ID, WORD_EMBEDDER
 from .errors import SeqtagError
 from .networks import Network
 from .objectives import Anchor, Distillation, Objective, leading_part
@@ -116,23 +116,28 @@ def weights_digest(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def grow_network(net: Network, parent: dict[str, torch.Tensor]) -> dict[str, int]:
+def grow_network(net: Network, parent: dict[str, torch.Tensor], added: str | None = None) -> dict[str, int]:
     """Copy the parent's weights into `net`, whose embedding and output rows may be more (appended words,
     characters, labels); each tensor's parent part goes to the same place. New embedding rows start as the
-    parent's unknown-token vector: a new word first reads as the parent read it. Returns the parent's row count
-    per embedding table."""
+    parent's unknown-token vector: a new word first reads as the parent read it. `added` names an embedder the
+    parent lacks (its weights are set elsewhere); the encoder's input columns for its vectors start at zero, so
+    the grown network first scores as the parent did. Returns the parent's row count per embedding table."""
     state = net.state_dict()
     with torch.no_grad():
         for name, tensor in state.items():
+            if added is not None and name.startswith(f"embedders.{added}."):
+                continue
             old = parent[name]
             if old.dim() != tensor.dim() or any(o > n for o, n in zip(old.shape, tensor.shape)):
                 raise SeqtagError(f"the fine-tuned network's {name} {tuple(tensor.shape)} cannot hold the parent's "
                                   f"{tuple(old.shape)}")
             leading_part(tensor, old.shape)[...] = old
+            if added is not None and name.startswith(("encoder.", "backward_encoder.")) and tensor.dim() == 2:
+                tensor[:, old.shape[1]:] = 0  # the first layer's input weights: the added embedder comes last
         net.load_state_dict(state)
         rows = {}
         for name, module in net.named_modules():
-            if isinstance(module, nn.Embedding):
+            if isinstance(module, nn.Embedding) and not (added is not None and name.startswith(f"embedders.{added}.")):
                 rows[name] = parent[f"{name}.weight"].shape[0]
                 module.weight[rows[name]:] = module.weight[UNK_ID]
     return rows
@@ -243,7 +248,8 @@ class FromParent(Start):
         return recipe.train.lr * self.settings.head_lr_factor
 
     def start_network(self, objective: Objective, net: Network, recipe: Recipe, prepared: Prepared) -> None:
-        self.rows = grow_network(net, self.parts["state_dict"])
+        self.rows = grow_network(net, self.parts["state_dict"],
+                                 added=LM_EMBEDDER if self.growth.adds_language_models else None)
         # Pretrained vectors (--set model.pretrained_vectors) start the new words only; the parent's rows are trained.
         old = self.rows.get(f"embedders.{WORD_EMBEDDER}.embedding", 0)
         prepared.pretrained = {index: vector for index, vector in prepared.pretrained.items() if index >= old}
@@ -271,7 +277,9 @@ class FromParent(Start):
         if self.settings.keep_old != "distill" or self.settings.distill_weight == 0:
             return None
         old_labels = self.parts["config"]["sizes"]["labels"]
-        parent = objective.family.build_network(recipe.model, {**prepared.sizes, "labels": old_labels})
+        # The parent's own embedders: an "lm" embedder the child adds would only feed the zero columns it starts with.
+        model = dataclasses.replace(recipe.model, embedders=list(self.parts["config"]["recipe"]["model"]["embedders"]))
+        parent = objective.family.build_network(model, {**prepared.sizes, "labels": old_labels})
         grow_network(parent, self.parts["state_dict"])
         codec = prepared.featurizer.labels if prepared.featurizer is not None else None
         constrain = getattr(parent.head, "constrain", None)

@@ -317,3 +317,74 @@ def test_a_tagger_with_lm_features_fine_tunes_and_so_does_the_pair_on_new_text(t
     reader = train(recipe, tmp_path / "reader", smoke=True).model_dir
     carried = load_file(reader / "model.safetensors")
     assert torch.equal(carried["embedders.lm.forward_lm.weight_hh_l0"], moved["encoder.rnn.weight_hh_l0"])
+
+
+def test_a_tagger_without_lm_features_gains_them_when_fine_tuned(pair, tmp_path):
+    """`--set model.embedders=[..., lm] --set model.lm=PAIR` on a parent without the embedder: the child carries
+    the pair, its encoder reads the pair's states through new input columns that start at zero (so it first scores
+    as the parent did), and those columns learn."""
+    from seqtag.finetuning import finetune
+
+    from conftest import write_conll
+
+    parent = train(load_recipe("demo", [*TINY_TAGGER, "train.max_epochs=2"]), tmp_path / "parent").model_dir
+    new = write_conll(tmp_path / "new.conll", [[("Wilson", "_", "B-PER"), ("visited", "_", "O"), ("Oslo", "_", "B-LOC"),
+                                                (".", "_", "O")], [("Ada", "_", "B-PER"), ("left", "_", "O")]] * 3)
+    copy = shutil.copytree(pair.parent, tmp_path / "lm")
+    adds = ["model.embedders=[word,char_cnn,lm]", f"model.lm={copy}", "train.max_epochs=2"]
+    before = load_file(parent / "model.safetensors")
+    width = before["encoder.rnn.weight_ih_l0"].shape[1]
+
+    # At a learning rate that moves nothing, the child is the parent plus the pair's zero-weighted states.
+    still = load_file(finetune(parent, new, dev=new, out=tmp_path / "still",
+                               overrides=[*adds, "train.lr=1e-12"]).model_dir / "model.safetensors")
+    for name in ("encoder.rnn.weight_ih_l0", "encoder.rnn.weight_ih_l0_reverse"):
+        assert still[name].shape[1] == width + 2 * 12, name   # the pair's hidden size, both directions
+        assert still[name][:, width:].abs().max() < 1e-9, name
+        assert torch.allclose(still[name][:, :width], before[name], atol=1e-9), name
+    sentence = "Wilson visited Sydney ."
+    expected = [token.probability for token in seqtag.load(parent).predict(sentence).tokens]
+    got = [token.probability for token in seqtag.load(tmp_path / "still" / "model").predict(sentence).tokens]
+    assert got == pytest.approx(expected, abs=1e-6)
+
+    tuned_dir = finetune(parent, new, dev=new, out=tmp_path / "tuned", overrides=adds).model_dir
+    tuned = load_file(tuned_dir / "model.safetensors")
+    assert tuned["encoder.rnn.weight_ih_l0"][:, width:].abs().max() > 1e-4   # the new columns learnt
+    theirs = load_file(pair / "model.safetensors")
+    assert torch.equal(tuned["embedders.lm.forward_lm.weight_hh_l0"], theirs["encoder.rnn.weight_hh_l0"])
+    assert torch.equal(tuned["embedders.lm.embedding.weight"], theirs["embedders.word.embedding.weight"])
+    model = json.loads((tuned_dir / "config.json").read_text())["recipe"]["model"]
+    assert model["embedders"] == ["word", "char_cnn", "lm"] and model["lm_hidden_size"] == 12
+    shutil.rmtree(copy)   # the child carries the pair
+    assert [t.text for t in seqtag.load(tuned_dir).predict(sentence).tokens] == sentence.split()
+
+
+def test_a_classifier_without_lm_features_gains_them_when_fine_tuned(pair, tmp_path):
+    from seqtag.finetuning import finetune
+
+    path = _write(tmp_path / "train.csv", "text,label\n" + "".join(
+        f"{text},{label}\n" for text, label in [("Paris was great fun", "pos"), ("a dull day in Oslo", "neg")] * 4))
+    parent = train(load_recipe("sentiment", TINY_TAGGER, train=str(path)), tmp_path / "parent", smoke=True).model_dir
+    child = finetune(parent, path, out=tmp_path / "child", smoke=True,
+                     overrides=["model.embedders=[word,char_cnn,lm]", f"model.lm={pair}"]).model_dir
+    assert "embedders.lm.forward_lm.weight_hh_l0" in load_file(child / "model.safetensors")
+    assert seqtag.load(child).predict("Wayne Foundation was great").label in ("pos", "neg")
+
+
+def test_fine_tuning_adds_the_lm_embedder_last_and_keeps_a_parents_pair(tagger, pair, tmp_path):
+    from seqtag.config import finetune_recipe
+
+    plain = load_recipe("demo", TINY_TAGGER).to_dict()   # embedders [word, char_cnn]
+    with pytest.raises(SeqtagError, match=r"can add the 'lm' embedder, last: --set model.embedders=\[word, char_cnn, lm\]"):
+        finetune_recipe(plain, ["model.embedders=[word,lm]", f"model.lm={pair}"])
+    with pytest.raises(SeqtagError, match="has no 'lm' embedder to read it"):
+        finetune_recipe(plain, [f"model.lm={pair}"])
+    recipe, _, _ = finetune_recipe(plain, ["model.embedders=[word,char_cnn,lm]", f"model.lm={pair}"])
+    assert recipe.model.embedders == ["word", "char_cnn", "lm"] and recipe.model.lm_hidden_size == 0   # read at start
+    reads_pair = json.loads((tagger / "config.json").read_text())["recipe"]
+    with pytest.raises(SeqtagError, match="keeps them"):
+        finetune_recipe(reads_pair, [f"model.lm={tmp_path}"])
+    with pytest.raises(SeqtagError, match="keeps them"):
+        finetune_recipe(reads_pair, ["model.embedders=[word]"])
+    same, _, _ = finetune_recipe(reads_pair, [f"model.lm={reads_pair['model']['lm']}", "model.lm_tune=true"])
+    assert same.model.lm_tune and same.model.lm_hidden_size == 12

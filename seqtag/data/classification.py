@@ -14,7 +14,7 @@ from ..config import DataConfig, Recipe
 from ..errors import SeqtagError
 from . import text_readers
 from .readers import read_rows
-from .contextual import read_language_models
+from .contextual import pair_inputs
 from .featurizer import Featurizer, LabelCodec, reads_characters
 from .growth import Growth, training_places
 from .splits import DataRecord, Prepared, split_sources
@@ -87,9 +87,9 @@ def prepare_classification(recipe: Recipe, cache_dir: str | None = None, growth:
         # The held-out texts' classes come from the training file; the list is rebuilt from what is left.
         labels = label_list(rows["train"]["label"])
     vectors: dict = {}
-    language_models = None
+    lm_chars, language_models = pair_inputs(model, growth)
     if growth is not None:
-        featurizer = _grown_featurizer(growth, rows, sources, data)
+        featurizer = _grown_featurizer(growth, rows, sources, data, lm_chars)
         if model.pretrained_vectors:  # fine-tuning: rows for the words the run adds (finetune.py keeps only those)
             vectors = read_pretrained(model, added_words(featurizer.words, growth.featurizer.words), 0)
     else:
@@ -104,10 +104,6 @@ def prepare_classification(recipe: Recipe, cache_dir: str | None = None, growth:
         chars = None
         if reads_characters(model.embedders):
             chars = build_char_tokenizer(Featurizer(words, None, None, data.max_word_length, raw_text=True).tokens(texts))
-        lm_chars = None
-        if "lm" in model.embedders:  # the "lm" embedder's pair: its tokenizer spells, its weights start the embedder
-            pair = read_language_models(model.lm)
-            lm_chars, language_models = pair.tokenizer, pair.state_dict
         featurizer = Featurizer(words, chars, LabelCodec(labels), data.max_word_length, raw_text=True,
                                 max_length=data.max_length, lm_chars=lm_chars)
     words, chars, labels = featurizer.words, featurizer.chars, featurizer.labels.labels
@@ -132,7 +128,7 @@ def prepare_classification(recipe: Recipe, cache_dir: str | None = None, growth:
                     language_models=language_models)
 
 
-def _grown_featurizer(growth: Growth, rows: dict, sources: dict, data: DataConfig) -> Featurizer:
+def _grown_featurizer(growth: Growth, rows: dict, sources: dict, data: DataConfig, lm_chars) -> Featurizer:
     """The parent's featurizer grown by the training (and replay) texts: new words, characters and classes."""
     training, places = training_places(rows, sources, "label", "line", span_types=False)
     texts = [text for split in training for text in rows[split]["text"]]
@@ -141,7 +137,7 @@ def _grown_featurizer(growth: Growth, rows: dict, sources: dict, data: DataConfi
     chars = growth.chars(word for tokens in Featurizer(words, None, None, 1, raw_text=True).tokens(texts)
                          for word in tokens) if parent.chars is not None else None
     return Featurizer(words, chars, growth.labels(places, span_types=False), data.max_word_length, raw_text=True,
-                      max_length=data.max_length, lm_chars=parent.lm_chars)
+                      max_length=data.max_length, lm_chars=lm_chars)
 
 
 def add_words(tokenizer: Tokenizer, extra: list[str]) -> None:

@@ -69,3 +69,15 @@ def read_language_models(path: str | Path | None, whole: bool = True) -> CharLan
         parts = read_model(folder, {"lm": lambda _config: ("tokenizer.json",)})
         pair.tokenizer, pair.state_dict = parts["tokenizer"], parts["state_dict"]
     return pair
+
+
+def pair_inputs(model, growth=None) -> tuple[Tokenizer | None, dict | None]:
+    """The "lm" embedder's character tokenizer, and the pair's weights when the run copies them in: none without
+    the embedder; a fine-tuning run keeps its parent's tokenizer (the pair's weights are in the parent's) unless the
+    run adds the embedder (`Growth.adds_language_models`)."""
+    if "lm" not in model.embedders:
+        return None, None
+    if growth is not None and not growth.adds_language_models:
+        return growth.featurizer.lm_chars, None
+    pair = read_language_models(model.lm)
+    return pair.tokenizer, pair.state_dict

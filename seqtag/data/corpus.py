@@ -12,7 +12,7 @@ from datasets import Dataset
 from ..config import DataConfig, Recipe
 from ..errors import InputError, SeqtagError
 from . import readers, schemes
-from .contextual import read_language_models
+from .contextual import pair_inputs
 from .featurizer import Featurizer, LabelCodec, reads_characters, span_label_list
 from .growth import Growth, training_places
 from .splits import DataRecord, Prepared, split_sources
@@ -107,9 +107,10 @@ def prepare_tagging(recipe: Recipe, cache_dir: str | None = None, growth: Growth
     file_scheme = resolve_scheme(data.scheme, rows["train"], sources["train"])
     for split, source in sources.items():
         check_scheme(rows[split], file_scheme, source, training=(rows["train"], sources["train"]))
-    vectors, record, language_models = {}, DataRecord(), None
+    vectors, record = {}, DataRecord()
+    lm_chars, language_models = pair_inputs(model, growth)
     if growth is not None:
-        featurizer = _grown_featurizer(growth, rows, sources, file_scheme, data)
+        featurizer = _grown_featurizer(growth, rows, sources, file_scheme, data, lm_chars)
         if model.pretrained_vectors:  # fine-tuning: rows for the words the run adds (finetune.py keeps only those)
             vectors = read_pretrained(model, added_words(featurizer.words, growth.featurizer.words), 0)
     else:
@@ -135,10 +136,6 @@ def prepare_tagging(recipe: Recipe, cache_dir: str | None = None, growth: Growth
         else:
             types = {span[0] for labels in train_labels for span in schemes.spans(labels)}
             codec = LabelCodec(span_label_list(types, data.train_scheme), file_scheme, data.train_scheme)
-        lm_chars = None
-        if "lm" in model.embedders:  # the "lm" embedder's pair: its tokenizer spells, its weights start the embedder
-            pair = read_language_models(model.lm)
-            lm_chars, language_models = pair.tokenizer, pair.state_dict
         featurizer = Featurizer(words, chars, codec, data.max_word_length, lm_chars=lm_chars)
     words, chars, codec = featurizer.words, featurizer.chars, featurizer.labels
     encoded, unseen = {}, {}
@@ -154,7 +151,8 @@ def prepare_tagging(recipe: Recipe, cache_dir: str | None = None, growth: Growth
                     record=replace(record, unseen_labels=unseen), language_models=language_models)
 
 
-def _grown_featurizer(growth: Growth, rows: dict, sources: dict, file_scheme: str, data: DataConfig) -> Featurizer:
+def _grown_featurizer(growth: Growth, rows: dict, sources: dict, file_scheme: str, data: DataConfig,
+                      lm_chars) -> Featurizer:
     """The parent's featurizer grown by the training (and replay) rows: new words, characters and labels appended."""
     parent = growth.featurizer.labels
     if (file_scheme == "none") != (parent.train_scheme == "none"):
@@ -166,4 +164,4 @@ def _grown_featurizer(growth: Growth, rows: dict, sources: dict, file_scheme: st
     codec = growth.labels(places, span_types=file_scheme != "none")
     codec.file_scheme = file_scheme
     return Featurizer(growth.words(words, whole=True, min_freq=data.min_freq), growth.chars(words), codec,
-                      data.max_word_length, lm_chars=growth.featurizer.lm_chars)
+                      data.max_word_length, lm_chars=lm_chars)

@@ -168,6 +168,7 @@ class Growth:
             if settings.label_map else None
         self.added: dict[str, list[str]] = {}
         self.replay = settings.replay
+        self.adds_language_models = False  # the run adds the "lm" embedder: its pair is read from model.lm
 
     # -- labels ---------------------------------------------------------------
 
