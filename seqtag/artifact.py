@@ -38,6 +38,7 @@ from tokenizers import Tokenizer
 
 from .durable import fsync_folder, replace_durably, write_durably  # noqa: F401 - the save path's own, re-exported
 from .errors import ModelFileError
+from .runs import MODEL_FILES
 
 FORMAT_VERSION = 2  # 2: networks composed from parts (embedders, cell, head); config.json holds the recipe
 
@@ -105,6 +106,10 @@ def save_model(directory: str | Path, config: dict, state_dict: dict[str, torch.
     if labels is not None:
         files["labels.json"] = _json_bytes(labels)
     files["metrics.json"] = _json_bytes(metrics)
+    undeclared = sorted(set(files) - MODEL_FILES)
+    if undeclared:
+        raise ValueError(f"model files {undeclared} are not declared in seqtag.runs.MODEL_FILES; declare them there, "
+                         "or a run folder holding them could not be overwritten.")
     staging = _staging_dir(target)
     try:
         for name, data in files.items():

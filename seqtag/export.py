@@ -39,9 +39,10 @@ from .cells import GatedRecurrentLayers, reverse_within_lengths
 from .crf import CRFHead
 from .artifact import publish_folder, staging_folder
 from .durable import write_durably
-from .data.featurizer import LM_LAYOUT, LM_TOKENIZER, line_layout
+from .data.featurizer import LM_LAYOUT, line_layout
 from .embedders import PAD_ID, CharCNN, CharLSTM, ContextualStrings, WordEmbedder
 from .errors import SeqtagError
+from .runs import MODEL_FILES
 from .heads import NextTokenHead, PooledHead, SoftmaxHead
 from .loading import load
 from .version import __version__
@@ -401,8 +402,9 @@ def export_onnx(model_dir: str | Path, out: str | Path | None = None, opset: int
                               f"{TOLERANCE}); this network cannot be exported faithfully. Please report it.")
         if int8:
             _quantize(staging / "model.onnx")
-        files = [name for name in ("word_tokenizer.json", "char_tokenizer.json", LM_TOKENIZER, "tokenizer.json",
-                                   "labels.json", "metrics.json") if (model_dir / name).is_file()]
+        # Every file of the model folder but the network, which the graph replaces (and config.json, export.json's).
+        files = [name for name in sorted(MODEL_FILES - {"config.json", "model.safetensors"})
+                 if (model_dir / name).is_file()]
         for name in files:
             shutil.copyfile(model_dir / name, staging / name)
         if described.get("head") == "crf":

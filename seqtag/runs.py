@@ -36,9 +36,10 @@ except ImportError:  # pragma: no cover
 
 LOCK_NAME = ".seqtag.lock"
 MODEL_DIR = "model"
-# The files a model directory may hold: what artifact.save_model writes.
+# The files a model directory may hold: what artifact.save_model writes (it refuses to write any other name, so a
+# new file is declared here, or --overwrite would take the model it is in for a folder of someone else's files).
 MODEL_FILES = frozenset({"config.json", "model.safetensors", "word_tokenizer.json", "char_tokenizer.json",
-                         "tokenizer.json", "labels.json", "metrics.json"})
+                         "tokenizer.json", "lm_tokenizer.json", "labels.json", "metrics.json"})
 # What a run writes besides the model, relative to the run folder. Checkpoints are renamed into place from a
 # ".NAME.partial" file beside them (see train.AtomicCheckpointIO), which a killed run can leave behind.
 RUN_FILES = ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "checkpoints/.best.ckpt.partial",

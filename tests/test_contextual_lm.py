@@ -388,3 +388,13 @@ def test_fine_tuning_adds_the_lm_embedder_last_and_keeps_a_parents_pair(tagger, 
         finetune_recipe(reads_pair, ["model.embedders=[word]"])
     same, _, _ = finetune_recipe(reads_pair, [f"model.lm={reads_pair['model']['lm']}", "model.lm_tune=true"])
     assert same.model.lm_tune and same.model.lm_hidden_size == 12
+
+
+def test_a_run_folder_of_a_model_with_the_pair_can_be_overwritten(pair, tmp_path):
+    """Every file a model folder holds is one seqtag writes (lm_tokenizer.json too), so --overwrite replaces it."""
+    recipe = load_recipe("demo", [*TINY_TAGGER, "model.embedders=[word,lm]", f"model.lm={pair}"])
+    first = train(recipe, tmp_path / "run", smoke=True).model_dir
+    assert (first / "lm_tokenizer.json").is_file()
+    again = train(recipe, tmp_path / "run", smoke=True, overwrite=True).model_dir
+    assert sorted(p.name for p in again.iterdir()) == ["config.json", "labels.json", "lm_tokenizer.json",
+                                                      "metrics.json", "model.safetensors", "word_tokenizer.json"]
