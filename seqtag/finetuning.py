@@ -73,7 +73,8 @@ def finetune(parent: str | Path, train: str | Path | None, dev: str | Path | Non
     """Fine-tune the model in `parent` on new data and save a new model directory (a `training.TrainResult`).
 
     `overrides` are `--set` assignments: `finetune.*` (see `config.FinetuneConfig`), `train.*`, reader settings
-    `data.*`, and the model's dropout and pretrained-vector keys. Without train.lr, the learning rate is the
+    `data.*`, the model's dropout, pretrained-vector and lm_tune/lm_lr keys, and an added "lm" embedder with its
+    model.lm (`config._added_pair`). Without train.lr, the learning rate is the
     parent's times finetune.lr_factor. `callbacks`: Lightning callbacks that watch the run, as for `train`."""
     parent_dir = Path(parent)
     out = Path(out) if out is not None else default_out(parent_dir)
