@@ -123,9 +123,10 @@ def grow_network(net: Network, parent: dict[str, torch.Tensor], added: str | Non
     parent lacks (its weights are set elsewhere); the encoder's input columns for its vectors start at zero, so
     the grown network first scores as the parent did. Returns the parent's row count per embedding table."""
     state = net.state_dict()
+    own = (f"embedders.{added}.",) if added is not None else ()  # the added embedder's weights: none in the parent
     with torch.no_grad():
         for name, tensor in state.items():
-            if added is not None and name.startswith(f"embedders.{added}."):
+            if name.startswith(own):
                 continue
             old = parent[name]
             if old.dim() != tensor.dim() or any(o > n for o, n in zip(old.shape, tensor.shape)):
@@ -137,7 +138,7 @@ def grow_network(net: Network, parent: dict[str, torch.Tensor], added: str | Non
         net.load_state_dict(state)
         rows = {}
         for name, module in net.named_modules():
-            if isinstance(module, nn.Embedding) and not (added is not None and name.startswith(f"embedders.{added}.")):
+            if isinstance(module, nn.Embedding) and not f"{name}.".startswith(own):
                 rows[name] = parent[f"{name}.weight"].shape[0]
                 module.weight[rows[name]:] = module.weight[UNK_ID]
     return rows
