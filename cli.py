@@ -145,9 +145,9 @@ def user_errors(command):
 
 
 def _figures(task: str, metrics: dict) -> str:
-    from seqtag.families import family_of
+    from seqtag.outputs import outputs_of
 
-    return family_of(task).figures_line(metrics)
+    return outputs_of(task).figures_line(metrics)
 
 
 @app.command(epilog=_recipe_list())
@@ -339,7 +339,7 @@ def predict(
     text column); writes one JSON line (or a CoNLL block) per input to standard output, streamed: any input
     size runs in bounded memory. Progress (inputs/s, and an ETA for text files) goes to stderr unless --quiet."""
     import seqtag
-    from seqtag.families import family_of
+    from seqtag.outputs import outputs_of
     from seqtag.streaming import Progress, count_lines, input_format, read_items
     from seqtag.data.text_readers import TEXT
 
@@ -358,9 +358,9 @@ def predict(
     if out is not None or address is not None:
         raise SeqtagError("--out and --address are for --engine ray; the local engine writes to standard output.")
     loaded = seqtag.load(model)
-    family = family_of(loaded.task)
-    family.check_prediction_options(model, pretokenized, output)
-    options = family.prediction_options(top_k)  # before any input is read: a tagger refuses --top-k
+    outputs = outputs_of(loaded.task, model)
+    outputs.check_prediction_options(model, pretokenized, output)
+    options = outputs.prediction_options(top_k)  # before any input is read: a tagger refuses --top-k
     fmt = input_format(file, format_, loaded.task)
     items = read_items(file, fmt, loaded.data_config, pretokenized, encoding)
     quiet = logging.getLogger("seqtag").level >= logging.WARNING

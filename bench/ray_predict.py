@@ -2,7 +2,7 @@
 
 The input is the raw `# text` lines of the EWT training file (12,544 sentences; `--copies` repeats them), cut into
 `--files` text files in a temporary folder. One process predicts them as `seqtag predict` does (each file in
-sorted order, 4,096 lines at a time through the family's `prediction_lines`), with each `--single-threads` torch
+sorted order, 4,096 lines at a time through `outputs.prediction_lines`), with each `--single-threads` torch
 thread count. The Ray path runs with each `--actors` count twice: "cold", a plain call that starts a local Ray
 instance and stops it (what a user waits for), and "warm", on an instance started once beforehand (the job
 alone: the driver's model check, the actors' start and model load, prediction, the durable writes). Each
@@ -31,7 +31,7 @@ import torch
 import seqtag
 from seqtag.data.text_readers import raw_lines
 from seqtag.distributed import predict_with_ray
-from seqtag.families import FAMILIES
+from seqtag.outputs import OUTPUTS
 
 DEMO_RUN = Path("/tmp/seqtag-ray-bench/demo")
 
@@ -40,13 +40,13 @@ def single_process(model_dir: str, files: list[Path], threads: int) -> tuple[flo
     """Seconds and output of one process predicting the files in sorted order, as `seqtag predict` does."""
     torch.set_num_threads(threads)
     model = seqtag.load(model_dir)
-    family = FAMILIES[model.task]
+    outputs = OUTPUTS[model.task]
     start = time.perf_counter()
     written = []
     for path in sorted(files):
         lines = raw_lines(path)
         while chunk := list(islice(lines, 4096)):
-            written.extend(f"{line}\n" for line in family.prediction_lines(model, chunk, False, "jsonl", None, 256))
+            written.extend(f"{line}\n" for line in outputs.prediction_lines(model, chunk, False, "jsonl", None, 256))
     return time.perf_counter() - start, "".join(written)
 
 

@@ -26,8 +26,8 @@ from .data.readers import FORMATS
 from .data.text_readers import TEXT, raw_lines
 from .durable import write_durably
 from .errors import SeqtagError
-from .families import FAMILIES
 from .loading import load
+from .outputs import OUTPUTS
 from .process_state import kept_process_state
 
 PART_PATTERN = re.compile(r"\.?part-\d+-\d+\.(jsonl|conll)(\.partial)?$")  # a part, or a durable write's leftover
@@ -73,7 +73,7 @@ def predict_with_ray(model_dir: str | Path, sources: str | list[str], out_dir: s
     (`ray.init` called before) uses that connection and leaves it open.
 
     Refused before anything runs, each with a SeqtagError saying which: a language model, options the model's
-    family cannot honour, a source that matches no file or names a table or CoNLL file, an `out_dir` that
+    task cannot honour, a source that matches no file or names a table or CoNLL file, an `out_dir` that
     already holds parts. Returns a summary: {"inputs", "rows", "parts", "actors", "seconds", "out_dir"}."""
     started = time.perf_counter()
     with kept_process_state():  # torch's and Ray's imports add warnings filters; a local Ray start, signal handlers
@@ -133,9 +133,9 @@ def input_files(sources: list[str | Path]) -> list[str]:
 
 def _prediction_task(model_dir: Path, pretokenized: bool, output: str) -> str:
     """The model's task, once the model has loaded here (so a broken model directory fails before Ray starts)
-    and its family has accepted the options."""
+    and its task's outputs have accepted the options."""
     task = load(model_dir).task
-    FAMILIES[task].check_prediction_options(model_dir, pretokenized, output)  # a language model: use generate
+    OUTPUTS[task].check_prediction_options(model_dir, pretokenized, output)  # a language model: use generate
     return task
 
 
@@ -271,7 +271,7 @@ class _PartPredictor:
 
     def __init__(self, model: list, task: str, pretokenized: bool, output: str, top_k: int | None,
                  batch_size: int, threads: int):
-        self.family = FAMILIES[task]
+        self.outputs = OUTPUTS[task]
         self.options = (pretokenized, output, top_k, batch_size)
         self.error = ""
         try:
@@ -306,7 +306,7 @@ class _PartPredictor:
             if not error:
                 try:
                     # Each line as `seqtag predict` echoes it: the result's line(s) and a line end.
-                    predicted = "".join(f"{line}\n" for line in self.family.prediction_lines(
+                    predicted = "".join(f"{line}\n" for line in self.outputs.prediction_lines(
                         self.model, lines, pretokenized, output, top_k, batch_size))
                 except SeqtagError as raised:
                     error = f"on the Ray worker at {socket.gethostname()}: {raised}"

@@ -1,9 +1,11 @@
 """Task families, each declared once: what its models are (defaults, heads, the network it builds, the files
-a model directory holds) and how a saved one is loaded, predicts and prints its figures.
+a model directory holds) and how a saved one is loaded. What the command line prints for each task, and the
+`seqtag predict` options it accepts, are in `outputs.py` (torch-free, as an ONNX folder uses them too).
 
 `seqtag.load`, `seqtag predict`/`evaluate` and the training side (`objectives.py`, which adds each family's data
 preparation, loss and dev figures) read these declarations; none of them branches on the task name. Adding a
-family is one class here plus one registration line, and its training side in `objectives.py`.
+family is one class here plus one registration line, its training side in `objectives.py` and its outputs in
+`outputs.py`.
 
 Nothing here imports Lightning, the training modules or `datasets`: this is the prediction layer.
 """
@@ -94,26 +96,6 @@ class Family:
     def network(self, parts: dict, path: Path) -> tuple[Network, Recipe]:
         return _network(parts, path, self, self.entries)
 
-    # -- prediction and figures ---------------------------------------------------------------------
-
-    def check_prediction_options(self, model_dir, pretokenized: bool, output: str) -> None:
-        """Refuse `seqtag predict` options this family's models cannot honour, before any input is read."""
-        if output not in ("jsonl", "conll"):
-            raise SeqtagError(f"--output is {output!r}; expected jsonl or conll.")
-
-    def prediction_options(self, top_k: int | None) -> dict:
-        """The keyword options of its predictor's `predict` that `seqtag predict`'s options set."""
-        return {}
-
-    def prediction_lines(self, model, lines: list[str], pretokenized: bool, output: str, top_k: int | None,
-                         batch_size: int) -> Iterator[str]:
-        """What `seqtag predict` prints for a chunk of input lines."""
-        raise NotImplementedError
-
-    def figures_line(self, metrics: dict) -> str:
-        """One line of the figures `evaluate` computed."""
-        raise NotImplementedError
-
 
 def _network(parts: dict, path: Path, family: Family, entries: dict[str, tuple] | None = None
              ) -> tuple[Network, Recipe]:
@@ -194,23 +176,6 @@ class Tagging(Family):
         tagger = SequenceTagger(net, featurizer, recipe.data, parts["metrics"], path, device)
         return _with_label_map(tagger, parts, path)
 
-    def prediction_options(self, top_k):
-        if top_k is not None:  # a silently ignored option would look like a tagger that ranks nothing
-            raise SeqtagError(f"--top-k is {top_k}: --top-k lists a classifier's ranked classes; a tagger gives one "
-                              "label per token (with its probability). Drop --top-k.")
-        return {}
-
-    def prediction_lines(self, model, lines, pretokenized, output, top_k, batch_size):
-        items = [line.split() for line in lines] if pretokenized else lines
-        for sentence in model.predict(items, batch_size=batch_size):
-            yield model.result_line(sentence, output)
-
-    def figures_line(self, metrics):
-        counts = f"({metrics['sentences']} sentences, {metrics['tokens']} tokens)"
-        if "f1" in metrics:
-            return f"F1 {metrics['f1']:.2f}  P {metrics['precision']:.2f}  R {metrics['recall']:.2f}  {counts}"
-        return f"accuracy {metrics['accuracy']:.2f}  {counts}"
-
 
 class Classification(Family):
     """A label per text: sentiment, topics. Dev figure: accuracy or macro-F1 (train.dev_metric)."""
@@ -225,22 +190,6 @@ class Classification(Family):
         featurizer = Featurizer(parts["words"], parts["chars"], LabelCodec(parts["labels"]), data.max_word_length,
                                 raw_text=True, max_length=data.max_length, lm_chars=parts["lm_tokenizer"])
         return _with_label_map(TextClassifier(net, featurizer, data, parts["metrics"], path, device), parts, path)
-
-    def check_prediction_options(self, model_dir, pretokenized, output):
-        super().check_prediction_options(model_dir, pretokenized, output)
-        if pretokenized or output != "jsonl":
-            raise SeqtagError(f"{model_dir} is a text classifier: it reads one raw text per line and writes JSON "
-                              "lines; drop --pretokenized and --output conll.")
-
-    def prediction_options(self, top_k):
-        return {"top_k": top_k}
-
-    def prediction_lines(self, model, lines, pretokenized, output, top_k, batch_size):
-        for result in model.predict(lines, top_k=top_k, batch_size=batch_size):
-            yield model.result_line(result, output)
-
-    def figures_line(self, metrics):
-        return f"accuracy {metrics['accuracy']:.2f}  macro-F1 {metrics['macro_f1']:.2f}  ({metrics['texts']} texts)"
 
 
 class LanguageModelling(Family):
@@ -265,15 +214,6 @@ class LanguageModelling(Family):
     def load(self, parts, path, device="cpu"):
         net, recipe = self.network(parts, path)
         return LanguageModel(net, parts["tokenizer"], recipe.data, parts["metrics"], path, device)
-
-    def check_prediction_options(self, model_dir, pretokenized, output):
-        raise SeqtagError(f"{model_dir} is a language model; use `seqtag generate` (or `seqtag evaluate` for "
-                          "perplexity).")
-
-    def figures_line(self, metrics):
-        bits = f"  bits/char {metrics['bits_per_char']:.4f}" if "bits_per_char" in metrics else ""
-        return (f"perplexity {metrics['perplexity']:.2f}  loss {metrics['loss']:.4f} nats/token{bits}  "
-                f"({metrics['tokens']} tokens)")
 
 
 for _family in (Tagging(), Classification(), LanguageModelling()):

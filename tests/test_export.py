@@ -24,6 +24,8 @@ from seqtag.training import train
 
 from test_pipeline import SHAPE, SMALL, _recipe_files
 
+ROOT = Path(__file__).resolve().parent.parent
+
 onnxruntime = pytest.importorskip("onnxruntime")
 
 LM_SETTINGS = [*SHAPE, "data.bptt=8", "data.batch_size=4"]
@@ -231,6 +233,16 @@ def test_onnx_prediction_never_imports_torch(exported, tmp_path):
                 "classes": seqtag.load({str(classifier)!r}).predict(["good film"], top_k=1)[0].to_dict(),
                 "text": seqtag.load({str(lm)!r}).generate("To", max_tokens=30, greedy=True)}}
         tagger.predict_file({str(tmp_path / "in.txt")!r}, {str(tmp_path / "out.jsonl")!r})
+        # `seqtag predict` too: its option checks and printed lines (outputs.py) need no torch either
+        sys.path.insert(0, {str(ROOT)!r})
+        import cli
+        from typer.testing import CliRunner
+        runner = CliRunner()
+        printed = runner.invoke(cli.app, ["--quiet", "predict", {str(tagger)!r}, {str(tmp_path / "in.txt")!r}])
+        assert printed.exit_code == 0, printed.output
+        refused = runner.invoke(cli.app, ["predict", {str(tagger)!r}, {str(tmp_path / "in.txt")!r}, "--top-k", "2"])
+        assert refused.exit_code == 2 and "tagger gives one label per token" in refused.output, refused.output
+        out["cli"] = [json.loads(line)["labels"] for line in printed.stdout.splitlines()]
         assert not any(name == "torch" or name.startswith("torch.") for name in sys.modules)
         print(json.dumps(out))
     """)
@@ -238,6 +250,7 @@ def test_onnx_prediction_never_imports_torch(exported, tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["cli"] == [s.labels for s in seqtag.load(tagger_dir).predict(["Alan met Grace .", "It rained in Oslo ."])]
     expected = seqtag.load(tagger_dir).predict("Ada Lovelace visited Paris .").to_dict()
     assert out["tagged"]["labels"] == expected["labels"]
     assert out["text"] == seqtag.load(lm_dir).generate("To", max_tokens=30, greedy=True)

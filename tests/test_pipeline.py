@@ -17,6 +17,7 @@ import seqtag
 from seqtag.config import load_recipe
 from seqtag.errors import SeqtagError
 from seqtag.families import FAMILIES
+from seqtag.outputs import OUTPUTS, outputs_of
 from seqtag.training import train
 
 from conftest import NER_SENTENCES, write_conll
@@ -121,6 +122,12 @@ def test_family_defaults_are_recorded_and_wrong_parts_refused():
         FAMILIES["tagging"].resolve(load_recipe("demo", ["model.head=pooled"]))
     with pytest.raises(SeqtagError, match="a language model reads token ids only"):
         FAMILIES["lm"].resolve(load_recipe("char-lm", ["model.embedders=[word,char_cnn]"]))
+
+
+def test_every_family_has_its_command_line_outputs_and_no_other_task_has():
+    assert sorted(OUTPUTS) == sorted(FAMILIES)
+    with pytest.raises(SeqtagError, match=r"m/config.json: task is 'parsing'; expected one of"):
+        outputs_of("parsing", Path("m"))
 
 
 @pytest.mark.slow
