@@ -369,7 +369,9 @@ class FinetuneConfig:
     theirs<TAB>ours), or inline person=PER,location=LOC. For span labels the entity type is renamed."""
     extend_vocab: bool = True
     """Give words (and characters) of the fine-tuning data that the model lacks fresh rows, started from the
-    unknown word's vector; false keeps them unknown. A BPE or WordPiece vocabulary never grows."""
+    unknown word's vector; false keeps them unknown. They take data.min_freq as a new vocabulary does, and
+    classifiers and language models add at most data.vocab_size of them, the most frequent first. A BPE or
+    WordPiece vocabulary never grows."""
     freeze: str = "none"
     """Keep parts fixed: "none", "embeddings" (the token embedders) or "encoder" (embedders and recurrent encoder,
     so only the head learns)."""

@@ -265,6 +265,33 @@ def test_a_character_language_model_learns_new_characters_and_refuses_replay(tmp
         finetune(base, prose, out=tmp_path / "ft3", overrides=["finetune.keep_old=distill"])
 
 
+def test_fine_tuning_adds_at_most_data_vocab_size_new_words_the_most_frequent_first(tmp_path):
+    # A word LM fine-tuned on a large new text would otherwise add every word it reads, each an output row that
+    # costs every step; a classifier's input rows grow the same way. New word i is on lines i..25, so seen 26 - i times.
+    new_words = [f"new{chr(97 + i)}" for i in range(26)]
+    lines = "".join(" ".join(new_words[:k + 1]) + "\n" for k in range(26))
+    verse, prose = tmp_path / "verse.txt", tmp_path / "prose.txt"
+    verse.write_text("to be or not to be\n" * 12, encoding="utf-8")
+    prose.write_text(lines, encoding="utf-8")
+    lm_shape = ["train.progress_bar=false", "model.hidden_size=8", "model.word_dim=8", "model.num_layers=1",
+                "data.bptt=8", "data.batch_size=4", "train.max_epochs=1", "data.vocab_size=10"]
+    base = train(load_recipe("word-lm", lm_shape, train=str(verse), dev=str(verse)), tmp_path / "lm").model_dir
+    tuned = finetune(base, prose, verse, out=tmp_path / "lm-ft", overrides=["train.max_epochs=1"]).model_dir
+    added = json.loads((tuned / "config.json").read_text())["finetune"]["added"]["tokens"]
+    assert added == new_words[:10]
+    assert seqtag.load(tuned).tokenizer.get_vocab_size() == seqtag.load(base).tokenizer.get_vocab_size() + 10
+
+    table, new_table = tmp_path / "train.csv", tmp_path / "new.csv"
+    table.write_text("text,label\n" + "good film,pos\nbad film,neg\n" * 6, encoding="utf-8")
+    new_table.write_text("text,label\n" + "".join(f"{line},{'pos' if k % 2 else 'neg'}\n"
+                                                   for k, line in enumerate(lines.splitlines())), encoding="utf-8")
+    classifier = train(load_recipe("sentiment", [*SMALL, "data.vocab_size=12"], train=str(table)),
+                       tmp_path / "cls").model_dir
+    tuned = finetune(classifier, new_table, out=tmp_path / "cls-ft", overrides=["train.max_epochs=1"]).model_dir
+    added = json.loads((tuned / "config.json").read_text())["finetune"]["added"]["words"]
+    assert added == new_words[:12]
+
+
 def test_a_crf_tagger_grows_its_transitions_and_decodes_valid_spans_of_the_new_type(tmp_path):
     from seqtag.data import schemes
 

@@ -132,7 +132,7 @@ def _grown_featurizer(growth: Growth, rows: dict, sources: dict, data: DataConfi
     """The parent's featurizer grown by the training (and replay) texts: new words, characters and classes."""
     training, places = training_places(rows, sources, "label", "line", span_types=False)
     texts = [text for split in training for text in rows[split]["text"]]
-    words = growth.words(texts, whole=False, min_freq=data.min_freq)
+    words = growth.words(texts, whole=False, min_freq=data.min_freq, max_added=data.vocab_size)
     parent = growth.featurizer
     chars = growth.chars(word for tokens in Featurizer(words, None, None, 1, raw_text=True).tokens(texts)
                          for word in tokens) if parent.chars is not None else None

@@ -134,12 +134,18 @@ def _pieces(tokenizer: Tokenizer, items: Iterable[str], whole: bool) -> Counter:
     return counts
 
 
-def grow_tokenizer(tokenizer: Tokenizer, counts: Counter, min_freq: int = 1) -> tuple[Tokenizer, list[str]]:
+def grow_tokenizer(tokenizer: Tokenizer, counts: Counter, min_freq: int = 1, max_added: int | None = None
+                   ) -> tuple[Tokenizer, list[str]]:
     """A word-level tokenizer with the entries of `counts` it lacks (seen at least `min_freq` times) appended,
-    most frequent first; its normalizer, pre-tokenizer and decoder are kept. Returns it and what was added."""
+    most frequent first, at most `max_added` of them; its normalizer, pre-tokenizer and decoder are kept.
+    Returns it and what was added."""
     vocab = tokenizer.get_vocab()
     added = [entry for entry, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
              if count >= min_freq and entry not in vocab and entry]
+    if max_added is not None and len(added) > max_added:
+        log.info("%d new entries were seen %d times or more; the %d most frequent are added (data.vocab_size)",
+                 len(added), min_freq, max_added)
+        added = added[:max_added]
     if not added:
         return tokenizer, []
     for entry in added:
@@ -209,9 +215,9 @@ class Growth:
 
     # -- vocabularies -----------------------------------------------------------
 
-    def words(self, items: Iterable[str], whole: bool, min_freq: int) -> Tokenizer:
+    def words(self, items: Iterable[str], whole: bool, min_freq: int, max_added: int | None = None) -> Tokenizer:
         """The parent's word tokenizer, grown by the words (pieces of raw text, unless `whole`) of `items`."""
-        return self._grow("words", self.featurizer.words, items, whole, min_freq)
+        return self._grow("words", self.featurizer.words, items, whole, min_freq, max_added)
 
     def chars(self, words: Iterable[str]) -> Tokenizer | None:
         """The parent's character vocabulary, grown by the characters of `words`."""
@@ -220,17 +226,18 @@ class Growth:
             return None
         return self._grow("chars", chars, (char for word in words for char in word), True, 1)
 
-    def lm_tokenizer(self, texts: Iterable[str], min_freq: int) -> Tokenizer:
-        return self._grow("tokens", self.tokenizer, texts, False, min_freq)
+    def lm_tokenizer(self, texts: Iterable[str], min_freq: int, max_added: int) -> Tokenizer:
+        return self._grow("tokens", self.tokenizer, texts, False, min_freq, max_added)
 
-    def _grow(self, kind: str, tokenizer: Tokenizer, items: Iterable[str], whole: bool, min_freq: int) -> Tokenizer:
+    def _grow(self, kind: str, tokenizer: Tokenizer, items: Iterable[str], whole: bool, min_freq: int,
+              max_added: int | None = None) -> Tokenizer:
         if not self.settings.extend_vocab:
             return tokenizer
         if not can_grow(tokenizer):
             log.info("the model's %s tokenizer is a fixed sub-word vocabulary: it is kept as it is (new words are "
                      "spelled with its pieces)", type(tokenizer.model).__name__)
             return tokenizer
-        grown, added = grow_tokenizer(tokenizer, _pieces(tokenizer, items, whole), min_freq)
+        grown, added = grow_tokenizer(tokenizer, _pieces(tokenizer, items, whole), min_freq, max_added)
         if added:
             log.info("%d new %s added to the model's %d (finetune.extend_vocab)", len(added), kind,
                      tokenizer.get_vocab_size())

@@ -166,9 +166,10 @@ def prepare_lm(recipe: Recipe, cache_dir: str | None = None, growth: Growth | No
         tokenizer = build_lm_tokenizer(config, training_text(lines["train"], cut))
     else:
         texts = (text for batch in training_text(lines["train"], cut) for text in batch)
-        # The same data.min_freq as a new model's vocabulary: a character LM's rare characters would otherwise each
-        # add an output row (fine-tuning the contextual-lm pair on 100 MB of text added 2,810 to its 548).
-        tokenizer = growth.lm_tokenizer(texts, config.min_freq)
+        # The same data.min_freq and data.vocab_size as a new model's vocabulary: each new entry is an output row
+        # that costs every step (fine-tuning the contextual-lm pair on 100 MB of text once added 2,810 characters
+        # to its 548; a word LM would add every word of a large text). At most vocab_size new ones per run.
+        tokenizer = growth.lm_tokenizer(texts, config.min_freq, config.vocab_size)
     log.info("tokenizer: %s, %d tokens", config.tokenizer, tokenizer.get_vocab_size())
     streams: dict[str, TokenStream] = {}
     for split, ds in lines.items():
