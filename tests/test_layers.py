@@ -24,7 +24,7 @@ LAYERS = {
     "networks and featurizers": ["networks", "data.featurizer", "data.batching", "data.streams", "data.growth",
                                  "data.splits", "data.corpus", "data.classification", "data.lm",
                                  "data.contextual"],
-    "predictors and loading": ["streaming", "predict", "language_model", "families", "loading", "eval_report",
+    "predictors and loading": ["streaming", "outputs", "predict", "language_model", "families", "loading", "eval_report",
                                "onnx_predict", "quantize"],
     "serving and streaming": ["serve", "distributed"],
     "training": ["objectives", "tasks", "starts", "progress", "hardware", "curves", "training"],
