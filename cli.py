@@ -221,7 +221,7 @@ def finetune(
     dev: Annotated[Optional[Path], typer.Option("--dev", help="Development file (early stopping).")] = None,
     test: Annotated[Optional[Path], typer.Option("--test", help="Test file, scored at the end.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default runs/NAME-finetuned).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="finetune.KEY=VALUE (new_labels, label_map, extend_vocab, freeze, unfreeze_after, start_new_labels, keep_old, distill_weight, distill_temperature, replay, replay_fraction, lr_factor, head_lr_factor, anchor), train.*, data.* reader settings.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="finetune.KEY=VALUE (new_labels, label_map, extend_vocab, freeze, unfreeze_after, start_new_labels, keep_old, distill_weight, distill_temperature, distill_swaps, replay, replay_fraction, lr_factor, head_lr_factor, anchor), train.*, data.* reader settings.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the fine-tuning run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the model and run already in --out.")] = False,
     smoke: Annotated[bool, typer.Option("--smoke", help="One training step and one dev batch, to check the setup.")] = False,

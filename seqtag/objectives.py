@@ -12,9 +12,11 @@ import math
 import torch
 
 from .config import Recipe
+from .data.batching import Batch
 from .data.featurizer import LM_TOKENIZER, Featurizer, LabelCodec
 from .embedders import LM_EMBEDDER, KeptStates, row_key
 from .data.splits import Prepared
+from .data.vocab import PAD_ID, UNK_ID
 from .errors import SeqtagError
 from .families import FAMILIES, Family, family_of
 from .heads import float32_region
@@ -63,6 +65,10 @@ class Objective:
         loss = net.head.loss(scores, batch.labels, batch.mask)
         if keep is not None:
             loss = loss + keep.weight * keep.loss(net.head, scores, batch)
+            if keep.swaps is not None:
+                swapped, where = keep.swaps(batch)
+                swapped_scores, _ = net(swapped.features, swapped.lengths, swapped.mask)
+                loss = loss + keep.weight * keep.loss(net.head, swapped_scores, swapped, where)
         return loss, None, int(batch.mask.sum())
 
     def dev_counts(self, net: Network, batch, state: State | None, labels: LabelCodec | None,
@@ -118,13 +124,15 @@ class Distillation:
     skip_new = True
     skip_corrected = True
 
-    def __init__(self, parent: Network, labels: int, temperature: float = 1.0, weight: float = 1.0):
+    def __init__(self, parent: Network, labels: int, temperature: float = 1.0, weight: float = 1.0,
+                 swaps: "WordSwaps | None" = None):
         if not hasattr(parent.head, "log_distribution"):
             raise SeqtagError(f"finetune.keep_old=distill needs the head's distribution over the old labels, which "
                               f"the {type(parent.head).__name__} head does not give: use finetune.keep_old=none, or "
                               "=replay with the parent's training data.")
         self.parent = parent.eval().requires_grad_(False)
         self.labels, self.temperature, self.weight = labels, temperature, weight
+        self.swaps = swaps                  # finetune.distill_swaps: sentences with the parent's words swapped in
         self.kept: KeptStates | None = None  # each sentence's targets, once computed (`keep_targets`)
 
     def keep_targets(self, megabytes: float) -> None:
@@ -159,19 +167,77 @@ class Distillation:
             scores, _ = self.parent(batch.features, batch.lengths, batch.mask)
             return self.parent.head.log_distribution(scores, batch.mask, self.labels, self.temperature)
 
-    def loss(self, head, scores: torch.Tensor, batch) -> torch.Tensor:
-        """The distillation loss of the child's `scores` (from `head`) on `batch`, in float32."""
-        target = self.targets(batch, scores.device)                          # (B, T, P) or (B, P)
+    def loss(self, head, scores: torch.Tensor, batch, swapped: torch.Tensor | None = None) -> torch.Tensor:
+        """The distillation loss of the child's `scores` (from `head`) on `batch`, in float32. `swapped`: the
+        batch is one of `WordSwaps`, whose targets are computed afresh, and these (B, T) tokens are distilled
+        whatever their gold label (a word swapped in has none)."""
+        gold = batch.labels
+        if swapped is None:
+            target = self.targets(batch, scores.device)                      # (B, T, P) or (B, P)
+        else:
+            target = self._computed(batch).to(scores.device)
         with float32_region(scores):
             mine = head.log_distribution(scores, batch.mask, self.labels, self.temperature)
             kl = (target.exp() * (target - mine)).sum(-1)                       # (B, T) or (B,)
             kept = batch.mask if kl.dim() == 2 else torch.ones_like(kl, dtype=torch.bool)
             if self.skip_new:
-                kept = kept & (batch.labels < self.labels)
+                kept = kept & (gold < self.labels)
             if self.skip_corrected:
-                kept = kept & ((target.argmax(-1) == batch.labels) | (batch.labels >= self.labels))
+                kept = kept & ((target.argmax(-1) == gold) | (gold >= self.labels))
+            if swapped is not None:
+                kept = kept | (swapped & batch.mask)
             kept = kept.to(kl.dtype)
             return self.temperature ** 2 * (kl * kept).sum() / kept.sum().clamp(min=1)
+
+
+class WordSwaps:
+    """Sentences to distil on besides the new ones (finetune.distill_swaps, taggers): each training batch again,
+    with a share of its words replaced by words of the parent's vocabulary, half of them capitalised. New data
+    that lacks an old label (no organisation at all) then still shows the child the names the parent knows as
+    organisations, in the new data's contexts, and what the parent makes of them is a target. The batch keeps
+    its lengths, mask and labels; a call returns it with the (B, T) tokens that were swapped (`Distillation.loss`
+    distils those whatever their gold label says).
+
+    `words` and `char_ids` are the grown featurizer's (the parent's own entries first); `parent_words` is how many
+    word rows the parent has. Models that read the "lm" embedder are not given swaps: its features spell the
+    sentence's own text."""
+
+    def __init__(self, words, char_ids: dict[str, int] | None, parent_words: int, max_word_length: int,
+                 share: float):
+        entries = [(index, word) for word, index in words.get_vocab().items() if UNK_ID < index < parent_words]
+        entries.sort()
+        self.ids = torch.tensor([index for index, _ in entries], dtype=torch.long)
+        self.share = share  # the draws come from torch's own generator, which a checkpoint saves and resumes
+        self.spellings = None
+        if char_ids is not None:
+            forms = [[word for _, word in entries], [word[:1].upper() + word[1:] for _, word in entries]]
+            width = max(1, max(min(len(word), max_word_length) for word in forms[0]))
+            self.spellings = torch.full((2, len(entries), width), PAD_ID, dtype=torch.long)  # (form, word, char)
+            for form, spelled in enumerate(forms):
+                for row, word in enumerate(spelled):
+                    chars = [char_ids.get(char, UNK_ID) for char in word[:max_word_length]] or [UNK_ID]
+                    self.spellings[form, row, :len(chars)] = torch.tensor(chars)
+
+    def __call__(self, batch: Batch) -> tuple[Batch, torch.Tensor]:
+        mask = batch.mask.cpu()
+        swap = mask & (torch.rand(mask.shape) < self.share)
+        picked = torch.randint(len(self.ids), (int(swap.sum()),))
+        features = dict(batch.features)
+        word_ids = features["word_ids"].cpu().clone()
+        word_ids[swap] = self.ids[picked]
+        features["word_ids"] = word_ids
+        if self.spellings is not None and "char_ids" in features:
+            chars = features["char_ids"].cpu()
+            width = max(chars.size(-1), self.spellings.size(-1))
+            chars = torch.nn.functional.pad(chars, (0, width - chars.size(-1)), value=PAD_ID)
+            form = torch.randint(2, (len(picked),))
+            spelled = self.spellings[form, picked]
+            chars[swap] = torch.nn.functional.pad(spelled, (0, width - spelled.size(-1)), value=PAD_ID)
+            features["char_ids"] = chars
+        device = batch.mask.device
+        swapped = Batch({key: value.to(device) for key, value in features.items()}, batch.lengths, batch.mask,
+                        batch.labels)
+        return swapped, swap.to(device)
 
 
 def leading_part(tensor: torch.Tensor, shape) -> torch.Tensor:

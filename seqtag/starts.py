@@ -30,7 +30,7 @@ from .data.splits import Prepared
 from .embedders import LM_EMBEDDER, UNK_ID, WORD_EMBEDDER
 from .errors import SeqtagError
 from .networks import Network
-from .objectives import Anchor, Distillation, Objective, leading_part
+from .objectives import Anchor, Distillation, Objective, WordSwaps, leading_part
 
 log = logging.getLogger("seqtag")
 
@@ -286,7 +286,14 @@ class FromParent(Start):
         constrain = getattr(parent.head, "constrain", None)
         if constrain is not None and codec is not None:  # the CRF's forbidden steps, from the old label names
             constrain(codec.labels[:old_labels], codec.train_scheme)
-        return Distillation(parent, old_labels, self.settings.distill_temperature, self.settings.distill_weight)
+        swaps = None
+        featurizer = prepared.featurizer
+        if (self.settings.distill_swaps and objective.family.name == "tagging" and featurizer is not None
+                and LM_EMBEDDER not in recipe.model.embedders):
+            swaps = WordSwaps(featurizer.words, featurizer.char_ids, self.rows[f"embedders.{WORD_EMBEDDER}.embedding"],
+                              featurizer.max_word_length, self.settings.distill_swaps)
+        return Distillation(parent, old_labels, self.settings.distill_temperature, self.settings.distill_weight,
+                            swaps)
 
     def anchor(self) -> Anchor | None:
         if self.settings.anchor == 0:

@@ -421,6 +421,45 @@ def test_kept_distillation_targets_equal_computed_ones_and_the_parent_runs_once_
     assert runs == [2, 2, 1] and keep.kept is None
 
 
+def test_word_swaps_put_the_parents_words_spelled_as_known_or_capitalised_into_real_tokens_only(parent):
+    from seqtag.objectives import Distillation, WordSwaps
+
+    teacher, child, old, batch_of = _parent_and_child(parent, "crf")
+    loaded = seqtag.load(parent)
+    featurizer, parent_words = loaded.featurizer, loaded.net.sizes["words"]
+    sentences = [["Ada", "took", "aspirin", "in", "Paris", "."] * 20, ["Globex", "hired", "Tim", "."]]
+    batch = batch_of(sentences, [[0] * len(s) for s in sentences])
+    swaps = WordSwaps(featurizer.words, featurizer.char_ids, parent_words, featurizer.max_word_length, 0.5)
+    swapped, where = swaps(batch)
+    assert torch.equal(swapped.mask, batch.mask) and torch.equal(swapped.labels, batch.labels)
+    assert not (where & ~batch.mask).any(), "padding is never swapped"
+    assert 0.35 < where.sum() / batch.mask.sum() < 0.65
+    unchanged = ~where
+    assert torch.equal(swapped.features["word_ids"][unchanged], batch.features["word_ids"][unchanged])
+    by_id = {index: word for word, index in featurizer.words.get_vocab().items()}
+    chars = {index: char for char, index in featurizer.char_ids.items()}
+    for word_id, spelled in zip(swapped.features["word_ids"][where].tolist(), swapped.features["char_ids"][where]):
+        assert 1 < word_id < parent_words, "only words the parent was trained on (not <pad>, <unk> or new words)"
+        written = "".join(chars.get(int(c), "?") for c in spelled if c != 0)
+        word = by_id[word_id][:featurizer.max_word_length]
+        assert written in (word, word[:1].upper() + word[1:])
+    second, _ = swaps(batch)
+    assert not torch.equal(second.features["word_ids"], swapped.features["word_ids"]), "fresh swaps every call"
+    # Swapped tokens are distilled whatever their gold label: with gold labels that correct the parent everywhere,
+    # only they count.
+    keep = Distillation(teacher, old)
+    child.eval()
+    with torch.no_grad():  # a child that differs from the parent on the old labels
+        child.head.linear.weight[1] += 0.5
+    scores, _ = child(swapped.features, swapped.lengths, swapped.mask)
+    corrected = batch_of(sentences, [[(g + 1) % old for g in row] for row in
+                                     keep._computed(swapped).argmax(-1).tolist()])
+    swapped.labels = corrected.labels
+    nothing = torch.zeros_like(where)
+    assert float(keep.loss(child.head, scores, swapped, nothing)) == pytest.approx(0.0, abs=1e-6)
+    assert float(keep.loss(child.head, scores, swapped, where)) > 1e-4
+
+
 def _sentiment_parent_and_new_data(folder: Path) -> tuple[Path, Path]:
     """A sentiment classifier (pos/neg) trained one epoch, and new texts with a new class (neutral)."""
     path = folder / "train.csv"
@@ -448,8 +487,10 @@ def test_fine_tuning_with_kept_targets_learns_the_same_weights_with_a_third_of_t
     weights, rows = {}, {}
     for budget in (0, 8):
         runs.clear()
+        # No swapped words: they make new sentences every step, whose targets are computed, never kept.
         out = finetune(parent, new, dev=new, out=tmp_path / f"kept{budget}",
-                       overrides=[*FAST, "train.max_epochs=3", f"train.cache_mb={budget}"]).model_dir
+                       overrides=[*FAST, "train.max_epochs=3", f"train.cache_mb={budget}",
+                                  "finetune.distill_swaps=0"]).model_dir
         weights[budget], rows[budget] = load_file(out / "model.safetensors"), sum(runs)
     assert (rows[0], rows[8]) == (3 * sentences, sentences)
     for name, tensor in weights[0].items():
@@ -525,8 +566,9 @@ def test_distillation_keeps_the_old_types_that_the_new_data_lacks(tmp_path):
     settings = ["train.max_epochs=6", "train.patience=0", "train.lr=0.02"]
     figures = {}
     # "anchor": no distillation, only the pull toward the parent's weights.
-    modes = {"none": ["finetune.keep_old=none"], "distill": ["finetune.keep_old=distill"],
-             "anchor": ["finetune.keep_old=none", "finetune.anchor=0.01"]}
+    modes = {"none": ["finetune.keep_old=none"], "distill": ["finetune.keep_old=distill", "finetune.distill_swaps=0"],
+             "anchor": ["finetune.keep_old=none", "finetune.anchor=0.01"],
+             "swaps": ["finetune.keep_old=distill"]}  # the default: distillation with swapped words
     for mode, chosen in modes.items():
         result = finetune(base, new["train"], dev=new["dev"], out=tmp_path / mode, overrides=[*settings, *chosen])
         model = seqtag.load(result.model_dir)
@@ -541,9 +583,12 @@ def test_distillation_keeps_the_old_types_that_the_new_data_lacks(tmp_path):
     record = json.loads((tmp_path / "distill" / "model" / "config.json").read_text())["finetune"]["settings"]
     assert record["keep_old"] == "distill" and record["distill_temperature"] == 1.0
     print({mode: (round(f["f1"], 1), round(f["per_label"]["ORG"]["f1"], 1)) for mode, f in figures.items()})
-    for mode in ("distill", "anchor"):
+    for mode in ("distill", "anchor", "swaps"):
         assert figures[mode]["f1"] > figures["none"]["f1"] + 5
         assert figures[mode]["per_label"]["ORG"]["f1"] > figures["none"]["per_label"]["ORG"]["f1"] + 10
+    # Swapping the parent's words in shows the child its organisations' names, which the new data lacks
+    # (here 86.5 against 79.2 old-test F1).
+    assert figures["swaps"]["f1"] > figures["distill"]["f1"] + 4
 
 
 def test_the_anchor_pulls_only_the_parent_part_of_each_weight_that_learns(parent):
