@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .config import Recipe
@@ -16,7 +17,8 @@ from .data.batching import Batch
 from .data.featurizer import LM_TOKENIZER, Featurizer, LabelCodec
 from .embedders import LM_EMBEDDER, KeptStates, row_key
 from .data.splits import Prepared
-from .data.vocab import PAD_ID, UNK_ID
+from .data.lengths import pad_ragged
+from .data.vocab import PAD_ID, UNK_ID, spell
 from .errors import SeqtagError
 from .families import FAMILIES, Family, family_of
 from .heads import float32_region
@@ -209,14 +211,14 @@ class WordSwaps:
         self.ids = torch.tensor([index for index, _ in entries], dtype=torch.long)
         self.share = share  # the draws come from torch's own generator, which a checkpoint saves and resumes
         self.spellings = None
-        if char_ids is not None:
-            forms = [[word for _, word in entries], [word[:1].upper() + word[1:] for _, word in entries]]
-            width = max(1, max(min(len(word), max_word_length) for word in forms[0]))
-            self.spellings = torch.full((2, len(entries), width), PAD_ID, dtype=torch.long)  # (form, word, char)
-            for form, spelled in enumerate(forms):
-                for row, word in enumerate(spelled):
-                    chars = [char_ids.get(char, UNK_ID) for char in word[:max_word_length]] or [UNK_ID]
-                    self.spellings[form, row, :len(chars)] = torch.tensor(chars)
+        if char_ids is not None:  # (form, word, char): each word as the vocabulary has it, then capitalised
+            words = [word for _, word in entries]
+            forms = spell(char_ids, [words, [word[:1].upper() + word[1:] for word in words]], max_word_length)
+            spelled = [chars for form in forms for chars in form]
+            lengths = np.fromiter(map(len, spelled), dtype=np.int64, count=len(spelled))
+            flat = np.fromiter((c for chars in spelled for c in chars), dtype=np.int64, count=int(lengths.sum()))
+            padded = pad_ragged(flat, lengths, int(lengths.max()), PAD_ID)
+            self.spellings = torch.from_numpy(padded).view(2, len(entries), -1)
 
     def __call__(self, batch: Batch) -> tuple[Batch, torch.Tensor]:
         mask = batch.mask.cpu()
